@@ -1,0 +1,5 @@
+import sys
+
+from handseg.cli import main
+
+sys.exit(main())

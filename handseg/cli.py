@@ -1,0 +1,187 @@
+"""The `handseg` command line: `handseg segment ...`, `handseg convert ...`."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+import handseg
+from handseg.convert import CheckpointError, convert_checkpoint
+from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
+from handseg.image import ImageLoadError
+from handseg.inference import DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
+from handseg.pretrained import NoDefaultModelError
+from handseg.visualize import mask_to_image, overlay, side_by_side
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Files as given; folders -> their image files; globs -> their matches. Order kept, no repeats."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif any(ch in pattern for ch in "*?[") and not path.exists():
+            paths += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        else:
+            paths.append(path)  # a missing file is reported by name when it is read
+    return list(dict.fromkeys(paths))
+
+
+def output_paths(inputs: list[Path], outputs: Sequence[str] | None) -> list[Path]:
+    """Where each input's mask goes: beside it, in one output folder, or at the paths given."""
+    if not outputs:
+        return [p.with_name(f"{p.stem}_mask.png") for p in inputs]
+    if len(outputs) == 1 and (Path(outputs[0]).is_dir() or outputs[0].endswith(("/", "\\")) or len(inputs) > 1):
+        folder = Path(outputs[0])
+        return [folder / f"{p.stem}_mask.png" for p in inputs]
+    if len(outputs) != len(inputs):
+        raise SystemExit(
+            f"handseg: error: {len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder"
+        )
+    return [Path(o) for o in outputs]
+
+
+def _sibling(mask_path: Path, kind: str) -> Path:
+    stem = mask_path.stem.removesuffix("_mask")
+    return mask_path.with_name(f"{stem}_{kind}.png")
+
+
+def _save(result: Segmentation, mask_path: Path, want_overlay: bool, want_viz: bool) -> None:
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask_to_image(result.mask)).save(mask_path)
+    if want_overlay or want_viz:
+        tinted = overlay(result.image, result.mask)
+        if want_overlay:
+            Image.fromarray(tinted).save(_sibling(mask_path, "overlay"))
+        if want_viz:
+            panel = side_by_side(result.image, mask_to_image(result.mask), tinted)
+            Image.fromarray(panel).save(_sibling(mask_path, "viz"))
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    inputs = expand_inputs(args.input)
+    if not inputs:
+        print("handseg: error: no input images found", file=sys.stderr)
+        return 1
+    outputs = output_paths(inputs, args.output)
+    if args.crf and not crf_available():
+        print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.model, args.device)
+    except (NoDefaultModelError, OSError, ValueError) as exc:
+        print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
+        return 2
+    max_side = None if args.scale is not None else args.max_side
+    results = iter_segment(
+        inputs,
+        model,
+        threshold=args.threshold,
+        crf=args.crf,
+        scale=args.scale,
+        max_side=max_side,
+        batch_size=args.batch_size,
+    )
+    failed = 0
+    progress = None
+    if len(inputs) > 1 and not args.quiet:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(inputs), unit="img", file=sys.stderr)
+    for index, result in results:
+        source = inputs[index]
+        try:
+            if isinstance(result, ImageLoadError):
+                raise result
+            _save(result, outputs[index], args.overlay, args.viz)
+            if not args.quiet and progress is None:
+                print(f"{source} -> {outputs[index]} ({100 * result.hand_fraction:.1f}% hand)")
+        except (ImageLoadError, OSError, CRFUnavailableError) as exc:
+            failed += 1
+            message = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+            (progress.write if progress else print)(f"handseg: failed: {message}", file=sys.stderr)
+        if progress:
+            progress.update()
+    if progress:
+        progress.close()
+    if failed:
+        print(f"handseg: {failed} of {len(inputs)} images failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    try:
+        model = convert_checkpoint(args.checkpoint, args.out_dir)
+    except CheckpointError as exc:
+        print(f"handseg: error: {exc}", file=sys.stderr)
+        return 2
+    params = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.checkpoint} -> {args.out_dir} ({params / 1e6:.2f} M parameters)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="handseg", description="Hand segmentation: binary hand masks for photos.")
+    parser.add_argument("--version", action="version", version=f"handseg {handseg.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser(
+        "segment",
+        help="write hand masks for images",
+        description="Write a hand mask (0/255 PNG) for each input image. A bad file is reported and the rest go on; "
+        "the exit status is 1 if any image failed.",
+    )
+    seg.add_argument("-i", "--input", nargs="+", required=True, metavar="IN", help="image files, folders or globs")
+    seg.add_argument(
+        "-o",
+        "--output",
+        nargs="+",
+        metavar="OUT",
+        help="one folder for all masks, or one path per input (default: <stem>_mask.png beside each input)",
+    )
+    seg.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    seg.add_argument("--threshold", type=float, default=0.5, help="hand probability threshold (default 0.5)")
+    seg.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
+    seg.add_argument("--overlay", action="store_true", help="also save <stem>_overlay.png")
+    seg.add_argument("--viz", action="store_true", help="also save <stem>_viz.png: image | mask | overlay")
+    seg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    size = seg.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=float, help="run the network at this scale (the original used 0.5)")
+    size.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"cap the longer side the network sees (default {DEFAULT_MAX_SIDE}); masks are always full size",
+    )
+    seg.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    seg.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    seg.set_defaults(func=cmd_segment)
+
+    conv = sub.add_parser(
+        "convert",
+        help="convert an original Hand-Segmentation MODEL.pth into a hub folder",
+        description="Convert an original Hand-Segmentation checkpoint (torch 0.3 or newer) into a hub folder "
+        "(config.json, model.safetensors, README.md) loadable with HandUNet.from_pretrained. "
+        "The checkpoint is read with weights_only=True: no code in it is executed.",
+    )
+    conv.add_argument("checkpoint", help="the original MODEL.pth")
+    conv.add_argument("out_dir", help="folder to write")
+    conv.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Image I/O and the one pre-processing path shared by every front end.
+
+Everything that reaches the model goes through `load_image` (any file, PIL image
+or array -> RGB uint8 in displayed orientation), `working_size` (how large the
+network sees it), `resize_rgb` and `to_model_input` (scale to [0, 1]).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Decompression-bomb guard: larger images are refused before their pixels are
+#: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
+MAX_PIXELS = 100_000_000
+
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
+
+
+class ImageLoadError(ValueError):
+    """The input is not a usable image: unreadable, truncated, empty, too large or of an odd type."""
+
+
+def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Return `source` as an RGB uint8 array (H, W, 3) in its displayed orientation.
+
+    Accepts a path, encoded bytes, a PIL image or an array. EXIF orientation is
+    applied; greyscale, palette, CMYK and 16-bit images are converted; alpha is
+    composited onto black. Raises ImageLoadError for anything else.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    name = "image"
+    if isinstance(source, (str, Path)):
+        name = str(source)
+        if not Path(source).is_file():
+            raise ImageLoadError(f"{name}: no such file")
+        if Path(source).stat().st_size == 0:
+            raise ImageLoadError(f"{name}: the file is empty (0 bytes)")
+        opener = lambda: Image.open(source)  # noqa: E731
+    elif isinstance(source, bytes):
+        if not source:
+            raise ImageLoadError("image: no bytes given")
+        opener = lambda: Image.open(io.BytesIO(source))  # noqa: E731
+    elif isinstance(source, Image.Image):
+        opener = lambda: source  # noqa: E731
+    else:
+        raise ImageLoadError(f"unsupported image input of type {type(source).__name__}")
+
+    try:
+        with warnings.catch_warnings():
+            # We enforce our own pixel limit below, with a clearer message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = opener()
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageLoadError(
+                    f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
+                    f"{max_pixels / 1e6:.0f} MP limit (a guard against decompression bombs)"
+                )
+            if width == 0 or height == 0:
+                raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return _pil_to_rgb(img)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not an image file in any format Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{name}: the image data is broken or truncated ({exc})") from None
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _array_to_rgb(np.asarray(img))
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        return _array_to_rgb(np.asarray(img.convert("RGBA")))
+    return np.array(img.convert("RGB"))
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """Arrays: (H, W), (H, W, 1|3|4); uint8, uint16, bool or float in [0, 1] (or [0, 255])."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageLoadError(f"array of shape {a.shape} is not an image: expected (H, W), (H, W, 3) or (H, W, 4)")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageLoadError(f"array of shape {a.shape} has no pixels")
+    a = _to_uint8(a)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] == 4:
+        alpha = a[..., 3:].astype(np.uint16)
+        a = (a[..., :3] * alpha // 255).astype(np.uint8)
+    if not a.flags.writeable or not a.flags.c_contiguous:
+        a = np.array(a)  # torch and pydensecrf need writable, contiguous memory
+    return a
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ImageLoadError("float image contains NaN or infinity")
+        scale = 255.0 if a.max() <= 1.0 else 1.0
+        return np.clip(a * scale, 0, 255).round().astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        # 16-bit data (uint16, or Pillow's 32-bit "I" mode holding 16-bit values)
+        if (a.dtype.kind == "u" and a.dtype.itemsize == 2) or a.max() > 255:
+            return np.clip(a.astype(np.float32) / 257.0, 0, 255).round().astype(np.uint8)
+        return np.clip(a, 0, 255).astype(np.uint8)
+    raise ImageLoadError(f"unsupported array dtype {a.dtype}")
+
+
+def load_mask(source: ImageInput) -> np.ndarray:
+    """Read a binary mask (0/255 or 0/1 greyscale, or any image) as a bool array (H, W)."""
+    if isinstance(source, np.ndarray) and source.dtype == bool:
+        return source
+    grey = load_image(source).max(axis=2)
+    return grey > (0 if grey.max() <= 1 else 127)
+
+
+def working_size(
+    height: int, width: int, *, scale: float | None = None, max_side: int | None = None
+) -> tuple[int, int]:
+    """The (height, width) the network runs at.
+
+    `scale` multiplies both sides (the original project used 0.5); otherwise
+    `max_side` caps the longer side, never up-sampling. Neither: full size.
+    """
+    if scale is not None:
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        factor = scale
+    elif max_side is not None:
+        if max_side < 1:
+            raise ValueError(f"max_side must be at least 1, got {max_side}")
+        factor = min(1.0, max_side / max(height, width))
+    else:
+        factor = 1.0
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize RGB uint8 (H, W, 3) to `size` = (h, w); area-aware bilinear, a no-op at the same size."""
+    if size == rgb.shape[:2]:
+        return rgb
+    return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def to_model_input(rgb: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], the scaling the model expects."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)

@@ -1,0 +1,157 @@
+"""The one inference path behind the CLI, the app, training validation and evaluation.
+
+load -> working resolution -> HandUNet -> logits resized to the original size
+-> sigmoid -> (optional CRF) -> threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from handseg.crf import refine_with_crf
+from handseg.image import ImageInput, ImageLoadError, load_image, resize_rgb, to_model_input, working_size
+from handseg.model import HandUNet
+from handseg.pretrained import pretrained_path
+
+#: Default cap on the longer side the network sees; larger images are run
+#: down-scaled and the probability map is resized back to full size.
+DEFAULT_MAX_SIDE = 1024
+
+ModelInput = HandUNet | str | Path | None
+
+
+@dataclass
+class Segmentation:
+    """The result for one image, at the image's original (displayed) size."""
+
+    mask: np.ndarray  #: bool (H, W): True where a hand is
+    probability: np.ndarray  #: float32 (H, W): hand probability in [0, 1]
+    image: np.ndarray  #: uint8 (H, W, 3): the RGB image as segmented
+
+    @property
+    def hand_fraction(self) -> float:
+        """Share of the image's pixels marked as hand."""
+        return float(self.mask.mean())
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(source: str, device: str) -> HandUNet:
+    return HandUNet.from_pretrained(source, map_location=device).eval()
+
+
+def load_model(model: ModelInput = None, device: str | torch.device | None = None) -> HandUNet:
+    """A HandUNet ready for inference: the given module, a hub folder or repo id, or
+    (None) the shipped default model. Loaded models are cached and reused."""
+    if isinstance(model, HandUNet):
+        return model.eval() if device is None else model.to(device).eval()
+    device = torch.device(device) if device is not None else default_device()
+    source = str(pretrained_path() if model is None else model)
+    return _load_cached(source, str(device))
+
+
+def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    if logits.shape[1] == 2:
+        return torch.softmax(logits, dim=1)[:, 1]
+    raise ValueError(f"cannot read a hand probability from {logits.shape[1]} output classes")
+
+
+@torch.inference_mode()
+def predict_logits(model: HandUNet, batch: torch.Tensor) -> torch.Tensor:
+    """Raw logits for a (N, 3, H, W) batch in [0, 1], on the model's device."""
+    device = next(model.parameters()).device
+    return model(batch.to(device, non_blocking=True)).float()
+
+
+def iter_segment(
+    images: Iterable[ImageInput],
+    model: ModelInput = None,
+    *,
+    threshold: float = 0.5,
+    crf: bool = False,
+    scale: float | None = None,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
+    """Segment images lazily, yielding `(index, Segmentation)` in input order.
+
+    An input that cannot be loaded yields `(index, ImageLoadError)` and the
+    others go on. Images whose working sizes match run as one batch.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    net = load_model(model, device)
+    pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, rgb, working rgb)
+
+    def flush() -> Iterator[tuple[int, Segmentation]]:
+        batch = torch.stack([to_model_input(small) for _, _, small in pending])
+        logits = predict_logits(net, batch)
+        for (index, rgb, small), logit in zip(pending, logits):
+            yield index, _finish(rgb, small, logit[None], threshold, crf)
+        pending.clear()
+
+    for index, source in enumerate(images):
+        try:
+            rgb = load_image(source)
+        except ImageLoadError as exc:
+            yield index, exc
+            continue
+        small = resize_rgb(rgb, working_size(*rgb.shape[:2], scale=scale, max_side=max_side))
+        if pending and (len(pending) >= batch_size or pending[0][2].shape != small.shape):
+            yield from flush()
+        pending.append((index, rgb, small))
+    if pending:
+        yield from flush()
+
+
+def _finish(rgb: np.ndarray, small: np.ndarray, logits: torch.Tensor, threshold: float, crf: bool) -> Segmentation:
+    height, width = rgb.shape[:2]
+    if crf:
+        # CRF runs at the working resolution: its kernels are in pixels, and
+        # full-size CRF on a 48 MP photo would need many GB.
+        refined = refine_with_crf(small, _probability_from_logits(logits)[0].cpu().numpy())
+        prob = torch.from_numpy(refined)[None, None]
+        if prob.shape[-2:] != (height, width):
+            prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
+        probability = prob[0, 0]
+    else:
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        probability = _probability_from_logits(logits)[0]
+    probability = probability.cpu().numpy().astype(np.float32, copy=False)
+    return Segmentation(mask=probability > threshold, probability=probability, image=rgb)
+
+
+def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentation:
+    """Segment the hands in one image (path, bytes, PIL image or array).
+
+    Options: `threshold` (0.5), `crf` (False), `scale` or `max_side`
+    (DEFAULT_MAX_SIDE), `device`. Raises ImageLoadError for unusable input.
+    """
+    ((_, result),) = iter_segment([image], model, **options)
+    if isinstance(result, ImageLoadError):
+        raise result
+    return result
+
+
+def segment_batch(images: Iterable[ImageInput], model: ModelInput = None, **options) -> list[Segmentation]:
+    """Segment many images, batching those of the same working size. Raises on the first unusable input."""
+    results = []
+    for _, result in iter_segment(images, model, **options):
+        if isinstance(result, ImageLoadError):
+            raise result
+        results.append(result)
+    return results

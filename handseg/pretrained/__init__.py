@@ -1,0 +1,39 @@
+"""Shipped pretrained weights: metadata only, kept apart from the architecture.
+
+Each shipped model is a hub folder (config.json, model.safetensors, README.md)
+next to this file, named `arch.tag`. `DEFAULT_MODEL` names the one that
+`handseg.segment(image)`, the CLI and the app use when no model is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+
+#: Name of the shipped default model; None until trained weights are shipped.
+DEFAULT_MODEL: str | None = None
+
+
+class NoDefaultModelError(RuntimeError):
+    """No model was given and this handseg build ships no default weights."""
+
+
+def available_models() -> list[str]:
+    """Names of the hub folders shipped inside the package."""
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def pretrained_path(name: str | None = None) -> Path:
+    """Folder of a shipped model (`None`: the default one)."""
+    if name is None:
+        if DEFAULT_MODEL is None:
+            raise NoDefaultModelError(
+                "this handseg version ships no default weights yet: pass a model, e.g. a hub folder made "
+                "with `handseg convert MODEL.pth OUT_DIR` (--model OUT_DIR on the command line)"
+            )
+        name = DEFAULT_MODEL
+    path = PRETRAINED_DIR / name
+    if not (path / "config.json").is_file():
+        raise NoDefaultModelError(f"no shipped model named {name!r}; shipped: {available_models() or 'none'}")
+    return path

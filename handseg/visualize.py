@@ -1,0 +1,67 @@
+"""Pictures of results: overlays, error maps and side-by-side panels (uint8 RGB arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Error-map colours: true positive, false positive, false negative.
+TP_COLOR = (46, 204, 113)
+FP_COLOR = (231, 76, 60)
+FN_COLOR = (52, 152, 219)
+
+
+def parse_color(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """'#rrggbb', 'rgb(r, g, b)' / 'rgba(...)' or an (r, g, b) tuple."""
+    if isinstance(color, tuple):
+        return color
+    text = color.strip()
+    if text.startswith("#") and len(text) == 7:
+        return tuple(int(text[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    if text.startswith(("rgb(", "rgba(")):
+        parts = [float(p) for p in text[text.index("(") + 1 : -1].split(",")[:3]]
+        return tuple(int(round(p)) for p in parts)  # type: ignore[return-value]
+    raise ValueError(f"unrecognized colour {color!r}: use '#rrggbb' or 'rgb(r, g, b)'")
+
+
+def overlay(
+    rgb: np.ndarray, mask: np.ndarray, color: str | tuple[int, int, int] = "#ff3c8c", opacity: float = 0.5
+) -> np.ndarray:
+    """The image with the mask tinted in `color` at `opacity` (0..1)."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    out = rgb.astype(np.float32)
+    tint = np.array(parse_color(color), dtype=np.float32)
+    out[mask] = (1 - opacity) * out[mask] + opacity * tint
+    return out.round().astype(np.uint8)
+
+
+def mask_to_image(mask: np.ndarray) -> np.ndarray:
+    """Bool mask -> uint8 0/255 greyscale, the format masks are saved in."""
+    return mask.astype(np.uint8) * 255
+
+
+def error_map(pred: np.ndarray, truth: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
+    """TP/FP/FN in three colours over a dimmed image (or black)."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction {pred.shape} and truth {truth.shape} differ in size")
+    base = (rgb.astype(np.float32) * 0.35) if rgb is not None else np.zeros((*pred.shape, 3), np.float32)
+    out = base.astype(np.uint8)
+    out[pred & truth] = TP_COLOR
+    out[pred & ~truth] = FP_COLOR
+    out[~pred & truth] = FN_COLOR
+    return out
+
+
+def side_by_side(*panels: np.ndarray, gap: int = 8) -> np.ndarray:
+    """Panels (H, W) or (H, W, 3) of one height, left to right, with white gaps."""
+    rgb = [np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p for p in panels]
+    height = rgb[0].shape[0]
+    if any(p.shape[0] != height for p in rgb):
+        raise ValueError("panels must share one height")
+    spacer = np.full((height, gap, 3), 255, np.uint8)
+    pieces = []
+    for i, p in enumerate(rgb):
+        if i:
+            pieces.append(spacer)
+        pieces.append(p.astype(np.uint8))
+    return np.concatenate(pieces, axis=1)

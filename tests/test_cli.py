@@ -1,0 +1,108 @@
+"""The `handseg` command end to end, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handseg
+from handseg.pretrained import DEFAULT_MODEL
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "handseg", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.strip() == f"handseg {handseg.__version__}"
+    for args in (["-h"], ["segment", "-h"], ["convert", "-h"]):
+        done = run_cli(*args)
+        assert done.returncode == 0 and "usage: handseg" in done.stdout
+    if shutil.which("handseg"):  # the console script installed by pip
+        assert subprocess.run(["handseg", "--version"], capture_output=True, text=True).returncode == 0
+
+
+def test_folder_of_mixed_photos(tmp_path, sample_photos, tiny_model_dir):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    expected: dict[str, tuple[int, int]] = {}
+    for path in sample_photos:
+        shutil.copy(path, folder / path.name)
+        with Image.open(path) as img:
+            expected[path.stem] = (img.height, img.width)
+    photo = Image.open(sample_photos[1]).convert("RGB")
+    photo.convert("RGBA").save(folder / "with_alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(folder / "rotated.jpg", exif=exif)
+    expected["with_alpha"] = (photo.height, photo.width)
+    expected["rotated"] = (photo.width, photo.height)  # displayed orientation
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+
+    out = tmp_path / "masks"
+    done = run_cli("segment", "-i", str(folder), "-o", str(out), "--model", str(tiny_model_dir), "--viz")
+    assert done.returncode == 1  # one file failed
+    assert "broken.jpg" in done.stderr and "Traceback" not in done.stderr
+    assert "1 of 7 images failed" in done.stderr
+    for stem, size in expected.items():
+        mask = np.array(Image.open(out / f"{stem}_mask.png"))
+        assert mask.shape == size and set(np.unique(mask)) <= {0, 255}
+        viz = Image.open(out / f"{stem}_viz.png")
+        assert viz.height == size[0] and viz.width > 3 * size[1]
+    assert not (out / "broken_mask.png").exists()
+
+
+def test_masks_beside_inputs_and_explicit_outputs(tmp_path, sample_photos, tiny_model_dir):
+    src = tmp_path / "a.jpg"
+    shutil.copy(sample_photos[2], src)
+    done = run_cli("segment", "-i", str(src), "--model", str(tiny_model_dir), "--overlay")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a_mask.png").is_file() and (tmp_path / "a_overlay.png").is_file()
+    assert "% hand" in done.stdout
+
+    done = run_cli(
+        "segment",
+        "-i",
+        str(src),
+        str(sample_photos[3]),
+        "-o",
+        str(tmp_path / "x.png"),
+        str(tmp_path / "y.png"),
+        "--model",
+        str(tiny_model_dir),
+        "--scale",
+        "0.5",
+    )
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "y.png").size == Image.open(sample_photos[3]).size
+
+
+def test_glob_input(tmp_path, sample_photos, tiny_model_dir):
+    for path in sample_photos[:2]:
+        shutil.copy(path, tmp_path / path.name)
+    done = run_cli(
+        "segment", "-i", str(tmp_path / "*.jpg"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out").glob("*_mask.png"))) == 2
+
+
+def test_clear_errors(tmp_path, sample_photos, tiny_model_dir):
+    done = run_cli("segment", "-i", str(tmp_path / "nothing.jpg"), "--model", str(tiny_model_dir))
+    assert done.returncode == 1 and "no such file" in done.stderr
+    done = run_cli("segment", "-i", str(sample_photos[0]), "--model", str(tmp_path / "no_model_here"))
+    assert done.returncode == 2 and "cannot load model" in done.stderr
+    done = run_cli("segment", "-i", str(sample_photos[0]), "--scale", "0.5", "--max-side", "100")
+    assert done.returncode == 2 and "not allowed with" in done.stderr
+
+
+@pytest.mark.skipif(DEFAULT_MODEL is not None, reason="a default model is shipped")
+def test_no_model_and_no_default_says_so(sample_photos):
+    done = run_cli("segment", "-i", str(sample_photos[0]), "-o", str(Path("/tmp/handseg-should-not-exist")))
+    assert done.returncode == 2 and "no default weights" in done.stderr

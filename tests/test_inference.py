@@ -1,0 +1,142 @@
+"""The shared inference path on real photos from ../shared/data."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import handseg
+from handseg import ImageLoadError, NoDefaultModelError, Segmentation
+from handseg.crf import crf_available
+from handseg.pretrained import DEFAULT_MODEL
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return handseg.load_model(tiny_model_dir, device="cpu")
+
+
+def test_real_photos_give_full_size_masks(sample_photos, model):
+    for path in sample_photos:
+        result = handseg.segment(path, model)
+        height, width = Image.open(path).size[::-1]
+        assert isinstance(result, Segmentation)
+        assert result.mask.shape == result.probability.shape == (height, width)
+        assert result.mask.dtype == bool and result.probability.dtype == np.float32
+        assert 0.0 <= result.probability.min() <= result.probability.max() <= 1.0
+        assert np.array_equal(result.mask, result.probability > 0.5)
+        assert result.image.shape == (height, width, 3)
+
+
+def test_threshold_controls_the_mask(sample_photos, model):
+    low = handseg.segment(sample_photos[1], model, threshold=0.2)
+    high = handseg.segment(sample_photos[1], model, threshold=0.8)
+    assert np.array_equal(low.probability, high.probability)
+    assert np.array_equal(high.mask, high.probability > 0.8)
+    assert low.mask.sum() >= high.mask.sum()
+    with pytest.raises(ValueError, match="threshold"):
+        handseg.segment(sample_photos[1], model, threshold=1.5)
+
+
+def test_batch_equals_one_by_one(sample_photos, model):
+    inputs = [sample_photos[0], sample_photos[2], sample_photos[2], sample_photos[3], sample_photos[1]]
+    batched = handseg.segment_batch(inputs, model, batch_size=3)
+    assert len(batched) == len(inputs)
+    for path, result in zip(inputs, batched):
+        single = handseg.segment(path, model)
+        np.testing.assert_allclose(result.probability, single.probability, atol=1e-5)
+
+
+def test_bad_input_in_a_stream_does_not_stop_the_others(tmp_path, sample_photos, model):
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    inputs = [sample_photos[0], tmp_path / "bad.jpg", sample_photos[1]]
+    results = dict(handseg.iter_segment(inputs, model))
+    assert isinstance(results[1], ImageLoadError) and "bad.jpg" in str(results[1])
+    assert isinstance(results[0], Segmentation) and isinstance(results[2], Segmentation)
+    with pytest.raises(ImageLoadError, match="bad.jpg"):
+        handseg.segment_batch(inputs, model)
+
+
+def test_working_resolution(sample_photos, model):
+    path = sample_photos[0]  # egohands, 1280x720
+    full = handseg.segment(path, model, max_side=None)
+    half = handseg.segment(path, model, scale=0.5)
+    capped = handseg.segment(path, model, max_side=320)
+    assert full.mask.shape == half.mask.shape == capped.mask.shape == (720, 1280)
+    assert not np.array_equal(full.probability, half.probability)
+    # A photo smaller than max_side runs at its own size.
+    small = sample_photos[2]
+    np.testing.assert_array_equal(
+        handseg.segment(small, model, max_side=4096).probability,
+        handseg.segment(small, model, max_side=None).probability,
+    )
+
+
+def test_large_photo_is_bounded(tmp_path, sample_photos, model):
+    Image.open(sample_photos[0]).resize((8000, 6000)).save(tmp_path / "big.jpg", quality=80)
+    result = handseg.segment(tmp_path / "big.jpg", model, max_side=1024)
+    assert result.mask.shape == (6000, 8000)
+
+
+def test_tiny_image(model):
+    result = handseg.segment(np.full((16, 16, 3), 128, np.uint8), model)
+    assert result.mask.shape == (16, 16)
+
+
+def test_image_variants_segment_at_their_size(tmp_path, sample_photos, model):
+    photo = Image.open(sample_photos[3]).convert("RGB")
+    photo.convert("RGBA").save(tmp_path / "rgba.png")
+    photo.convert("L").save(tmp_path / "grey.png")
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    for name in ("rgba.png", "grey.png", "cmyk.jpg"):
+        assert handseg.segment(tmp_path / name, model).mask.shape == (photo.height, photo.width)
+
+
+def test_exif_rotated_photo_gives_mask_in_displayed_orientation(tmp_path, sample_photos, model):
+    photo = np.array(Image.open(sample_photos[3]).convert("RGB"))
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 degrees counter-clockwise to display"
+    Image.fromarray(photo).save(tmp_path / "phone.png", exif=exif)
+    result = handseg.segment(tmp_path / "phone.png", model)
+    expected = handseg.segment(np.rot90(photo, k=1), model)
+    assert result.mask.shape == (photo.shape[1], photo.shape[0])
+    np.testing.assert_allclose(result.probability, expected.probability, atol=1e-5)
+
+
+@pytest.mark.skipif(not crf_available(), reason="pydensecrf2 is not installed (pip install 'handseg[crf]')")
+def test_crf_refines(sample_photos, model):
+    plain = handseg.segment(sample_photos[2], model)
+    refined = handseg.segment(sample_photos[2], model, crf=True)
+    assert refined.mask.shape == plain.mask.shape
+    assert not np.allclose(refined.probability, plain.probability)
+    assert np.array_equal(refined.mask, refined.probability > 0.5)
+
+
+def test_crf_without_pydensecrf_says_how_to_install(monkeypatch, sample_photos, model):
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)  # import now fails, as when it is not installed
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    with pytest.raises(handseg.CRFUnavailableError, match="pip install"):
+        handseg.segment(sample_photos[2], model, crf=True)
+
+
+def test_models_are_loaded_once(tiny_model_dir):
+    assert handseg.load_model(tiny_model_dir, "cpu") is handseg.load_model(str(tiny_model_dir), "cpu")
+    module = handseg.load_model(tiny_model_dir, "cpu")
+    assert handseg.load_model(module) is module
+
+
+@pytest.mark.skipif(DEFAULT_MODEL is not None, reason="a default model is shipped")
+def test_no_default_model_yet_is_a_clear_error(sample_photos):
+    with pytest.raises(NoDefaultModelError, match="ships no default weights"):
+        handseg.segment(sample_photos[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu(sample_photos, tiny_model_dir):
+    cpu = handseg.segment(sample_photos[0], tiny_model_dir, device="cpu")
+    gpu = handseg.segment(sample_photos[0], tiny_model_dir, device="cuda")
+    np.testing.assert_allclose(cpu.probability, gpu.probability, atol=1e-3)

@@ -1,0 +1,95 @@
+"""One shared set of checks for every HandUNet configuration: forward and backward at
+odd sizes, hub save/load round trips, strict loading and export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from handseg import HandUNet
+from tests.conftest import make_tiny_model
+
+CONFIGS = [
+    pytest.param({"base_channels": 4}, id="tiny-bilinear"),
+    pytest.param({"base_channels": 4, "bilinear": False}, id="tiny-transposed"),
+    pytest.param({"base_channels": 8, "in_channels": 1, "num_classes": 2}, id="grey-2class"),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("size", [(16, 16), (37, 53), (1, 1), (95, 17)])
+def test_forward_backward_any_size(config, size):
+    model = make_tiny_model(**config).train()
+    x = torch.rand(2, model.in_channels, *size, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, model.num_classes, *size)
+    out.mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_padding_does_not_shift_content():
+    """A crop of a multiple-of-16 input lines up with the same region of the full output."""
+    model = make_tiny_model()
+    x = torch.rand(1, 3, 64, 64)
+    full = model(x)
+    # Padding replicates edges at the bottom/right only, so the top-left interior must agree
+    # closely; a misaligned (shifted) output would differ everywhere.
+    part = model(x[..., :60, :61])
+    assert part.shape[-2:] == (60, 61)
+    assert torch.allclose(full[..., :40, :40], part[..., :40, :40], atol=1e-2)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_save_pretrained_round_trip(tmp_path, config):
+    model = make_tiny_model(**config)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved == {"in_channels": 3, "num_classes": 1, "base_channels": 64, "bilinear": True} | config
+    loaded = HandUNet.from_pretrained(tmp_path)
+    assert not loaded.training
+    x = torch.rand(1, model.in_channels, 40, 24)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    card = (tmp_path / "README.md").read_text()
+    assert "library_name: handseg" in card and "image-segmentation" in card
+
+
+def test_loading_is_strict(tmp_path):
+    """Weights that do not match the config are an error, not a half-random model."""
+    make_tiny_model(base_channels=4).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config | {"bilinear": False}))
+    with pytest.raises(RuntimeError, match="up"):
+        HandUNet.from_pretrained(tmp_path)
+
+
+def test_loading_never_unpickles(tmp_path):
+    """A folder with only a pickled pytorch_model.bin is refused: only safetensors are read."""
+    model = make_tiny_model()
+    (tmp_path / "config.json").write_text(json.dumps({"base_channels": 4}))
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        HandUNet.from_pretrained(tmp_path)
+
+
+def test_default_config_is_the_original_width():
+    model = HandUNet()
+    widths = [model.inc[0].out_channels] + [d[1][0].out_channels for d in model.downs]
+    assert widths == [64, 128, 256, 512, 512]
+    assert [u.conv[0].out_channels for u in model.ups] == [256, 128, 64, 64]
+    assert sum(p.numel() for p in model.parameters()) == 13_395_329
+
+
+def test_export_round_trip(tmp_path):
+    """torch.export captures the whole model (padding and crop included) and reloads it."""
+    model = make_tiny_model()
+    x = torch.rand(1, 3, 37, 53)
+    exported = torch.export.export(model, (x,))
+    torch.export.save(exported, tmp_path / "model.pt2")
+    reloaded = torch.export.load(tmp_path / "model.pt2").module()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x), model(x), atol=1e-6)

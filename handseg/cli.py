@@ -14,7 +14,7 @@ import handseg
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
 from handseg.image import ImageLoadError
-from handseg.inference import DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
+from handseg.inference import AUTO, DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
 from handseg.pretrained import NoDefaultModelError
 from handseg.visualize import mask_to_image, overlay, side_by_side
 
@@ -80,7 +80,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except (NoDefaultModelError, OSError, ValueError) as exc:
         print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
         return 2
-    max_side = None if args.scale is not None else args.max_side
+    if args.scale is not None:
+        max_side = None
+    elif args.max_side is None:
+        max_side = AUTO
+    else:
+        max_side = args.max_side or None  # 0: full resolution
     results = iter_segment(
         inputs,
         model,

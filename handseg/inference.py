@@ -20,9 +20,12 @@ from handseg.image import ImageInput, ImageLoadError, load_image, resize_rgb, to
 from handseg.model import HandUNet
 from handseg.pretrained import pretrained_path
 
-#: Default cap on the longer side the network sees; larger images are run
-#: down-scaled and the probability map is resized back to full size.
+#: Cap on the longer side the network sees when neither the caller nor the
+#: model's config says otherwise; larger images run down-scaled and the
+#: probability map is resized back to full size.
 DEFAULT_MAX_SIDE = 1024
+#: `max_side="auto"`: the model's own `max_side` (what it was trained at), else DEFAULT_MAX_SIDE.
+AUTO = "auto"
 
 ModelInput = HandUNet | str | Path | None
 
@@ -82,7 +85,7 @@ def iter_segment(
     threshold: float = 0.5,
     crf: bool = False,
     scale: float | None = None,
-    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_side: int | str | None = AUTO,
     batch_size: int = 4,
     device: str | torch.device | None = None,
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
@@ -94,6 +97,8 @@ def iter_segment(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     net = load_model(model, device)
+    if max_side == AUTO:
+        max_side = net.max_side or DEFAULT_MAX_SIDE
     pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, rgb, working rgb)
 
     def flush() -> Iterator[tuple[int, Segmentation]]:
@@ -138,8 +143,9 @@ def _finish(rgb: np.ndarray, small: np.ndarray, logits: torch.Tensor, threshold:
 def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentation:
     """Segment the hands in one image (path, bytes, PIL image or array).
 
-    Options: `threshold` (0.5), `crf` (False), `scale` or `max_side`
-    (DEFAULT_MAX_SIDE), `device`. Raises ImageLoadError for unusable input.
+    Options: `threshold` (0.5), `crf` (False), `scale` or `max_side` ("auto":
+    the model's training resolution; None: full size), `batch_size`, `device`.
+    Raises ImageLoadError for unusable input.
     """
     ((_, result),) = iter_segment([image], model, **options)
     if isinstance(result, ImageLoadError):

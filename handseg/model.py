@@ -76,6 +76,11 @@ class HandUNet(
     (widths 64-128-256-512-512, up path 256-128-64-64, bilinear up-sampling).
     `base_channels` scales every width. Any H and W work: the input is padded
     (edge-replicated) to a multiple of 16 and the output cropped back.
+
+    `max_side` is not architecture but travels in config.json with the
+    weights: the longer image side the model was trained to see, which
+    `handseg.segment` uses as its working resolution unless told otherwise
+    (None: handseg's default).
     """
 
     def __init__(
@@ -84,10 +89,12 @@ class HandUNet(
         num_classes: int = 1,
         base_channels: int = 64,
         bilinear: bool = True,
+        max_side: int | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.max_side = max_side
         c = base_channels
         self.inc = DoubleConv(in_channels, c)
         self.downs = nn.ModuleList([Down(c, 2 * c), Down(2 * c, 4 * c), Down(4 * c, 8 * c), Down(8 * c, 8 * c)])

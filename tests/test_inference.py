@@ -76,6 +76,17 @@ def test_working_resolution(sample_photos, model):
     )
 
 
+def test_model_config_sets_the_default_working_resolution(tmp_path, sample_photos):
+    from tests.conftest import make_tiny_model
+
+    make_tiny_model(max_side=200).save_pretrained(tmp_path)
+    model = handseg.HandUNet.from_pretrained(tmp_path)
+    assert model.max_side == 200
+    auto = handseg.segment(sample_photos[0], model)
+    np.testing.assert_array_equal(auto.probability, handseg.segment(sample_photos[0], model, max_side=200).probability)
+    assert not np.array_equal(auto.probability, handseg.segment(sample_photos[0], model, max_side=None).probability)
+
+
 def test_large_photo_is_bounded(tmp_path, sample_photos, model):
     Image.open(sample_photos[0]).resize((8000, 6000)).save(tmp_path / "big.jpg", quality=80)
     result = handseg.segment(tmp_path / "big.jpg", model, max_side=1024)

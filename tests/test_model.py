@@ -48,7 +48,8 @@ def test_save_pretrained_round_trip(tmp_path, config):
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved == {"in_channels": 3, "num_classes": 1, "base_channels": 64, "bilinear": True} | config
+    defaults = {"in_channels": 3, "num_classes": 1, "base_channels": 64, "bilinear": True, "max_side": None}
+    assert saved == defaults | config
     loaded = HandUNet.from_pretrained(tmp_path)
     assert not loaded.training
     x = torch.rand(1, model.in_channels, 40, 24)

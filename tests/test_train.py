@@ -1,0 +1,300 @@
+"""Training and evaluation on real photos from ../shared/data, small enough for a CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import handseg
+from handseg.metrics import score
+from tests.conftest import REPO_ROOT
+from train import run
+from train.data import load_split
+
+TINY = ["--img-size", "64", "--base-channels", "4", "--batch-size", "8", "--workers", "0"]
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_module(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data_dir):
+    out = tmp_path / "run"
+    argv = [
+        "--data",
+        str(data_dir),
+        "--sources",
+        "handphotos",
+        "--out",
+        str(out),
+        "--epochs",
+        "4",
+        "--lr",
+        "3e-3",
+        "--composite",
+        str(data_dir / "asl_cutouts"),
+        *TINY,
+    ]
+    assert run.main(argv) == 0
+    lines = read_metrics(out)
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    assert lines[0]["val_per_source"]["handphotos"]["n"] == 10
+    assert set(lines[0]) >= {"train_loss", "val_dice", "val_iou", "val_per_source", "lr", "seconds"}
+    assert (out / "curves.png").stat().st_size > 1000
+    for name in ("best", "last"):
+        model = handseg.HandUNet.from_pretrained(out / name)
+        assert model.max_side == 64  # segment() runs it at the resolution it was trained at
+        assert handseg.segment(next((data_dir / "hgr" / "images").iterdir()), model).mask.ndim == 2
+    card = (out / "best" / "README.md").read_text()
+    assert "handphotos" in card and "python -m train.run" in card and "| **all** | 10 |" in card
+    state = torch.load(out / "last" / run.STATE_FILE, weights_only=True)
+    assert state["epoch"] == 4 and not state["interrupted"]
+
+
+def test_resume_continues_exactly(tmp_path, data_dir):
+    common = ["--data", str(data_dir), "--sources", "handphotos", "--seed", "3", *TINY]
+    assert run.main([*common, "--out", str(tmp_path / "straight"), "--epochs", "2"]) == 0
+    assert run.main([*common, "--out", str(tmp_path / "split"), "--epochs", "1"]) == 0
+    assert run.main(["--resume", str(tmp_path / "split"), "--epochs", "2"]) == 0
+    straight, resumed = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "split")
+    assert len(resumed) == 2
+    for a, b in zip(straight, resumed):
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    w1 = handseg.HandUNet.from_pretrained(tmp_path / "straight" / "last").state_dict()
+    w2 = handseg.HandUNet.from_pretrained(tmp_path / "split" / "last").state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def make_gtea_layout(root: Path, data_dir: Path, n: int = 8) -> list[tuple[Path, Path]]:
+    """The original project's unzipped layout, GTEA_gaze_part/Resize/{Images,Masks_1}, masks stored 0/1."""
+    images_dir, masks_dir = (
+        root / "GTEA_gaze_part" / "Resize" / "Images",
+        root / "GTEA_gaze_part" / "Resize" / "Masks_1",
+    )
+    images_dir.mkdir(parents=True)
+    masks_dir.mkdir()
+    pairs = []
+    for i, image in enumerate(sorted((data_dir / "handphotos" / "images").iterdir())[:n]):
+        mask = data_dir / "handphotos" / "masks" / f"{image.stem}.png"
+        shutil.copy(image, images_dir / f"frame_{i:04d}.jpg")
+        zero_one = (np.array(Image.open(mask)) > 127).astype(np.uint8)
+        Image.fromarray(zero_one).save(masks_dir / f"frame_{i:04d}.png")
+        pairs.append((image, mask))
+    return pairs
+
+
+def test_gtea_gaze_layout_with_0_1_masks(tmp_path, data_dir):
+    pairs = make_gtea_layout(tmp_path, data_dir)
+    images_dir = tmp_path / "GTEA_gaze_part" / "Resize" / "Images"
+    shutil.copy(pairs[0][0], images_dir / "unpaired.jpg")
+    Image.new("L", (10, 10)).save(tmp_path / "GTEA_gaze_part" / "Resize" / "Masks_1" / "lonely.png")
+    split = load_split(tmp_path / "GTEA_gaze_part", val_percent=25, seed=0)
+    assert (len(split.train), len(split.val)) == (6, 2)
+    assert set(split.train["source"]) == {"gtea_gaze"}
+    report = "\n".join(split.problems.report())
+    assert "image without mask" in report and "unpaired.jpg" in report
+    assert "mask without image" in report and "lonely.png" in report
+    first = split.train[0]
+    truth = handseg.load_mask(first["mask"]["path"])
+    original = np.array(Image.open(pairs[int(first["id"][-4:])][1])) > 127
+    assert np.array_equal(truth, original)  # 0/1 masks read as hand where 1
+    out = tmp_path / "run"
+    assert run.main(["--data", str(tmp_path), "--out", str(out), "--epochs", "1", "--val-percent", "25", *TINY]) == 0
+    assert read_metrics(out)[0]["val_per_source"]["gtea_gaze"]["n"] == 2
+
+
+def test_bad_pairs_are_reported_and_skipped(tmp_path, data_dir):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    photos = sorted((data_dir / "hgr" / "images").iterdir())[:4]
+    for p in photos:
+        shutil.copy(p, tmp_path / "images" / p.name)
+        shutil.copy(data_dir / "hgr" / "masks" / f"{p.stem}.png", tmp_path / "masks" / f"{p.stem}.png")
+    (tmp_path / "images" / photos[1].name).write_bytes(b"broken")
+    Image.new("L", (7, 7)).save(tmp_path / "masks" / f"{photos[2].stem}.png")
+    split = load_split(tmp_path, val_percent=0)
+    assert len(split.train) == 2
+    report = "\n".join(split.problems.report())
+    assert "unreadable" in report and photos[1].name in report
+    assert "mask size differs" in report and photos[2].name in report
+
+
+def test_saved_dataset_with_own_columns(tmp_path, data_dir):
+    images = sorted((data_dir / "hgr" / "images").iterdir())[:10]
+    ds = (
+        datasets.Dataset.from_dict(
+            {
+                "img": [str(p) for p in images],
+                "label": [str(data_dir / "hgr" / "masks" / f"{p.stem}.png") for p in images],
+            }
+        )
+        .cast_column("img", datasets.Image())
+        .cast_column("label", datasets.Image())
+    )
+    ds.train_test_split(test_size=3, seed=0).save_to_disk(str(tmp_path / "saved"))
+    split = load_split(tmp_path / "saved", image_column="img", mask_column="label")
+    assert (len(split.train), len(split.val)) == (7, 3)  # the dataset's own split wins
+    out = tmp_path / "run"
+    argv = [
+        "--data",
+        str(tmp_path / "saved"),
+        "--image-column",
+        "img",
+        "--mask-column",
+        "label",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        *TINY,
+    ]
+    assert run.main(argv) == 0
+    assert read_metrics(out)[0]["val_per_source"]["saved"]["n"] == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
+def test_gpu_flag_without_cuda_exits_2(tmp_path, data_dir):
+    done = run_module("train.run", "--gpu", "--data", str(data_dir), "--out", str(tmp_path / "x"))
+    assert done.returncode == 2
+    assert "CUDA" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tmp_path, data_dir):
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "train.run",
+            "--data",
+            str(data_dir),
+            "--sources",
+            "handphotos",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = read_metrics(out)
+    assert [r["epoch"] for r in lines] == [1, 2]  # rank 0 alone writes
+    assert lines[0]["val_per_source"]["handphotos"]["n"] == 10  # both ranks' validation images gathered
+    assert handseg.HandUNet.from_pretrained(out / "best") is not None
+
+
+@pytest.mark.slow
+def test_sigint_saves_last_and_exits_cleanly(tmp_path, data_dir):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "train.run",
+            "--data",
+            str(data_dir),
+            "--sources",
+            "hgr",
+            "--out",
+            str(out),
+            "--epochs",
+            "500",
+            *TINY,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in stderr and "saved" in stderr
+    state = torch.load(out / "last" / run.STATE_FILE, weights_only=True)
+    assert state["interrupted"]
+    handseg.HandUNet.from_pretrained(out / "last")
+    assert not list(out.glob(".*tmp"))  # no half-written folders left behind
+
+
+def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
+    """Truth masks made from the model's own predictions: perfect, half-erased, and inverted."""
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "masks").mkdir()
+    photos = sorted((data_dir / "handphotos" / "images").iterdir())[:3]
+    model = handseg.load_model(tiny_model_dir, "cpu")
+    expected = {}
+    for kind, photo in zip(("same", "half", "inverse"), photos):
+        pred = handseg.segment(photo, model).mask
+        truth = {
+            "same": pred,
+            "half": np.where(np.arange(pred.shape[0])[:, None] < pred.shape[0] // 2, pred, False),
+            "inverse": ~pred,
+        }[kind]
+        shutil.copy(photo, tmp_path / "set" / "images" / f"{kind}.jpg")
+        Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / "set" / "masks" / f"{kind}.png")
+        expected[kind] = score(pred, truth)
+    assert expected["same"].dice == 1.0 and expected["inverse"].dice == 0.0
+
+    done = run_module(
+        "train.evaluate",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(tmp_path / "set"),
+        "--split",
+        "all",
+        "--json",
+        str(tmp_path / "eval.json"),
+        "--report",
+        str(tmp_path / "report"),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "eval.json").read_text())
+    by_id = {row["id"]: row for row in result["images"]}
+    for kind, s in expected.items():
+        assert by_id[kind]["dice"] == pytest.approx(s.dice)
+        assert by_id[kind]["recall"] == pytest.approx(s.recall)
+    mean_dice = np.mean([s.dice for s in expected.values()])
+    assert result["summary"]["overall"]["dice"] == pytest.approx(mean_dice)
+    assert f"| **all** | 3 | {mean_dice:.3f}" in done.stdout
+    assert (tmp_path / "report" / "per_image.csv").read_text().count("\n") == 4
+    assert Image.open(tmp_path / "report" / "worst.png").height > 200

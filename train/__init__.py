@@ -1,0 +1,1 @@
+"""Training and evaluation for handseg models; they call the handseg package, never the reverse."""

@@ -1,0 +1,135 @@
+"""Training augmentation on RGB uint8 / bool mask arrays, deterministic given an rng.
+
+Order: paste hand cut-outs (compositing), rotate, scale jitter, random crop to
+a square (zero-padded when the image is smaller), flip, colour (white balance,
+tint, gamma, brightness, contrast, saturation, hue). Colour casts are broad on
+purpose: the original's GTEA_gaze kitchens are strongly orange, which none of
+the training sources are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+def resize_pair(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to (h, w): bilinear for the image, nearest for the mask."""
+    h, w = size
+    if (h, w) == rgb.shape[:2]:
+        return rgb, mask
+    img = Image.fromarray(rgb).resize((w, h), Image.BILINEAR)
+    m = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
+    return np.array(img), np.array(m) > 127
+
+
+def fit_longer_side(rgb: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Down-scale so the longer side is at most `side` (never up-scales)."""
+    h, w = rgb.shape[:2]
+    factor = min(1.0, side / max(h, w))
+    return resize_pair(rgb, mask, (max(1, round(h * factor)), max(1, round(w * factor))))
+
+
+@dataclass
+class Augmenter:
+    """Random training transforms producing (img_size, img_size) crops."""
+
+    img_size: int
+    cutouts: list[tuple[np.ndarray, np.ndarray]] | None = None
+    composite_prob: float = 0.5
+    scale_range: tuple[float, float] = (0.75, 1.35)
+    max_rotation: float = 15.0
+    colour_prob: float = 0.9
+
+    def __call__(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self.cutouts and rng.random() < self.composite_prob:
+            rgb, mask = self.paste_cutout(rgb, mask, rng)
+        if self.max_rotation and rng.random() < 0.5:
+            angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
+            rgb = np.array(Image.fromarray(rgb).rotate(angle, Image.BILINEAR))
+            mask = np.array(Image.fromarray(mask.astype(np.uint8) * 255).rotate(angle, Image.NEAREST)) > 127
+        # Scale jitter around "longer side = img_size", the resolution segment() runs this model at.
+        h, w = rgb.shape[:2]
+        factor = self.img_size * rng.uniform(*self.scale_range) / max(h, w)
+        rgb, mask = resize_pair(rgb, mask, (max(1, round(h * factor)), max(1, round(w * factor))))
+        rgb, mask = self.random_square(rgb, mask, rng)
+        if rng.random() < 0.5:
+            rgb, mask = rgb[:, ::-1], mask[:, ::-1]
+        if rng.random() < self.colour_prob:
+            rgb = colour_jitter(rgb, rng)
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(mask)
+
+    def random_square(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        n = self.img_size
+        h, w = rgb.shape[:2]
+        out_rgb = np.zeros((n, n, 3), np.uint8)
+        out_mask = np.zeros((n, n), bool)
+        # Crop where larger than n, place at a random offset where smaller.
+        y0, x0 = int(rng.integers(0, max(h - n, 0) + 1)), int(rng.integers(0, max(w - n, 0) + 1))
+        crop_rgb, crop_mask = rgb[y0 : y0 + n, x0 : x0 + n], mask[y0 : y0 + n, x0 : x0 + n]
+        ch, cw = crop_mask.shape
+        oy, ox = int(rng.integers(0, n - ch + 1)), int(rng.integers(0, n - cw + 1))
+        out_rgb[oy : oy + ch, ox : ox + cw] = crop_rgb
+        out_mask[oy : oy + ch, ox : ox + cw] = crop_mask
+        return out_rgb, out_mask
+
+    def paste_cutout(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        cut_rgb, cut_mask = self.cutouts[int(rng.integers(len(self.cutouts)))]
+        h, w = rgb.shape[:2]
+        side = max(8, int(min(h, w) * rng.uniform(0.25, 0.7)))
+        cut_rgb, cut_mask = resize_pair(cut_rgb, cut_mask, (side, side))
+        if rng.random() < 0.5:
+            cut_rgb, cut_mask = cut_rgb[:, ::-1], cut_mask[:, ::-1]
+        cut_rgb = colour_jitter(cut_rgb, rng, strength=0.5)  # skin tones and light of another scene
+        y0 = int(rng.integers(0, max(h - side, 0) + 1))
+        x0 = int(rng.integers(0, max(w - side, 0) + 1))
+        cut_mask = cut_mask[: h - y0, : w - x0]
+        rgb, mask = rgb.copy(), mask.copy()
+        region = rgb[y0 : y0 + cut_mask.shape[0], x0 : x0 + cut_mask.shape[1]]
+        region[cut_mask] = cut_rgb[: cut_mask.shape[0], : cut_mask.shape[1]][cut_mask]
+        mask[y0 : y0 + cut_mask.shape[0], x0 : x0 + cut_mask.shape[1]] |= cut_mask
+        return rgb, mask
+
+
+def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """White balance / tint, gamma, brightness, contrast, saturation and hue, in float."""
+    x = rgb.astype(np.float32) / 255.0
+    s = strength
+    gains = np.array(
+        [
+            rng.uniform(1 - 0.3 * s, 1 + 0.45 * s),
+            rng.uniform(1 - 0.2 * s, 1 + 0.2 * s),
+            rng.uniform(1 - 0.4 * s, 1 + 0.3 * s),
+        ],
+        np.float32,
+    )
+    x = x * (gains / gains.mean())
+    x = np.clip(x, 0, 1) ** rng.uniform(1 - 0.3 * s, 1 + 0.5 * s)
+    x = x * rng.uniform(1 - 0.4 * s, 1 + 0.4 * s)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - 0.3 * s, 1 + 0.3 * s) + mean
+    grey = x.mean(axis=2, keepdims=True)
+    x = (x - grey) * rng.uniform(1 - 0.4 * s, 1 + 0.4 * s) + grey
+    x = _rotate_hue(x, float(rng.uniform(-0.06, 0.06) * s))
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _rotate_hue(x: np.ndarray, turns: float) -> np.ndarray:
+    """Rotate hue by `turns` of a full circle, about the grey axis (a linear map in RGB)."""
+    if turns == 0:
+        return x
+    angle = 2 * np.pi * turns
+    c, s = np.cos(angle), np.sin(angle)
+    k = 1 / 3
+    sq = np.sqrt(k)
+    m = np.array(
+        [
+            [c + (1 - c) * k, k * (1 - c) - sq * s, k * (1 - c) + sq * s],
+            [k * (1 - c) + sq * s, c + k * (1 - c), k * (1 - c) - sq * s],
+            [k * (1 - c) - sq * s, k * (1 - c) + sq * s, c + k * (1 - c)],
+        ],
+        np.float32,
+    )
+    return x @ m.T

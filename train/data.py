@@ -1,0 +1,239 @@
+"""Every training or evaluation source becomes a `datasets.Dataset`.
+
+Columns: `image` and `mask` (`datasets.Image(decode=False)`: a path or bytes,
+decoded later by `handseg.load_image`, so training sees exactly what inference
+sees), `source` and `id`. Accepted `--data` forms:
+
+1. the original GTEA_gaze layout, `Images/*.jpg` with `Masks_1/*.png`, at the
+   folder or anywhere below it;
+2. a plain `images/` + `masks/` folder;
+3. a folder of such folders with a `splits.csv` (`source,id,split`);
+4. a saved `datasets` directory (`load_from_disk`) or a hub dataset id.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(decode=False),
+        "mask": datasets.Image(decode=False),
+        "source": datasets.Value("string"),
+        "id": datasets.Value("string"),
+    }
+)
+
+
+class DataError(ValueError):
+    """The data given cannot be turned into a dataset."""
+
+
+@dataclass
+class Problems:
+    """Files left out while building a dataset, by reason; reported, never silent."""
+
+    by_reason: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, name: str) -> None:
+        self.by_reason.setdefault(reason, []).append(name)
+
+    def report(self) -> list[str]:
+        lines = []
+        for reason, names in self.by_reason.items():
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            lines.append(f"skipped {len(names)} ({reason}): {shown}")
+        return lines
+
+
+@dataclass
+class SplitData:
+    """Train and validation datasets plus what was left out building them."""
+
+    train: datasets.Dataset
+    val: datasets.Dataset
+    problems: Problems
+
+    def describe(self) -> str:
+        def counts(ds: datasets.Dataset) -> str:
+            per = {}
+            for s in ds["source"]:
+                per[s] = per.get(s, 0) + 1
+            return ", ".join(f"{k} {v}" for k, v in sorted(per.items())) or "none"
+
+        return f"train {len(self.train)} ({counts(self.train)}); val {len(self.val)} ({counts(self.val)})"
+
+
+def _files_by_stem(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+
+
+def _pair_folder(images_dir: Path, masks_dir: Path, source: str, problems: Problems, ids: Sequence[str] | None = None):
+    """Rows for one images/masks folder pair, matched by file stem, each pair checked."""
+    images, masks = _files_by_stem(images_dir), _files_by_stem(masks_dir)
+    wanted = list(ids) if ids is not None else sorted(images)
+    if ids is None:
+        for stem in sorted(set(masks) - set(images)):
+            problems.add("mask without image", f"{source}/{masks[stem].name}")
+    rows = []
+    for stem in wanted:
+        if stem not in images:
+            problems.add("listed but no image" if ids is not None else "image without mask", f"{source}/{stem}")
+            continue
+        if stem not in masks:
+            problems.add("image without mask", f"{source}/{images[stem].name}")
+            continue
+        try:
+            with Image.open(images[stem]) as img, Image.open(masks[stem]) as mask:
+                image_size, mask_size = img.size, mask.size
+        except (OSError, SyntaxError, ValueError):
+            problems.add("unreadable image or mask", f"{source}/{images[stem].name}")
+            continue
+        if image_size != mask_size:
+            problems.add("mask size differs from image", f"{source}/{images[stem].name}")
+            continue
+        rows.append({"image": str(images[stem]), "mask": str(masks[stem]), "source": source, "id": stem})
+    return rows
+
+
+def _find_gtea(root: Path) -> list[tuple[Path, Path]]:
+    """(Images, Masks_1) folder pairs at or below root."""
+    found = []
+    for images_dir in sorted([root, *root.rglob("*")]):
+        if images_dir.is_dir() and images_dir.name == "Images" and (images_dir.parent / "Masks_1").is_dir():
+            found.append((images_dir, images_dir.parent / "Masks_1"))
+    return found
+
+
+def _to_dataset(rows: list[dict]) -> datasets.Dataset:
+    columns = {name: [r[name] for r in rows] for name in FEATURES}
+    return datasets.Dataset.from_dict(columns, features=FEATURES)
+
+
+def _random_split(ds: datasets.Dataset, val_percent: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    if not 0 <= val_percent < 100:
+        raise DataError(f"--val-percent must be in [0, 100), got {val_percent}")
+    order = list(range(len(ds)))
+    random.Random(seed).shuffle(order)
+    n_val = round(len(ds) * val_percent / 100)
+    if val_percent > 0 and len(ds) > 1:
+        n_val = max(1, n_val)
+    return ds.select(sorted(order[n_val:])), ds.select(sorted(order[:n_val]))
+
+
+def _from_folder_of_sources(root: Path, sources: Sequence[str] | None, problems: Problems) -> tuple[list, list]:
+    by_source: dict[str, dict[str, list[str]]] = {}
+    with open(root / "splits.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"source", "id", "split"} <= set(reader.fieldnames or []):
+            raise DataError(f"{root / 'splits.csv'}: expected columns source,id,split")
+        for row in reader:
+            by_source.setdefault(row["source"], {}).setdefault(row["split"], []).append(row["id"])
+    if sources:
+        unknown = sorted(set(sources) - set(by_source))
+        if unknown:
+            raise DataError(f"sources not in splits.csv: {', '.join(unknown)}; known: {', '.join(sorted(by_source))}")
+    train, val = [], []
+    for source in sorted(by_source):
+        if sources and source not in sources:
+            continue
+        folder = root / source
+        if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
+            problems.add("source folder without images/ and masks/", source)
+            continue
+        for split, ids in by_source[source].items():
+            rows = _pair_folder(folder / "images", folder / "masks", source, problems, ids)
+            (val if split in ("val", "validation") else train).extend(rows)
+    return train, val
+
+
+def _from_saved_or_hub(
+    spec: str, image_column: str, mask_column: str, problems: Problems
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    path = Path(spec)
+    try:
+        loaded = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(spec)
+    except Exception as exc:  # datasets raises many types for a wrong id or folder
+        raise DataError(f"cannot load dataset {spec!r}: {exc}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        train = next((loaded[k] for k in ("train",) if k in loaded), None)
+        val = next((loaded[k] for k in ("validation", "val", "test") if k in loaded), None)
+        if train is None:
+            raise DataError(f"{spec}: no 'train' split among {list(loaded)}")
+    else:
+        train, val = loaded, None
+
+    def normalize(ds: datasets.Dataset) -> datasets.Dataset:
+        for column in (image_column, mask_column):
+            if column not in ds.column_names:
+                raise DataError(f"{spec}: no column {column!r}; columns: {', '.join(ds.column_names)}")
+        ds = ds.cast_column(image_column, datasets.Image(decode=False))
+        ds = ds.cast_column(mask_column, datasets.Image(decode=False))
+        source = ds["source"] if "source" in ds.column_names else [path.name or spec] * len(ds)
+        ids = ds["id"] if "id" in ds.column_names else [str(i) for i in range(len(ds))]
+        out = datasets.Dataset.from_dict(
+            {"image": ds[image_column], "mask": ds[mask_column], "source": source, "id": [str(i) for i in ids]},
+            features=FEATURES,
+        )
+        return out
+
+    return normalize(train), (normalize(val) if val is not None else None)
+
+
+def load_split(
+    data: str | Path,
+    *,
+    val_percent: float = 10.0,
+    seed: int = 0,
+    sources: Sequence[str] | None = None,
+    image_column: str = "image",
+    mask_column: str = "mask",
+) -> SplitData:
+    """Build train/val datasets from any accepted `--data` form.
+
+    An explicit split (splits.csv, or the dataset's own validation split) wins;
+    otherwise `val_percent` of the pairs, chosen with `seed`, become validation.
+    """
+    problems = Problems()
+    root = Path(data)
+    explicit_val: datasets.Dataset | None = None
+    if root.is_dir() and (root / "splits.csv").is_file():
+        train_rows, val_rows = _from_folder_of_sources(root, sources, problems)
+        return _finish(SplitData(_to_dataset(train_rows), _to_dataset(val_rows), problems))
+    if root.is_dir() and (root / "images").is_dir() and (root / "masks").is_dir():
+        everything = _to_dataset(_pair_folder(root / "images", root / "masks", root.name, problems))
+    elif root.is_dir() and (gtea := _find_gtea(root)):
+        rows = []
+        for images_dir, masks_dir in gtea:
+            rows += _pair_folder(images_dir, masks_dir, "gtea_gaze", problems)
+        everything = _to_dataset(rows)
+    elif root.is_dir() and not any((root / n).exists() for n in ("dataset_info.json", "dataset_dict.json")):
+        raise DataError(
+            f"{root}: no data found: expected Images/ + Masks_1/ (GTEA_gaze), images/ + masks/, "
+            "a folder of those with splits.csv, or a saved datasets directory"
+        )
+    else:
+        everything, explicit_val = _from_saved_or_hub(str(data), image_column, mask_column, problems)
+    if explicit_val is not None:
+        return _finish(SplitData(everything, explicit_val, problems))
+    train, val = _random_split(everything, val_percent, seed)
+    return _finish(SplitData(train, val, problems))
+
+
+def _finish(split: SplitData) -> SplitData:
+    if len(split.train) == 0:
+        raise DataError("no usable training pairs found; " + ("; ".join(split.problems.report()) or "no files"))
+    return split
+
+
+def image_input(cell: dict) -> bytes | str:
+    """What `handseg.load_image` should read for one `Image(decode=False)` cell."""
+    return cell["bytes"] if cell.get("bytes") else cell["path"]

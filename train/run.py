@@ -1,0 +1,528 @@
+"""Train a HandUNet: `python -m train.run --data DIR --out DIR [--gpu]`.
+
+One process, or many under `torchrun` (DistributedDataParallel: NCCL on GPUs,
+gloo on CPU). Each epoch: train, validate through `handseg.segment` at the
+original mask resolution, append to OUT/metrics.jsonl, redraw OUT/curves.png,
+write OUT/last/ (with training_state.pt for --resume) and, when validation dice
+improves, OUT/best/. Checkpoints are written to a temporary folder and renamed,
+so a crash never leaves a broken one; SIGINT/SIGTERM save last/ and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shlex
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+import handseg
+from handseg.image import load_image, load_mask, to_model_input
+from train.augment import Augmenter, fit_longer_side
+from train.data import DataError, SplitData, image_input, load_split
+from train.evaluate import markdown_table, score_dataset, summarize
+
+STATE_FILE = "training_state.pt"
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m train.run",
+        description="Train a HandUNet hand segmenter. Multi-GPU: torchrun --nproc_per_node N -m train.run --gpu ...",
+    )
+    p.add_argument(
+        "--data",
+        help="GTEA_gaze folder, images/+masks/ folder, folder with splits.csv, "
+        "saved datasets directory or hub dataset id",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<time>; with --resume: that folder)")
+    p.add_argument("--epochs", type=int, default=30, help="train until this epoch (also with --resume)")
+    p.add_argument("--batch-size", type=int, default=8, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (cosine decay per epoch)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--val-percent", type=float, default=10.0, help="validation share when the data has no split")
+    p.add_argument("--img-size", type=int, default=256, help="training crop side; also the model's working max_side")
+    p.add_argument("--base-channels", type=int, default=16, help="U-Net width (64 = the original network)")
+    p.add_argument("--init", help="start from this hub folder or repo id (e.g. a converted MODEL.pth)")
+    p.add_argument("--resume", type=Path, help="continue the run in this folder from its last/ checkpoint")
+    p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
+    p.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU (default on)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--composite", help="folder of hand cut-outs (images/ + masks/) to paste into training images")
+    p.add_argument("--composite-prob", type=float, default=0.5, help="share of training images given a cut-out")
+    p.add_argument("--sources", help="comma-separated sources to use from a splits.csv folder (default: all)")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--mask-column", default="mask")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is not None:
+        # Flags given now override those the run was started with.
+        given = build_parser()
+        for action in given._actions:
+            action.default = argparse.SUPPRESS
+        explicit = vars(given.parse_args(argv))
+        state_path = args.resume / "last" / STATE_FILE
+        if not state_path.is_file():
+            parser.error(f"--resume: {state_path} not found")
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)["args"]
+        merged = {**saved, **explicit}
+        args = argparse.Namespace(**{**vars(args), **merged})
+        args.resume = Path(args.resume)
+        args.out = Path(args.out) if args.out else args.resume
+    if not args.data:
+        parser.error("--data is required")
+    if args.out is None:
+        args.out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    args.out = Path(args.out)
+    return args
+
+
+def args_to_json(args: argparse.Namespace) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "resume"}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class CutoutBank:
+    """Hand cut-outs (on black, with masks) loaded on first use, kept small."""
+
+    def __init__(self, folder: str | Path, max_side: int) -> None:
+        split = load_split(folder, val_percent=0)
+        self.items = split.train
+        self.max_side = max_side
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self.cache:
+            row = self.items[i]
+            rgb, mask = load_image(image_input(row["image"])), load_mask(image_input(row["mask"]))
+            self.cache[i] = fit_longer_side(rgb, mask, self.max_side)
+        return self.cache[i]
+
+
+class TrainSet(Dataset):
+    """Augmented training crops. Indexed by (epoch, i) so augmentation is a pure
+    function of (seed, epoch, i): identical with any number of workers or ranks."""
+
+    def __init__(self, ds, augmenter: Augmenter, seed: int) -> None:
+        self.ds, self.augmenter, self.seed = ds, augmenter, seed
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # Decode once, at the largest size augmentation can ask for.
+        self.keep_side = int(augmenter.img_size * augmenter.scale_range[1] * 1.1)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = key
+        if i not in self.cache:
+            row = self.ds[i]
+            rgb, mask = load_image(image_input(row["image"])), load_mask(image_input(row["mask"]))
+            self.cache[i] = fit_longer_side(rgb, mask, self.keep_side)
+        rng = np.random.default_rng([self.seed, epoch, i])
+        rgb, mask = self.augmenter(*self.cache[i], rng)
+        return to_model_input(rgb), torch.from_numpy(mask[None].astype(np.float32))
+
+
+class EpochSampler(Sampler):
+    """Wraps a DistributedSampler and yields (epoch, index) keys for TrainSet."""
+
+    def __init__(self, base: DistributedSampler) -> None:
+        self.base, self.epoch = base, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+# ----------------------------------------------------------------------------- training pieces
+
+
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft dice (per image, then averaged)."""
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    total = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+    dice = (2 * inter + 1.0) / (total + 1.0)
+    return bce + (1 - dice).mean()
+
+
+def cosine_factor(epoch_index: int, total_epochs: int, floor: float = 0.02) -> float:
+    """LR multiplier for 0-based epoch `epoch_index`: 1 at the first epoch, cosine down to `floor`.
+
+    Depends only on the epoch, so a resumed run with more epochs continues the
+    same curve for the epochs already trained."""
+    progress = epoch_index / max(1, total_epochs)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Distributed:
+    """Rank, world size and device; a no-op single process outside torchrun."""
+
+    def __init__(self, gpu: bool) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(f"cuda:{local}" if gpu else "cpu")
+        if gpu:
+            torch.cuda.set_device(self.device)
+        if self.world > 1:
+            dist.init_process_group("nccl" if gpu else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t) / self.world
+
+    def any(self, flag: bool) -> bool:
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item())
+
+    def gather(self, rows: list) -> list:
+        if self.world == 1:
+            return rows
+        out: list = [None] * self.world
+        dist.all_gather_object(out, rows)
+        return [r for part in out for r in part]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+def save_atomically(target: Path, write) -> None:
+    """Write a folder via `write(tmp)`, then swap it into place, so `target` is never half-written."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(target: Path, model: handseg.HandUNet, title: str, details: str, state: dict | None = None):
+    """A hub folder (plus training_state.pt when `state` is given), written atomically."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, model_card_kwargs={"title": title, "details": details})
+        if state is not None:
+            torch.save(state, tmp / STATE_FILE)
+
+    save_atomically(target, write)
+
+
+def recover_checkpoint(target: Path) -> None:
+    """After a crash between the two renames of save_atomically, put the old folder back."""
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.exists():
+        old.rename(target)
+
+
+def model_card_details(args: argparse.Namespace, split: SplitData, epoch: int, summary: dict | None) -> str:
+    lines = [
+        "## Training",
+        "",
+        f"- Data: `{args.data}`" + (f" (sources: {args.sources})" if args.sources else ""),
+        f"- Split: {split.describe()}",
+        f"- Epochs: {epoch}; batch size {args.batch_size}; lr {args.lr}; crop {args.img_size} px; seed {args.seed}",
+    ]
+    if args.composite:
+        lines.append(f"- Composited hand cut-outs from `{args.composite}` (p={args.composite_prob})")
+    if args.init:
+        lines.append(f"- Initialized from `{args.init}`")
+    lines += ["", "Command:", "", "```bash", "python -m train.run " + shlex.join(sys.argv[1:]), "```", ""]
+    if summary and summary["overall"].get("n"):
+        lines += [
+            f"## Validation (epoch {epoch}, through `handseg.segment`, original resolution)",
+            "",
+            markdown_table(summary),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_curves(metrics_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
+    ax_loss.set(title="train loss (BCE + soft dice)", xlabel="epoch")
+    if any(r.get("val_dice") is not None for r in rows):
+        ax_dice.plot(epochs, [r.get("val_dice") for r in rows], marker="o", label="all")
+        for source in sorted({s for r in rows for s in r.get("val_per_source", {})}):
+            ax_dice.plot(
+                epochs, [r["val_per_source"].get(source, {}).get("dice") for r in rows], label=source, alpha=0.6
+            )
+        ax_dice.legend(fontsize=8)
+    ax_dice.set(title="validation dice", xlabel="epoch")
+    fig.tight_layout()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(png_path)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_model(args: argparse.Namespace) -> handseg.HandUNet:
+    if args.resume is not None:
+        recover_checkpoint(args.resume / "last")
+        return handseg.HandUNet.from_pretrained(args.resume / "last")
+    torch.manual_seed(args.seed)
+    if args.init:
+        start = handseg.HandUNet.from_pretrained(args.init)
+        config = {**start._hub_mixin_config, "max_side": args.img_size}
+        model = handseg.HandUNet(**config)
+        model.load_state_dict(start.state_dict())
+        return model
+    return handseg.HandUNet(base_channels=args.base_channels, max_side=args.img_size)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.gpu and not torch.cuda.is_available():
+        print(
+            "error: --gpu was given but CUDA is not available (torch.cuda.is_available() is False); "
+            "drop --gpu to train on the CPU, or install a CUDA build of torch",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        split = load_split(
+            args.data,
+            val_percent=args.val_percent,
+            seed=args.seed,
+            sources=args.sources.split(",") if args.sources else None,
+            image_column=args.image_column,
+            mask_column=args.mask_column,
+        )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = Distributed(args.gpu)
+    log = print if env.main else (lambda *a, **k: None)
+    for line in split.problems.report():
+        log(line, file=sys.stderr)
+    log(f"data: {split.describe()}", file=sys.stderr)
+
+    model = build_model(args).to(env.device)
+    if args.gpu:
+        model = model.to(memory_format=torch.channels_last)
+    cutouts = CutoutBank(args.composite, max_side=args.img_size) if args.composite else None
+    augmenter = Augmenter(args.img_size, cutouts=cutouts, composite_prob=args.composite_prob)
+    train_set = TrainSet(split.train, augmenter, args.seed)
+    sampler = EpochSampler(
+        DistributedSampler(
+            train_set,
+            num_replicas=env.world,
+            rank=env.rank,
+            shuffle=True,
+            seed=args.seed,
+            drop_last=len(train_set) >= env.world,
+        )
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=args.gpu,
+        persistent_workers=args.workers > 0,
+        drop_last=False,
+    )
+    net = model
+    if env.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if args.gpu else None)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    start_epoch, best_dice = 0, -1.0
+    if args.resume is not None:
+        state = torch.load(args.resume / "last" / STATE_FILE, map_location=env.device, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_dice = state["epoch"], state["best_dice"]
+        random.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        log(f"resumed {args.resume} at epoch {start_epoch}", file=sys.stderr)
+
+    out = args.out
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path = out / "metrics.jsonl"
+        if metrics_path.exists():  # drop lines past the checkpoint we continue from
+            keep = [
+                line
+                for line in metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["epoch"] <= start_epoch
+            ]
+            metrics_path.write_text("".join(line + "\n" for line in keep))
+
+    stop = {"signal": None}
+
+    def request_stop(signum, _frame):
+        stop["signal"] = signum
+        log(f"\n{signal.Signals(signum).name}: saving last/ and stopping", file=sys.stderr)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+
+    def save_last(epoch_done: int, interrupted: bool) -> None:
+        if not env.main:
+            return
+        state = {
+            "args": args_to_json(args),
+            "epoch": epoch_done,
+            "best_dice": best_dice,
+            "interrupted": interrupted,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": {"kind": "cosine per epoch", "peak_lr": args.lr, "epochs": args.epochs},
+            "python_rng": random.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+        title = f"HandUNet, last checkpoint (epoch {epoch_done})"
+        save_checkpoint(out / "last", model, title, model_card_details(args, split, epoch_done, None), state)
+
+    use_amp = args.gpu and args.amp
+    for epoch in range(start_epoch, args.epochs):
+        started = time.perf_counter()
+        net.train()
+        sampler.set_epoch(epoch)
+        # The schedule is a pure function of the epoch (see cosine_factor), so a
+        # resumed run with a new --epochs continues exactly where it stopped.
+        lr = args.lr * cosine_factor(epoch, args.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        total, batches = 0.0, 0
+        progress = None
+        if env.main:
+            from tqdm import tqdm
+
+            progress = tqdm(
+                total=len(loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", file=sys.stderr, leave=False
+            )
+        for x, y in loader:
+            x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+            if args.gpu:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = net(x)
+            loss = bce_dice_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+            if progress:
+                progress.update()
+                progress.set_postfix(loss=f"{total / batches:.4f}")
+            if env.any(stop["signal"] is not None):
+                break
+        if progress:
+            progress.close()
+        if env.any(stop["signal"] is not None):
+            save_last(epoch, interrupted=True)  # weights mid-epoch; --resume redoes this epoch
+            log(f"saved {out / 'last'} (interrupted in epoch {epoch + 1})", file=sys.stderr)
+            env.close()
+            return 128 + (stop["signal"] or signal.SIGTERM)
+        train_loss = env.mean(total / max(1, batches))
+
+        # Validation: each rank scores its share of images; rank 0 gets them all.
+        model.eval()
+        rows = env.gather(score_dataset(model, split.val, indices=range(env.rank, len(split.val), env.world)))
+        summary = summarize(rows) if rows else None
+        val_dice = summary["overall"]["dice"] if summary else None
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": round(train_loss, 6),
+            "val_dice": round(val_dice, 6) if val_dice is not None else None,
+            "val_iou": round(summary["overall"]["iou"], 6) if summary else None,
+            "val_per_source": {
+                s: {"dice": round(v["dice"], 6), "iou": round(v["iou"], 6), "n": v["n"]}
+                for s, v in (summary["per_source"].items() if summary else [])
+            },
+            "lr": lr,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        score_for_best = val_dice if val_dice is not None else -train_loss
+        improved = score_for_best > best_dice
+        if improved:
+            best_dice = score_for_best
+        if env.main:
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            plot_curves(out / "metrics.jsonl", out / "curves.png")
+            save_last(epoch + 1, interrupted=False)
+            if improved:
+                title = f"HandUNet, best validation dice (epoch {epoch + 1})"
+                save_checkpoint(out / "best", model, title, model_card_details(args, split, epoch + 1, summary))
+            dice_text = f"{val_dice:.4f}" if val_dice is not None else "n/a"
+            print(
+                f"epoch {epoch + 1}: train loss {train_loss:.4f}, val dice {dice_text}"
+                f"{' (best)' if improved else ''}, {record['seconds']:.0f} s",
+                flush=True,
+            )
+        env.barrier()
+    env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

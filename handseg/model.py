@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from handseg.encoders import EfficientNetLite0Encoder
 from handseg.hub import MODEL_CARD_TEMPLATE, HandsegHubMixin
 
-#: The encoder halves the resolution four times, so inputs are padded to this.
-SIZE_MULTIPLE = 16
+ENCODERS = {"efficientnet_lite0": EfficientNetLite0Encoder}
+DEFAULT_DECODER_CHANNELS = (96, 64, 40, 24, 16)
 
 
 class DoubleConv(nn.Sequential):
@@ -60,6 +61,19 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
+class DecoderBlock(nn.Module):
+    """Up-sample to the skip's size, concatenate [up-sampled, skip], DoubleConv."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = DoubleConv(in_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        size = skip.shape[-2:] if skip is not None else (x.shape[-2] * 2, x.shape[-1] * 2)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1) if skip is not None else x)
+
+
 class HandUNet(
     nn.Module,
     HandsegHubMixin,
@@ -72,15 +86,19 @@ class HandUNet(
 ):
     """U-Net hand segmenter: RGB in [0, 1], shape (N, C, H, W) -> logits (N, classes, H, W).
 
-    The defaults reproduce the original Hand-Segmentation network exactly
-    (widths 64-128-256-512-512, up path 256-128-64-64, bilinear up-sampling).
-    `base_channels` scales every width. Any H and W work: the input is padded
-    (edge-replicated) to a multiple of 16 and the output cropped back.
+    `encoder=None` (default) is the original Hand-Segmentation network, exactly:
+    widths 64-128-256-512-512, up path 256-128-64-64, bilinear up-sampling;
+    `base_channels` scales every width. `encoder="efficientnet_lite0"` puts an
+    EfficientNet-Lite0 encoder under a light U-Net decoder (`decoder_channels`).
 
-    `max_side` is not architecture but travels in config.json with the
-    weights: the longer image side the model was trained to see, which
-    `handseg.segment` uses as its working resolution unless told otherwise
-    (None: handseg's default).
+    Any H and W work: the input is padded (edge-replicated) to a multiple of
+    the network's total stride and the output cropped back.
+
+    Two entries travel in config.json with the weights though they are not
+    architecture: `input_mean`/`input_std`, the pixel normalization the
+    weights expect (None: none, the original's plain [0, 1] input), and
+    `max_side`, the longer image side the model was trained to see, which
+    `handseg.segment` uses as its working resolution unless told otherwise.
     """
 
     def __init__(
@@ -90,12 +108,33 @@ class HandUNet(
         base_channels: int = 64,
         bilinear: bool = True,
         max_side: int | None = None,
+        encoder: str | None = None,
+        decoder_channels: tuple[int, ...] | list[int] = DEFAULT_DECODER_CHANNELS,
+        input_mean: tuple[float, ...] | list[float] | None = None,
+        input_std: tuple[float, ...] | list[float] | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.max_side = max_side
-        c = base_channels
+        self.encoder_name = encoder
+        if (input_mean is None) != (input_std is None):
+            raise ValueError("give both input_mean and input_std, or neither")
+        if input_mean is not None:
+            self.register_buffer("input_mean", torch.tensor(input_mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("input_std", torch.tensor(input_std).view(1, -1, 1, 1), persistent=False)
+        else:
+            self.input_mean = self.input_std = None
+        if encoder is None:
+            self._build_original(in_channels, num_classes, base_channels, bilinear)
+            self.size_multiple = 16  # four 2x poolings
+        elif encoder in ENCODERS:
+            self._build_encoder_decoder(ENCODERS[encoder](in_channels), num_classes, tuple(decoder_channels))
+            self.size_multiple = 32  # five stride-2 stages
+        else:
+            raise ValueError(f"unknown encoder {encoder!r}; available: None, {', '.join(ENCODERS)}")
+
+    def _build_original(self, in_channels: int, num_classes: int, c: int, bilinear: bool) -> None:
         self.inc = DoubleConv(in_channels, c)
         self.downs = nn.ModuleList([Down(c, 2 * c), Down(2 * c, 4 * c), Down(4 * c, 8 * c), Down(8 * c, 8 * c)])
         self.ups = nn.ModuleList(
@@ -108,14 +147,32 @@ class HandUNet(
         )
         self.outc = nn.Conv2d(c, num_classes, 1)
 
+    def _build_encoder_decoder(self, encoder: nn.Module, num_classes: int, widths: tuple[int, ...]) -> None:
+        if len(widths) != 5:
+            raise ValueError(f"decoder_channels needs 5 widths, got {widths}")
+        self.encoder = encoder
+        skips = list(encoder.out_channels[:-1])[::-1] + [0]  # deepest skip first; none at full size
+        ins = [encoder.out_channels[-1], *widths[:-1]]
+        self.decoder = nn.ModuleList([DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, widths)])
+        self.head = nn.Conv2d(widths[-1], num_classes, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
+        m = self.size_multiple
         # Unconditional (a zero pad is a no-op) so exported graphs keep dynamic sizes.
-        x = F.pad(x, (0, -width % SIZE_MULTIPLE, 0, -height % SIZE_MULTIPLE), mode="replicate")
-        skips = [self.inc(x)]
-        for down in self.downs:
-            skips.append(down(skips[-1]))
-        x = skips.pop()
-        for up in self.ups:
-            x = up(x, skips.pop())
-        return self.outc(x)[..., :height, :width]
+        x = F.pad(x, (0, -width % m, 0, -height % m), mode="replicate")
+        if self.input_mean is not None:
+            x = (x - self.input_mean) / self.input_std
+        if self.encoder_name is None:
+            skips = [self.inc(x)]
+            for down in self.downs:
+                skips.append(down(skips[-1]))
+            x = skips.pop()
+            for up in self.ups:
+                x = up(x, skips.pop())
+            return self.outc(x)[..., :height, :width]
+        features = self.encoder(x)
+        x = features.pop()
+        for block in self.decoder:
+            x = block(x, features.pop() if features else None)
+        return self.head(x)[..., :height, :width]

@@ -15,6 +15,15 @@ CONFIGS = [
     pytest.param({"base_channels": 4}, id="tiny-bilinear"),
     pytest.param({"base_channels": 4, "bilinear": False}, id="tiny-transposed"),
     pytest.param({"base_channels": 8, "in_channels": 1, "num_classes": 2}, id="grey-2class"),
+    pytest.param(
+        {
+            "encoder": "efficientnet_lite0",
+            "decoder_channels": [32, 24, 16, 16, 8],
+            "input_mean": [0.5, 0.4, 0.3],
+            "input_std": [0.2, 0.2, 0.2],
+        },
+        id="lite0",
+    ),
 ]
 
 
@@ -48,8 +57,18 @@ def test_save_pretrained_round_trip(tmp_path, config):
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     saved = json.loads((tmp_path / "config.json").read_text())
-    defaults = {"in_channels": 3, "num_classes": 1, "base_channels": 64, "bilinear": True, "max_side": None}
-    assert saved == defaults | config
+    defaults = {
+        "in_channels": 3,
+        "num_classes": 1,
+        "base_channels": 64,
+        "bilinear": True,
+        "max_side": None,
+        "encoder": None,
+        "decoder_channels": [96, 64, 40, 24, 16],
+        "input_mean": None,
+        "input_std": None,
+    }
+    assert saved == defaults | {"base_channels": 4} | config  # make_tiny_model's width
     loaded = HandUNet.from_pretrained(tmp_path)
     assert not loaded.training
     x = torch.rand(1, model.in_channels, 40, 24)

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import handseg
+from handseg.encoders import LITE0_MEAN, LITE0_STD, load_lite0_imagenet
 from handseg.image import load_image, load_mask, to_model_input
+from handseg.model import DEFAULT_DECODER_CHANNELS
 from train.augment import Augmenter, fit_longer_side
 from train.data import DataError, SplitData, image_input, load_split
 from train.evaluate import markdown_table, score_dataset, summarize
@@ -59,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-percent", type=float, default=10.0, help="validation share when the data has no split")
     p.add_argument("--img-size", type=int, default=256, help="training crop side; also the model's working max_side")
     p.add_argument("--base-channels", type=int, default=16, help="U-Net width (64 = the original network)")
+    p.add_argument(
+        "--encoder", choices=["efficientnet_lite0"], help="encoder under a U-Net decoder (default: the original U-Net)"
+    )
+    p.add_argument("--pretrained", action="store_true", help="start the encoder from ImageNet weights")
+    p.add_argument(
+        "--decoder-channels",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=list(DEFAULT_DECODER_CHANNELS),
+        help="decoder widths with --encoder (5, comma-separated)",
+    )
     p.add_argument("--init", help="start from this hub folder or repo id (e.g. a converted MODEL.pth)")
     p.add_argument("--resume", type=Path, help="continue the run in this folder from its last/ checkpoint")
     p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
@@ -332,6 +344,19 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
         model = handseg.HandUNet(**config)
         model.load_state_dict(start.state_dict())
         return model
+    if args.encoder:
+        model = handseg.HandUNet(
+            encoder=args.encoder,
+            decoder_channels=args.decoder_channels,
+            max_side=args.img_size,
+            input_mean=LITE0_MEAN,
+            input_std=LITE0_STD,
+        )
+        if args.pretrained:
+            load_lite0_imagenet(model.encoder)
+        return model
+    if args.pretrained:
+        raise SystemExit("error: --pretrained needs --encoder (the original U-Net has no pretrained weights)")
     return handseg.HandUNet(base_channels=args.base_channels, max_side=args.img_size)
 
 

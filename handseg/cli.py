@@ -13,12 +13,10 @@ from PIL import Image
 import handseg
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
-from handseg.image import ImageLoadError
+from handseg.image import IMAGE_FILE_SUFFIXES, ImageLoadError
 from handseg.inference import AUTO, DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
 from handseg.pretrained import NoDefaultModelError
 from handseg.visualize import mask_to_image, overlay, side_by_side
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[Path]:
@@ -27,7 +25,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and p.is_file())
         elif any(ch in pattern for ch in "*?[") and not path.exists():
             paths += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         else:

@@ -19,6 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
 MAX_PIXELS = 100_000_000
 
+#: File name endings treated as images when scanning folders and archives.
+IMAGE_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
+
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 

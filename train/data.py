@@ -22,7 +22,8 @@ from pathlib import Path
 import datasets
 from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+from handseg.image import IMAGE_FILE_SUFFIXES
+
 FEATURES = datasets.Features(
     {
         "image": datasets.Image(decode=False),
@@ -73,7 +74,7 @@ class SplitData:
 
 
 def _files_by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_FILE_SUFFIXES and p.is_file()}
 
 
 def _pair_folder(images_dir: Path, masks_dir: Path, source: str, problems: Problems, ids: Sequence[str] | None = None):

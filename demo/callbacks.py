@@ -1,0 +1,208 @@
+"""What the app's buttons do. Plain functions over files and arrays, calling handseg only;
+the Gradio layout lives in demo/ui.py. Unusable input raises gr.Error with the reason."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+import handseg
+from handseg.crf import CRFUnavailableError
+from handseg.image import IMAGE_FILE_SUFFIXES
+from handseg.metrics import score
+from handseg.visualize import error_map, mask_to_image, overlay
+
+#: Images shown in the page are down-scaled to this; downloads stay full size.
+DISPLAY_MAX_SIDE = 1600
+#: Batch uploads: at most this many images, and this many bytes unpacked from zips.
+BATCH_MAX_FILES = 500
+BATCH_MAX_UNPACKED_BYTES = 1 << 30
+
+
+def _display(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if max(h, w) <= DISPLAY_MAX_SIDE:
+        return rgb
+    factor = DISPLAY_MAX_SIDE / max(h, w)
+    return np.array(Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.BILINEAR))
+
+
+def _segment(model: handseg.HandUNet, image, **options) -> handseg.Segmentation:
+    if image is None:
+        raise gr.Error("Upload a photo first (or paste one, or take a webcam snapshot).")
+    try:
+        return handseg.segment(image, model, **options)
+    except handseg.ImageLoadError as exc:
+        raise gr.Error(f"Cannot use this file: {_without_temp_dir(str(exc), image)}") from None
+    except CRFUnavailableError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def _without_temp_dir(message: str, image) -> str:
+    """Name an upload by its file name, not by the server's temporary path."""
+    if isinstance(image, (str, Path)):
+        return message.replace(str(image), Path(image).name)
+    return message
+
+
+def _work_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="handseg-"))
+
+
+def _stem(image) -> str:
+    return Path(image).stem if isinstance(image, (str, Path)) else "photo"
+
+
+def segment_photo(
+    model: handseg.HandUNet,
+    image,
+    threshold: float,
+    crf: bool,
+    max_side: int,
+    color: str,
+    opacity: float,
+):
+    """-> (before/after pair, overlay, mask PNG path, stats markdown)."""
+    started = time.perf_counter()
+    result = _segment(model, image, threshold=threshold, crf=crf, max_side=int(max_side) or None)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
+    mask_path = _work_dir() / f"{_stem(image)}_mask.png"
+    Image.fromarray(mask_to_image(result.mask)).save(mask_path)
+    h, w = result.mask.shape
+    stats = (
+        f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
+        f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''})"
+    )
+    shown = _display(result.image)
+    return (shown, _display(tinted)), _display(tinted), str(mask_path), stats
+
+
+def _scores_markdown(title: str, result: handseg.Segmentation, truth: np.ndarray | None) -> str:
+    text = f"**{title}** · hand area {100 * result.hand_fraction:.1f} %"
+    if truth is None:
+        return text + "\n\nUpload a ground-truth mask to see dice, IoU, precision and recall."
+    s = score(result.mask, truth)
+    return (
+        text
+        + "\n\n| dice | IoU | precision | recall |\n|---:|---:|---:|---:|\n"
+        + f"| {s.dice:.3f} | {s.iou:.3f} | {s.precision:.3f} | {s.recall:.3f} |"
+    )
+
+
+def compare(
+    models: dict[str, handseg.HandUNet],
+    image,
+    truth_image,
+    threshold: float,
+    model_a: str,
+    crf_a: bool,
+    model_b: str,
+    crf_b: bool,
+):
+    """Two settings side by side, each with metrics and an error map when a truth mask is given.
+    A model name left empty means the app's main model.
+
+    -> (overlay A, error map A, markdown A, overlay B, error map B, markdown B)."""
+    truth = None
+    if truth_image is not None:
+        try:
+            truth = handseg.load_mask(truth_image)
+        except handseg.ImageLoadError as exc:
+            raise gr.Error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
+    outputs = []
+    for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
+        name = name or next(iter(models))  # API callers may leave the model out: the app's main model
+        if name not in models:
+            raise gr.Error(f"Unknown model {name!r}; choose one of {', '.join(models)}")
+        result = _segment(models[name], image, threshold=threshold, crf=crf)
+        if truth is not None and truth.shape != result.mask.shape:
+            raise gr.Error(
+                f"The truth mask is {truth.shape[1]}×{truth.shape[0]} px but the photo is "
+                f"{result.mask.shape[1]}×{result.mask.shape[0]} px; they must match."
+            )
+        title = f"{label}: {name}{' + CRF' if crf else ''}"
+        errors = error_map(result.mask, truth, result.image) if truth is not None else None
+        outputs += [
+            _display(overlay(result.image, result.mask)),
+            _display(errors) if errors is not None else None,
+            _scores_markdown(title, result, truth),
+        ]
+    return tuple(outputs)
+
+
+def _batch_inputs(files: list) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
+    """(name, image source) for every upload and every image inside uploaded zips; plus (name, problem)."""
+    items: list[tuple[str, object]] = []
+    problems: list[tuple[str, str]] = []
+    for f in files or []:
+        path = Path(f if isinstance(f, (str, Path)) else f.name)
+        if path.suffix.lower() != ".zip":
+            items.append((path.name, str(path)))
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                unpacked = sum(m.file_size for m in members)
+                if unpacked > BATCH_MAX_UNPACKED_BYTES:
+                    problems.append((path.name, f"zip unpacks to {unpacked / 1e9:.1f} GB, over the 1 GB limit"))
+                    continue
+                for member in members:
+                    name = Path(member.filename).name
+                    if Path(name).suffix.lower() in IMAGE_FILE_SUFFIXES and not name.startswith("."):
+                        items.append((name, archive.read(member)))
+        except zipfile.BadZipFile:
+            problems.append((path.name, "not a readable zip file"))
+    if len(items) > BATCH_MAX_FILES:
+        raise gr.Error(f"{len(items)} images is more than the {BATCH_MAX_FILES} a batch may hold; split it.")
+    return items, problems
+
+
+def batch(model: handseg.HandUNet, files: list, threshold: float, crf: bool, progress=None):
+    """Masks for many images (files and zips) -> (zip of masks, markdown report). Bad files are listed."""
+    items, problems = _batch_inputs(files)
+    if not items and not problems:
+        raise gr.Error("Upload some images, or a zip of images.")
+    out_zip = _work_dir() / "handseg_masks.zip"
+    done = 0
+    used_names: set[str] = set()
+    with zipfile.ZipFile(out_zip, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        results = handseg.iter_segment((source for _, source in items), model, threshold=threshold, crf=crf)
+        for index, result in results:
+            name = items[index][0]
+            if progress is not None:
+                progress((index + 1) / len(items), desc=f"{index + 1}/{len(items)}: {name}")
+            if isinstance(result, Exception):
+                problems.append((name, str(result).replace("image: ", "")))
+                continue
+            out_name = f"{Path(name).stem}_mask.png"
+            while out_name in used_names:  # same file name in two uploads
+                out_name = f"{Path(out_name).stem}_{len(used_names)}.png"
+            used_names.add(out_name)
+            buffer = io.BytesIO()
+            Image.fromarray(mask_to_image(result.mask)).save(buffer, format="PNG")
+            archive.writestr(out_name, buffer.getvalue())
+            done += 1
+    report = f"**{done} of {len(items)} images segmented.**"
+    if problems:
+        report += "\n\n| file | problem |\n|---|---|\n" + "\n".join(
+            f"| {name} | {why.replace('|', '/')} |" for name, why in problems
+        )
+    return str(out_zip), report
+
+
+def live_frame(model: handseg.HandUNet, frame: np.ndarray | None, last: float | None, max_side: int = 256):
+    """One webcam frame -> (overlay, frames-per-second text, time of this frame)."""
+    if frame is None:
+        return None, "", last
+    result = handseg.segment(frame, model, max_side=max_side)
+    now = time.perf_counter()
+    fps = f"{1 / (now - last):.1f} frames/s" if last else "starting…"
+    return overlay(result.image, result.mask), fps, now

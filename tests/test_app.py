@@ -1,0 +1,214 @@
+"""The Gradio app, launched as a user launches it (`python app.py`), driven through gradio_client
+and through a real headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO_ROOT
+
+gradio_client = pytest.importorskip("gradio_client", reason='the app extra is needed: pip install "handseg[demo,dev]"')
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+#: Where the browser test saves its screenshot (named in the README).
+SCREENSHOT = REPO_ROOT / "artifacts" / "app-screenshot.png"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir, data_dir):
+    port = free_port()
+    log = open(Path(tiny_model_dir) / "app.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--model", str(tiny_model_dir), "--port", str(port)],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail("app.py exited: " + (Path(tiny_model_dir) / "app.log").read_text()[-3000:])
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("app.py did not answer within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def segment(client: Client, path: Path, **options):
+    args = {"threshold": 0.5, "crf": False, "max_side": 512, "color": "#ff3c8c", "opacity": 0.5} | options
+    return client.predict(handle_file(str(path)), *args.values(), api_name="/segment")
+
+
+def test_segment_real_photos(client, sample_photos):
+    for photo in sample_photos:
+        (before, after), tinted, mask_path, stats = segment(client, photo)
+        with Image.open(photo) as img:
+            size = img.size
+        mask = Image.open(mask_path)
+        assert mask.size == size and mask.mode == "L"
+        assert Path(mask_path).name == f"{photo.stem}_mask.png"
+        assert "Hand area" in stats and f"{size[0]}×{size[1]}" in stats
+        assert Path(before).is_file() and Path(after).is_file() and Path(tinted).is_file()
+
+
+def test_compare_with_truth_mask(client, val_pairs):
+    photo, truth = val_pairs["hgr"][0]
+    a_img, a_err, a_md, b_img, b_err, b_md = client.predict(
+        handle_file(str(photo)), handle_file(str(truth)), 0.5, None, False, None, False, api_name="/compare"
+    )
+    assert "| dice | IoU | precision | recall |" in a_md and "| dice |" in b_md
+    assert Path(a_img).is_file() and Path(a_err).is_file() and Path(b_err).is_file()
+    # Same model, same settings: both sides agree.
+    assert a_md.split("\n", 1)[1] == b_md.split("\n", 1)[1]
+
+
+def test_compare_without_truth_has_no_error_map(client, val_pairs):
+    outputs = client.predict(
+        handle_file(str(val_pairs["hgr"][0][0])), None, 0.5, None, False, None, False, api_name="/compare"
+    )
+    assert outputs[1] is None and "ground-truth mask" in outputs[2]
+
+
+def test_compare_rejects_a_mask_of_another_size(client, val_pairs):
+    photo = val_pairs["hgr"][0][0]
+    other_truth = val_pairs["egohands"][0][1]
+    with pytest.raises(AppError, match="must match"):
+        client.predict(
+            handle_file(str(photo)), handle_file(str(other_truth)), 0.5, None, False, None, False, api_name="/compare"
+        )
+
+
+def test_batch_with_zip_and_bad_files(client, tmp_path, sample_photos):
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(sample_photos[2], f"inner/{sample_photos[2].name}")
+        z.writestr("notes.jpg", b"not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    files = [handle_file(str(p)) for p in (sample_photos[0], sample_photos[1], archive, tmp_path / "broken.png")]
+    zip_path, report = client.predict(files, 0.5, False, api_name="/batch")
+    assert "3 of 5 images segmented" in report
+    assert "notes.jpg" in report and "broken.png" in report
+    with zipfile.ZipFile(zip_path) as z:
+        names = sorted(z.namelist())
+        assert names == sorted(f"{p.stem}_mask.png" for p in sample_photos[:3])
+        mask = Image.open(io.BytesIO(z.read(f"{sample_photos[2].stem}_mask.png")))
+        assert mask.size == Image.open(sample_photos[2]).size
+
+
+def make_bad_files(folder: Path, photo: Path) -> dict[str, Path]:
+    data = photo.read_bytes()
+    files = {
+        "not an image": folder / "notes.jpg",
+        "truncated": folder / "cut.jpg",
+        "empty": folder / "empty.png",
+        "decompression bomb": folder / "bomb.png",
+    }
+    files["not an image"].write_text("hello")
+    files["truncated"].write_bytes(data[: len(data) // 3])
+    files["empty"].write_bytes(b"")
+    Image.new("1", (20000, 20000)).save(files["decompression bomb"])
+    return files
+
+
+def test_bad_uploads_get_clear_errors_and_the_app_keeps_serving(client, tmp_path, sample_photos):
+    for what, path in make_bad_files(tmp_path, sample_photos[0]).items():
+        with pytest.raises(AppError) as info:
+            segment(client, path)
+        message = str(info.value)
+        assert path.name in message or what in message, (what, message)
+        assert "/tmp/gradio" not in message  # the user's file name, not the server's temp path
+    photo = Image.open(sample_photos[1]).convert("RGB")
+    photo.convert("RGBA").save(tmp_path / "alpha.png")
+    grey16 = np.array(photo.convert("L")).astype(np.uint16) * 257
+    Image.fromarray(grey16).save(tmp_path / "deep.tif")
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    for name in ("alpha.png", "deep.tif", "cmyk.jpg"):
+        _, _, mask_path, _ = segment(client, tmp_path / name)
+        assert Image.open(mask_path).size == photo.size
+    assert "Hand area" in segment(client, sample_photos[0])[3]
+
+
+def test_twenty_concurrent_users(app_url, sample_photos):
+    def one(i: int):
+        return Client(app_url, verbose=False).predict(
+            handle_file(str(sample_photos[i % len(sample_photos)])),
+            0.5,
+            False,
+            256,
+            "#ff3c8c",
+            0.5,
+            api_name="/segment",
+        )
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, range(20)))
+    assert len(results) == 20 and all("Hand area" in r[3] for r in results)
+
+
+def test_in_a_real_browser(app_url, sample_photos):
+    if not os.path.exists(CHROMIUM):
+        reason = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("HANDSEG_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"HANDSEG_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        page.locator("#photo input[type=file]").set_input_files(str(sample_photos[1]))
+        page.locator("#photo img").first.wait_for(timeout=30_000)  # the upload's preview
+        page.locator("#segment-button").click()
+        page.locator("#stats").get_by_text("Hand area").wait_for(timeout=60_000)
+        assert page.locator("#overlay img").first.is_visible()
+        assert page.locator("#slider img").count() >= 2
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        download = page.locator("#mask-file a[download]").first
+        assert download.get_attribute("download") == f"{sample_photos[1].stem}_mask.png"
+        browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000

@@ -34,14 +34,20 @@ def fit_longer_side(rgb: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.nd
 
 @dataclass
 class Augmenter:
-    """Random training transforms producing (img_size, img_size) crops."""
+    """Random training transforms producing (img_size, img_size) crops of images scaled so
+    their longer side is about `working_side` (default img_size): the scale segment() runs at."""
 
     img_size: int
+    working_side: int | None = None
     cutouts: list[tuple[np.ndarray, np.ndarray]] | None = None
     composite_prob: float = 0.5
     scale_range: tuple[float, float] = (0.75, 1.35)
     max_rotation: float = 15.0
     colour_prob: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.working_side is None:
+            self.working_side = self.img_size
 
     def __call__(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if self.cutouts and rng.random() < self.composite_prob:
@@ -50,9 +56,9 @@ class Augmenter:
             angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
             rgb = np.array(Image.fromarray(rgb).rotate(angle, Image.BILINEAR))
             mask = np.array(Image.fromarray(mask.astype(np.uint8) * 255).rotate(angle, Image.NEAREST)) > 127
-        # Scale jitter around "longer side = img_size", the resolution segment() runs this model at.
+        # Scale jitter around "longer side = working_side", the resolution segment() runs this model at.
         h, w = rgb.shape[:2]
-        factor = self.img_size * rng.uniform(*self.scale_range) / max(h, w)
+        factor = self.working_side * rng.uniform(*self.scale_range) / max(h, w)
         rgb, mask = resize_pair(rgb, mask, (max(1, round(h * factor)), max(1, round(w * factor))))
         rgb, mask = self.random_square(rgb, mask, rng)
         if rng.random() < 0.5:

@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (cosine decay per epoch)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--val-percent", type=float, default=10.0, help="validation share when the data has no split")
-    p.add_argument("--img-size", type=int, default=256, help="training crop side; also the model's working max_side")
+    p.add_argument("--img-size", type=int, default=256, help="side of the square training crops")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        help="working resolution: images are scaled so their longer side is about "
+        "this before cropping, and segment() runs the model at it (default: --img-size)",
+    )
     p.add_argument("--base-channels", type=int, default=16, help="U-Net width (64 = the original network)")
     p.add_argument(
         "--encoder", choices=["efficientnet_lite0"], help="encoder under a U-Net decoder (default: the original U-Net)"
@@ -106,6 +112,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.out = Path(args.out) if args.out else args.resume
     if not args.data:
         parser.error("--data is required")
+    if getattr(args, "max_side", None) is None:
+        args.max_side = args.img_size
     if args.out is None:
         args.out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     args.out = Path(args.out)
@@ -147,7 +155,7 @@ class TrainSet(Dataset):
         self.ds, self.augmenter, self.seed = ds, augmenter, seed
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # Decode once, at the largest size augmentation can ask for.
-        self.keep_side = int(augmenter.img_size * augmenter.scale_range[1] * 1.1)
+        self.keep_side = int(augmenter.working_side * augmenter.scale_range[1] * 1.1)
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -287,7 +295,8 @@ def model_card_details(args: argparse.Namespace, split: SplitData, epoch: int, s
         "",
         f"- Data: `{args.data}`" + (f" (sources: {args.sources})" if args.sources else ""),
         f"- Split: {split.describe()}",
-        f"- Epochs: {epoch}; batch size {args.batch_size}; lr {args.lr}; crop {args.img_size} px; seed {args.seed}",
+        f"- Epochs: {epoch}; batch size {args.batch_size}; lr {args.lr}; crops {args.img_size} px of images "
+        f"scaled to about {args.max_side} px (the working resolution); seed {args.seed}",
     ]
     if args.composite:
         lines.append(f"- Composited hand cut-outs from `{args.composite}` (p={args.composite_prob})")
@@ -340,7 +349,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     torch.manual_seed(args.seed)
     if args.init:
         start = handseg.HandUNet.from_pretrained(args.init)
-        config = {**start._hub_mixin_config, "max_side": args.img_size}
+        config = {**start._hub_mixin_config, "max_side": args.max_side}
         model = handseg.HandUNet(**config)
         model.load_state_dict(start.state_dict())
         return model
@@ -348,7 +357,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
         model = handseg.HandUNet(
             encoder=args.encoder,
             decoder_channels=args.decoder_channels,
-            max_side=args.img_size,
+            max_side=args.max_side,
             input_mean=LITE0_MEAN,
             input_std=LITE0_STD,
         )
@@ -357,7 +366,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
         return model
     if args.pretrained:
         raise SystemExit("error: --pretrained needs --encoder (the original U-Net has no pretrained weights)")
-    return handseg.HandUNet(base_channels=args.base_channels, max_side=args.img_size)
+    return handseg.HandUNet(base_channels=args.base_channels, max_side=args.max_side)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -390,8 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(args).to(env.device)
     if args.gpu:
         model = model.to(memory_format=torch.channels_last)
-    cutouts = CutoutBank(args.composite, max_side=args.img_size) if args.composite else None
-    augmenter = Augmenter(args.img_size, cutouts=cutouts, composite_prob=args.composite_prob)
+    # Cut-outs are pasted at most about half the working side, so keep them that small.
+    cutouts = CutoutBank(args.composite, max_side=args.max_side // 2) if args.composite else None
+    augmenter = Augmenter(
+        args.img_size, working_side=args.max_side, cutouts=cutouts, composite_prob=args.composite_prob
+    )
     train_set = TrainSet(split.train, augmenter, args.seed)
     sampler = EpochSampler(
         DistributedSampler(

@@ -1,0 +1,86 @@
+"""Quality of the shipped model with and without CRF, beside a classical skin-colour baseline,
+in one table (dice per source on the fixed val split, original resolution).
+
+    python benchmarks/quality.py [--model DIR] [--data ../shared/data] [--json out.json]
+
+The skin baseline is the YCrCb box commonly used with OpenCV (133 <= Cr <= 173,
+77 <= Cb <= 127), computed here with numpy so OpenCV is not needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
+
+import handseg
+from handseg.image import load_image, load_mask
+from handseg.metrics import score
+from train.data import image_input, load_split
+from train.evaluate import score_dataset, summarize
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PHOTO_SOURCES = "egohands,hgr,handphotos,indoor"
+
+
+def skin_mask(rgb: np.ndarray) -> np.ndarray:
+    """YCrCb skin-colour box (ITU-R BT.601 full-range conversion, as OpenCV's COLOR_RGB2YCrCb)."""
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cr = (r - y) * 0.713 + 128
+    cb = (b - y) * 0.564 + 128
+    return (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
+
+
+def skin_rows(ds) -> list[dict]:
+    rows = []
+    for example in ds:
+        rgb = load_image(image_input(example["image"]))
+        truth = load_mask(image_input(example["mask"]))
+        rows.append({"source": example["source"], "id": example["id"], **score(skin_mask(rgb), truth).as_dict()})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--sources", default=PHOTO_SOURCES)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    split = load_split(args.data, sources=args.sources.split(","))
+    model = handseg.load_model(args.model, "cpu")
+    results = {}
+    for name, run in (
+        ("handseg model", lambda: score_dataset(model, split.val)),
+        ("handseg model + CRF", lambda: score_dataset(model, split.val, crf=True)),
+        ("skin colour (YCrCb box)", lambda: skin_rows(split.val)),
+    ):
+        started = time.perf_counter()
+        summary = summarize(run())
+        summary["seconds_per_image"] = (time.perf_counter() - started) / len(split.val)
+        results[name] = summary
+    sources = sorted(next(iter(results.values()))["per_source"])
+    print(
+        f"Val split of {args.data}: "
+        + ", ".join(f"{s} {next(iter(results.values()))['per_source'][s]['n']}" for s in sources)
+    )
+    print()
+    print("| method | " + " | ".join(f"dice {s}" for s in sources) + " | dice all | IoU all | s/image |")
+    print("|---|" + "---:|" * (len(sources) + 3))
+    for name, summary in results.items():
+        per = " | ".join(f"{summary['per_source'][s]['dice']:.3f}" for s in sources)
+        overall = summary["overall"]
+        print(f"| {name} | {per} | {overall['dice']:.3f} | {overall['iou']:.3f} | {summary['seconds_per_image']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

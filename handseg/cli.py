@@ -15,7 +15,9 @@ from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
 from handseg.image import IMAGE_FILE_SUFFIXES, ImageLoadError
 from handseg.inference import AUTO, DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
+from handseg.onnx_backend import export_onnx
 from handseg.pretrained import NoDefaultModelError
+from handseg.video import VIDEO_SUFFIXES, VideoError, segment_video
 from handseg.visualize import mask_to_image, overlay, side_by_side
 
 
@@ -25,7 +27,8 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and p.is_file())
+            known = IMAGE_FILE_SUFFIXES | VIDEO_SUFFIXES
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in known and p.is_file())
         elif any(ch in pattern for ch in "*?[") and not path.exists():
             paths += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         else:
@@ -74,8 +77,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, args.device)
-    except (NoDefaultModelError, OSError, ValueError) as exc:
+        model = load_model(args.model, args.device, backend=args.backend)
+    except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
         return 2
     if args.scale is not None:
@@ -84,29 +87,32 @@ def cmd_segment(args: argparse.Namespace) -> int:
         max_side = AUTO
     else:
         max_side = args.max_side or None  # 0: full resolution
-    results = iter_segment(
-        inputs,
-        model,
-        threshold=args.threshold,
-        crf=args.crf,
-        scale=args.scale,
-        max_side=max_side,
-        batch_size=args.batch_size,
-    )
+    options = {"threshold": args.threshold, "crf": args.crf, "scale": args.scale, "max_side": max_side}
+    is_video = [p.suffix.lower() in VIDEO_SUFFIXES for p in inputs]
+    failed = sum(_segment_video(p, o, model, args, **options) for p, o, v in zip(inputs, outputs, is_video) if v)
+    images = [(p, o) for p, o, v in zip(inputs, outputs, is_video) if not v]
+    failed += _segment_images(images, model, args, **options)
+    if failed:
+        print(f"handseg: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _segment_images(jobs: list[tuple[Path, Path]], model, args: argparse.Namespace, **options) -> int:
+    """Segment images in batches, saving each result; returns how many failed (each reported)."""
     failed = 0
     progress = None
-    if len(inputs) > 1 and not args.quiet:
+    if len(jobs) > 1 and not args.quiet:
         from tqdm import tqdm
 
-        progress = tqdm(total=len(inputs), unit="img", file=sys.stderr)
-    for index, result in results:
-        source = inputs[index]
+        progress = tqdm(total=len(jobs), unit="img", file=sys.stderr)
+    for index, result in iter_segment([p for p, _ in jobs], model, batch_size=args.batch_size, **options):
+        source, target = jobs[index]
         try:
             if isinstance(result, ImageLoadError):
                 raise result
-            _save(result, outputs[index], args.overlay, args.viz)
+            _save(result, target, args.overlay, args.viz)
             if not args.quiet and progress is None:
-                print(f"{source} -> {outputs[index]} ({100 * result.hand_fraction:.1f}% hand)")
+                print(f"{source} -> {target} ({100 * result.hand_fraction:.1f}% hand)")
         except (ImageLoadError, OSError, CRFUnavailableError) as exc:
             failed += 1
             message = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
@@ -115,9 +121,42 @@ def cmd_segment(args: argparse.Namespace) -> int:
             progress.update()
     if progress:
         progress.close()
-    if failed:
-        print(f"handseg: {failed} of {len(inputs)} images failed", file=sys.stderr)
-    return 1 if failed else 0
+    return failed
+
+
+def _segment_video(source: Path, target: Path, model, args: argparse.Namespace, **options) -> int:
+    """Segment one video; 1 if it failed (reported), else 0."""
+    if target.suffix.lower() not in VIDEO_SUFFIXES:  # default name <stem>_mask.png -> a video name
+        target = target.with_name(
+            target.name.removesuffix("_mask.png") + ("_overlay.mp4" if args.overlay else "_mask.mp4")
+        )
+    try:
+        stats = segment_video(
+            source,
+            target,
+            model,
+            as_overlay=args.overlay,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            **options,
+        )
+    except VideoError as exc:
+        print(f"handseg: failed: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"{source} -> {target} ({stats.frames} frames, {stats.fps:.1f} frames/s)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        model = load_model(args.model, "cpu")
+        path = export_onnx(model, args.onnx)
+    except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
+        print(f"handseg: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {args.model or 'the default model'} -> {path}")
+    return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -142,7 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a hand mask (0/255 PNG) for each input image. A bad file is reported and the rest go on; "
         "the exit status is 1 if any image failed.",
     )
-    seg.add_argument("-i", "--input", nargs="+", required=True, metavar="IN", help="image files, folders or globs")
+    seg.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="IN",
+        help="image files, folders or globs; videos (.mp4, .mov, ...) give a mask or overlay video",
+    )
     seg.add_argument(
         "-o",
         "--output",
@@ -165,8 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"cap the longer side the network sees (default {DEFAULT_MAX_SIDE}); masks are always full size",
     )
     seg.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    seg.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="run with PyTorch (default) or onnxruntime (needs handseg[onnx]); a --model ending in "
+        ".onnx always uses onnxruntime",
+    )
     seg.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     seg.set_defaults(func=cmd_segment)
+
+    exp = sub.add_parser(
+        "export",
+        help="export a model to ONNX (dynamic height and width)",
+        description="Export a model to ONNX for onnxruntime or other runtimes. Input: float32 "
+        "(N, 3, H, W) RGB in [0, 1], any H and W; output: logits (N, 1, H, W).",
+    )
+    exp.add_argument("--onnx", required=True, type=Path, help="file to write")
+    exp.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    exp.set_defaults(func=cmd_export)
 
     conv = sub.add_parser(
         "convert",

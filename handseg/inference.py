@@ -7,6 +7,7 @@ load -> working resolution -> HandUNet -> logits resized to the original size
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from handseg.crf import refine_with_crf
 from handseg.image import ImageInput, ImageLoadError, load_image, resize_rgb, to_model_input, working_size
 from handseg.model import HandUNet
+from handseg.onnx_backend import OnnxHandUNet, export_onnx
 from handseg.pretrained import pretrained_path
 
 #: Cap on the longer side the network sees when neither the caller nor the
@@ -27,7 +29,8 @@ DEFAULT_MAX_SIDE = 1024
 #: `max_side="auto"`: the model's own `max_side` (what it was trained at), else DEFAULT_MAX_SIDE.
 AUTO = "auto"
 
-ModelInput = HandUNet | str | Path | None
+ModelInput = HandUNet | OnnxHandUNet | str | Path | None
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -53,14 +56,42 @@ def _load_cached(source: str, device: str) -> HandUNet:
     return HandUNet.from_pretrained(source, map_location=device).eval()
 
 
-def load_model(model: ModelInput = None, device: str | torch.device | None = None) -> HandUNet:
-    """A HandUNet ready for inference: the given module, a hub folder or repo id, or
-    (None) the shipped default model. Loaded models are cached and reused."""
+@functools.lru_cache(maxsize=4)
+def _load_onnx_cached(path: str) -> OnnxHandUNet:
+    return OnnxHandUNet(path)
+
+
+_exported: dict[int, OnnxHandUNet] = {}
+
+
+def _as_onnx(model: HandUNet) -> OnnxHandUNet:
+    """Export once per model object to a temporary file and run that with onnxruntime."""
+    if id(model) not in _exported:
+        folder = Path(tempfile.mkdtemp(prefix="handseg-onnx-"))
+        _exported[id(model)] = OnnxHandUNet(export_onnx(model, folder / "model.onnx"))
+    return _exported[id(model)]
+
+
+def load_model(
+    model: ModelInput = None, device: str | torch.device | None = None, *, backend: str = "torch"
+) -> HandUNet | OnnxHandUNet:
+    """A model ready for inference: the given module, a hub folder or repo id, an exported
+    `.onnx` file, or (None) the shipped default model. Loaded models are cached and reused.
+
+    `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if isinstance(model, OnnxHandUNet):
+        return model
+    if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
+        return _load_onnx_cached(str(model))
     if isinstance(model, HandUNet):
-        return model.eval() if device is None else model.to(device).eval()
-    device = torch.device(device) if device is not None else default_device()
-    source = str(pretrained_path() if model is None else model)
-    return _load_cached(source, str(device))
+        net = model.eval() if device is None else model.to(device).eval()
+    else:
+        device = torch.device(device) if device is not None else default_device()
+        source = str(pretrained_path() if model is None else model)
+        net = _load_cached(source, str(device))
+    return _as_onnx(net) if backend == "onnx" else net
 
 
 def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -72,8 +103,10 @@ def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(model: HandUNet, batch: torch.Tensor) -> torch.Tensor:
+def predict_logits(model: HandUNet | OnnxHandUNet, batch: torch.Tensor) -> torch.Tensor:
     """Raw logits for a (N, 3, H, W) batch in [0, 1], on the model's device."""
+    if isinstance(model, OnnxHandUNet):
+        return model(batch).float()
     device = next(model.parameters()).device
     return model(batch.to(device, non_blocking=True)).float()
 
@@ -88,6 +121,7 @@ def iter_segment(
     max_side: int | str | None = AUTO,
     batch_size: int = 4,
     device: str | torch.device | None = None,
+    backend: str = "torch",
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
     """Segment images lazily, yielding `(index, Segmentation)` in input order.
 
@@ -96,7 +130,7 @@ def iter_segment(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    net = load_model(model, device)
+    net = load_model(model, device, backend=backend)
     if max_side == AUTO:
         max_side = net.max_side or DEFAULT_MAX_SIDE
     pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, rgb, working rgb)
@@ -144,7 +178,8 @@ def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentat
     """Segment the hands in one image (path, bytes, PIL image or array).
 
     Options: `threshold` (0.5), `crf` (False), `scale` or `max_side` ("auto":
-    the model's training resolution; None: full size), `batch_size`, `device`.
+    the model's training resolution; None: full size), `batch_size`, `device`,
+    `backend` ("torch" or "onnx").
     Raises ImageLoadError for unusable input.
     """
     ((_, result),) = iter_segment([image], model, **options)

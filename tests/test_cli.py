@@ -49,7 +49,7 @@ def test_folder_of_mixed_photos(tmp_path, sample_photos, tiny_model_dir):
     done = run_cli("segment", "-i", str(folder), "-o", str(out), "--model", str(tiny_model_dir), "--viz")
     assert done.returncode == 1  # one file failed
     assert "broken.jpg" in done.stderr and "Traceback" not in done.stderr
-    assert "1 of 7 images failed" in done.stderr
+    assert "1 of 7 inputs failed" in done.stderr
     for stem, size in expected.items():
         mask = np.array(Image.open(out / f"{stem}_mask.png"))
         assert mask.shape == size and set(np.unique(mask)) <= {0, 255}

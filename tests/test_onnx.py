@@ -1,0 +1,82 @@
+"""ONNX export and the onnxruntime backend against the torch path, on real photos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import handseg
+from handseg.encoders import LITE0_MEAN, LITE0_STD
+from tests.conftest import make_tiny_model
+
+pytest.importorskip("onnxruntime", reason='needs the onnx extra: pip install "handseg[onnx]"')
+from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["unet", "lite0"])
+def model(request):
+    if request.param == "unet":
+        return make_tiny_model(max_side=320)
+    return make_tiny_model(
+        encoder="efficientnet_lite0",
+        decoder_channels=[32, 24, 16, 16, 8],
+        max_side=320,
+        input_mean=LITE0_MEAN,
+        input_std=LITE0_STD,
+    )
+
+
+@pytest.fixture(scope="module")
+def onnx_model(model, tmp_path_factory):
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return OnnxHandUNet(path)
+
+
+def test_metadata_carries_the_working_resolution(onnx_model):
+    assert onnx_model.max_side == 320
+    assert onnx_model.config["max_side"] == 320
+
+
+def test_parity_on_real_photos(model, onnx_model, sample_photos):
+    """Dynamic height and width: every photo size runs, probabilities agree, masks agree to a few pixels."""
+    for photo in sample_photos:
+        for max_side in (None, 320, 97):
+            ref = handseg.segment(photo, model, max_side=max_side)
+            got = handseg.segment(photo, onnx_model, max_side=max_side)
+            np.testing.assert_allclose(got.probability, ref.probability, atol=1e-4)
+            assert (got.mask != ref.mask).sum() <= 5
+
+
+def test_backend_option_and_onnx_file_as_model(model, onnx_model, sample_photos):
+    ref = handseg.segment(sample_photos[1], model)
+    via_backend = handseg.segment(sample_photos[1], model, backend="onnx")
+    via_file = handseg.segment(sample_photos[1], str(onnx_model.path))
+    np.testing.assert_allclose(via_backend.probability, ref.probability, atol=1e-4)
+    np.testing.assert_allclose(via_file.probability, ref.probability, atol=1e-4)
+    with pytest.raises(ValueError, match="backend"):
+        handseg.load_model(model, backend="tensorrt")
+
+
+def test_cli_export_and_onnx_backend(tmp_path, tiny_model_dir, sample_photos):
+    done = subprocess.run(
+        [sys.executable, "-m", "handseg", "export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(tiny_model_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    for args in (["--model", str(tmp_path / "m.onnx")], ["--model", str(tiny_model_dir), "--backend", "onnx"]):
+        out = tmp_path / f"out{len(args)}"
+        done = subprocess.run(
+            [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[2]), "-o", str(out) + "/", *args],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        torch_mask = handseg.segment(sample_photos[2], tiny_model_dir).mask
+        from PIL import Image
+
+        onnx_mask = np.array(Image.open(out / f"{sample_photos[2].stem}_mask.png")) > 127
+        assert (onnx_mask != torch_mask).sum() <= 5

@@ -1,0 +1,78 @@
+"""Video in, mask or overlay video out, on a short clip made from real photos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handseg
+
+av = pytest.importorskip("av", reason='needs the video extra: pip install "handseg[video]"')
+from handseg.video import VideoError, segment_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, sample_photos):
+    """12 frames (320x240, 10 frames/s) panning over a real photo."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    photo = np.array(Image.open(sample_photos[3]).convert("RGB").resize((400, 300)))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(12):
+            frame = np.ascontiguousarray(photo[i * 4 : i * 4 + 240, i * 6 : i * 6 + 320])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def read_frames(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_mask_video(tmp_path, clip, tiny_model_dir):
+    stats = segment_video(clip, tmp_path / "masks.mp4", tiny_model_dir)
+    assert stats.frames == 12 and stats.fps > 0
+    frames = read_frames(tmp_path / "masks.mp4")
+    source = read_frames(clip)
+    assert len(frames) == 12 and frames[0].shape == (240, 320, 3)
+    # Each output frame is the mask of the matching input frame (up to video compression).
+    expected = handseg.segment(source[5], tiny_model_dir).mask
+    got = frames[5].mean(axis=2) > 127
+    assert (got == expected).mean() > 0.97
+
+
+def test_overlay_video_via_cli(tmp_path, clip, tiny_model_dir):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handseg",
+            "segment",
+            "-i",
+            str(clip),
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--overlay",
+            "--model",
+            str(tiny_model_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "12 frames" in done.stdout and "frames/s" in done.stdout
+    assert len(read_frames(tmp_path / "o.mp4")) == 12
+
+
+def test_broken_video(tmp_path, tiny_model_dir):
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(VideoError, match="bad.mp4"):
+        segment_video(tmp_path / "bad.mp4", tmp_path / "out.mp4", tiny_model_dir)

@@ -1,0 +1,222 @@
+"""Speed of handseg's inference paths beside the original Hand-Segmentation pipeline, in one process,
+interleaved after warm-up, with each path's dice on the val split so speed never hides a quality loss.
+
+    python benchmarks/speed.py [--model DIR] [--data ../shared/data] [--runs 7] [--json speed.json]
+
+Paths (end to end: JPEG file -> full-size mask):
+  original      the 2018 pipeline, re-implemented for reference: 64-wide U-Net (random weights: timing
+                only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size
+  default       handseg.segment with the model at its own working resolution
+  default+crf   the same with CRF (at the working resolution)
+  onnx          the same through onnxruntime
+  fast          onnxruntime at a lower working resolution (--fast-side)
+  full-res      the model at full resolution (the quality reference for working-resolution paths)
+Peak RSS is measured per path in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
+
+import handseg  # noqa: E402
+from handseg.crf import refine_with_crf  # noqa: E402
+from handseg.image import load_image, resize_rgb, to_model_input  # noqa: E402
+from handseg.metrics import dice  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
+
+
+class OriginalPipeline:
+    """The original project's test-time path, for timing: scale 0.5, two square halves, merge, full-size CRF."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.net = handseg.HandUNet().eval()  # 64-wide, the original network
+
+    @torch.inference_mode()
+    def __call__(self, path: str) -> np.ndarray:
+        rgb = load_image(path)
+        h, w = rgb.shape[:2]
+        small = resize_rgb(rgb, (round(h * 0.5), round(w * 0.5)))
+        sh, sw = small.shape[:2]
+        side = min(sh, sw)
+        left, right = small[:, :side], small[:, sw - side :]
+        probs = torch.sigmoid(self.net(torch.stack([to_model_input(left), to_model_input(right)])))[:, 0]
+        merged = torch.zeros(sh, sw)
+        merged[:, : sw // 2] = probs[0][:, : sw // 2]
+        merged[:, sw // 2 :] = probs[1][:, side - (sw - sw // 2) :]
+        full = F.interpolate(merged[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        return refine_with_crf(rgb, full.numpy()) > 0.5
+
+
+def make_frames(data: Path, folder: Path) -> dict[str, list[str]]:
+    photos = (
+        sorted((data / "egohands" / "images").glob("*.jpg"))[:4] + sorted((data / "hgr" / "images").glob("*.jpg"))[:4]
+    )
+    frames = {}
+    for name, size in SIZES.items():
+        frames[name] = []
+        for i, photo in enumerate(photos):
+            path = folder / f"{name}_{i}.jpg"
+            Image.open(photo).convert("RGB").resize(size, Image.BILINEAR).save(path, quality=90)
+            frames[name].append(str(path))
+    return frames
+
+
+def build_paths(model_arg: str | None, fast_side: int, only: str | None = None) -> dict:
+    """name -> function(path) -> mask; with `only`, builds just that one (for memory measurements)."""
+    needs_model = only is None or only != "original"
+    model = handseg.load_model(model_arg, "cpu") if needs_model else None
+    onnx_model = handseg.load_model(model, backend="onnx") if only in (None, "onnx", "fast") else None
+    factories = {
+        "original": lambda: OriginalPipeline(),
+        "default": lambda: lambda p: handseg.segment(p, model).mask,
+        "default+crf": lambda: lambda p: handseg.segment(p, model, crf=True).mask,
+        "onnx": lambda: lambda p: handseg.segment(p, onnx_model).mask,
+        "fast": lambda: lambda p: handseg.segment(p, onnx_model, max_side=fast_side).mask,
+        "full-res": lambda: lambda p: handseg.segment(p, model, max_side=None).mask,
+    }
+    return {name: make() for name, make in factories.items() if only in (None, name)}
+
+
+def models_for_throughput(model_arg: str | None) -> dict:
+    model = handseg.load_model(model_arg, "cpu")
+    return {"model": model, "onnx": handseg.load_model(model, backend="onnx")}
+
+
+def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: int) -> float:
+    """Peak resident memory of a fresh process that loads the path and runs one frame twice."""
+    repo = str(Path(__file__).resolve().parents[1])
+    code = (
+        f"import sys, resource; sys.path.insert(0, {repo!r}); from benchmarks.speed import build_paths; "
+        f"f = build_paths({model_arg!r}, {fast_side}, {path_name!r})[{path_name!r}]; "
+        f"f({frame!r}); f({frame!r}); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def dice_on_val(fn, data: Path) -> dict[str, float]:
+    from train.data import image_input, load_split
+
+    split = load_split(data, sources=["egohands", "hgr", "handphotos", "indoor"])
+    scores: dict[str, list[float]] = {}
+    for example in split.val:
+        pred = fn(image_input(example["image"]))
+        truth = handseg.load_mask(image_input(example["mask"]))
+        scores.setdefault(example["source"], []).append(float(dice(pred, truth)))
+    out = {s: float(np.mean(v)) for s, v in sorted(scores.items())}
+    out["all"] = float(np.mean([x for v in scores.values() for x in v]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per path and size (after one warm-up)")
+    parser.add_argument("--fast-side", type=int, default=320, help="working resolution of the fast path")
+    parser.add_argument("--batch", type=int, default=32, help="frames for the images/second measure")
+    parser.add_argument("--skip-dice", action="store_true", help="timing only")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    paths = build_paths(args.model, args.fast_side)
+    models = models_for_throughput(args.model)
+    folder = Path(tempfile.mkdtemp(prefix="handseg-speed-"))
+    frames = make_frames(args.data, folder)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {args.model or 'shipped default'}")
+
+    timings: dict[str, dict[str, list[float]]] = {p: {s: [] for s in SIZES} for p in paths}
+    for size, files in frames.items():
+        for fn in paths.values():  # warm-up
+            fn(files[0])
+        for run in range(args.runs):  # interleaved: every path sees the same machine state
+            frame = files[run % len(files)]
+            for name, fn in paths.items():
+                started = time.perf_counter()
+                fn(frame)
+                timings[name][size].append((time.perf_counter() - started) * 1000)
+
+    throughput = {}
+    batch_files = (frames["1918x1280"] * args.batch)[: args.batch]
+    for name, kwargs in {
+        "default": {"model": models["model"]},
+        "onnx": {"model": models["onnx"]},
+        "fast": {"model": models["onnx"], "max_side": args.fast_side},
+    }.items():
+        started = time.perf_counter()
+        handseg.segment_batch(batch_files, kwargs.pop("model"), batch_size=8, **kwargs)
+        throughput[name] = args.batch / (time.perf_counter() - started)
+
+    rss = {name: peak_rss_mb(name, frames["1918x1280"][0], args.model, args.fast_side) for name in paths}
+    val_dice = {}
+    if not args.skip_dice:
+        for name, fn in paths.items():
+            if name != "original":  # random weights: its dice would mean nothing
+                val_dice[name] = dice_on_val(fn, args.data)
+
+    base = statistics.median(timings["original"]["1918x1280"])
+    print()
+    print(
+        "| path | 1918x1280 median ms | p90 ms | speed-up vs original | 640x480 median ms | peak RSS MB "
+        "| frames/s (batch of 32, 1918x1280) | val dice (all) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    report = {}
+    for name in paths:
+        big, small = timings[name]["1918x1280"], timings[name]["640x480"]
+        med, p90 = statistics.median(big), float(np.percentile(big, 90))
+        report[name] = {
+            "median_ms_1918x1280": med,
+            "p90_ms_1918x1280": p90,
+            "median_ms_640x480": statistics.median(small),
+            "p90_ms_640x480": float(np.percentile(small, 90)),
+            "speedup_vs_original": base / med,
+            "peak_rss_mb": rss[name],
+            "frames_per_s_batch": throughput.get(name),
+            "val_dice": val_dice.get(name),
+        }
+        fps = f"{throughput[name]:.1f}" if name in throughput else "–"
+        d = (
+            f"{val_dice[name]['all']:.3f}"
+            if name in val_dice
+            else "n/a (random weights)"
+            if name == "original"
+            else "–"
+        )
+        print(
+            f"| {name} | {med:.0f} | {p90:.0f} | {base / med:.1f}x | {statistics.median(small):.0f} | "
+            f"{rss[name]:.0f} | {fps} | {d} |"
+        )
+    if val_dice:
+        print()
+        print(
+            "Val dice per source: "
+            + "; ".join(
+                f"{name}: " + ", ".join(f"{s} {v:.3f}" for s, v in d.items() if s != "all")
+                for name, d in val_dice.items()
+            )
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

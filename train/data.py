@@ -13,6 +13,7 @@ sees), `source` and `id`. Accepted `--data` forms:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import random
 from collections.abc import Sequence
@@ -227,6 +228,31 @@ def load_split(
         return _finish(SplitData(everything, explicit_val, problems))
     train, val = _random_split(everything, val_percent, seed)
     return _finish(SplitData(train, val, problems))
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose data, shared by train.run and train.evaluate."""
+    parser.add_argument(
+        "--data",
+        help="GTEA_gaze folder, images/+masks/ folder, folder with splits.csv, "
+        "saved datasets directory or hub dataset id",
+    )
+    parser.add_argument("--sources", help="comma-separated sources to use from a splits.csv folder (default: all)")
+    parser.add_argument("--val-percent", type=float, default=10.0, help="validation share when the data has no split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of that split (and, in training, of everything)")
+    parser.add_argument("--image-column", default="image", help="image column of a saved or hub dataset")
+    parser.add_argument("--mask-column", default="mask", help="mask column of a saved or hub dataset")
+
+
+def load_split_from_args(args: argparse.Namespace) -> SplitData:
+    return load_split(
+        args.data,
+        val_percent=args.val_percent,
+        seed=args.seed,
+        sources=args.sources.split(",") if args.sources else None,
+        image_column=args.image_column,
+        mask_column=args.mask_column,
+    )
 
 
 def _finish(split: SplitData) -> SplitData:

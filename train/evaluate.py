@@ -22,7 +22,7 @@ import handseg
 from handseg.image import load_mask
 from handseg.metrics import METRIC_NAMES, mean_scores, score
 from handseg.visualize import error_map, mask_to_image, side_by_side
-from train.data import DataError, image_input, load_split
+from train.data import DataError, add_data_arguments, image_input, load_split_from_args
 
 
 def score_dataset(
@@ -103,13 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Dice, IoU, precision and recall of a model on labelled hand data, at the original resolution.",
     )
     parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
-    parser.add_argument("--data", required=True, help="data folder, saved dataset or hub dataset id (see train.run)")
+    add_data_arguments(parser)
     parser.add_argument("--split", choices=["val", "train", "all"], default="val")
-    parser.add_argument("--sources", help="comma-separated sources to use from a splits.csv folder")
-    parser.add_argument("--val-percent", type=float, default=10.0, help="validation share when there is no split")
-    parser.add_argument("--seed", type=int, default=0, help="seed of that random split")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--mask-column", default="mask")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--crf", action="store_true", help="dense-CRF refinement (needs pydensecrf2)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution (default: the model's)")
@@ -119,14 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        split = load_split(
-            args.data,
-            val_percent=args.val_percent,
-            seed=args.seed,
-            sources=args.sources.split(",") if args.sources else None,
-            image_column=args.image_column,
-            mask_column=args.mask_column,
-        )
+        if not args.data:
+            parser.error("--data is required")
+        split = load_split_from_args(args)
         model = handseg.load_model(args.model, args.device)
     except (DataError, handseg.NoDefaultModelError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

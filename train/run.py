@@ -34,7 +34,7 @@ from handseg.encoders import LITE0_MEAN, LITE0_STD, load_lite0_imagenet
 from handseg.image import load_image, load_mask, to_model_input
 from handseg.model import DEFAULT_DECODER_CHANNELS
 from train.augment import Augmenter, fit_longer_side
-from train.data import DataError, SplitData, image_input, load_split
+from train.data import DataError, SplitData, add_data_arguments, image_input, load_split, load_split_from_args
 from train.evaluate import markdown_table, score_dataset, summarize
 
 STATE_FILE = "training_state.pt"
@@ -48,17 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train.run",
         description="Train a HandUNet hand segmenter. Multi-GPU: torchrun --nproc_per_node N -m train.run --gpu ...",
     )
-    p.add_argument(
-        "--data",
-        help="GTEA_gaze folder, images/+masks/ folder, folder with splits.csv, "
-        "saved datasets directory or hub dataset id",
-    )
+    add_data_arguments(p)
     p.add_argument("--out", type=Path, help="output folder (default: runs/<time>; with --resume: that folder)")
     p.add_argument("--epochs", type=int, default=30, help="train until this epoch (also with --resume)")
     p.add_argument("--batch-size", type=int, default=8, help="per process")
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (cosine decay per epoch)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--val-percent", type=float, default=10.0, help="validation share when the data has no split")
     p.add_argument("--img-size", type=int, default=256, help="side of the square training crops")
     p.add_argument(
         "--max-side",
@@ -84,12 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU (default on)"
     )
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--composite", help="folder of hand cut-outs (images/ + masks/) to paste into training images")
     p.add_argument("--composite-prob", type=float, default=0.5, help="share of training images given a cut-out")
-    p.add_argument("--sources", help="comma-separated sources to use from a splits.csv folder (default: all)")
-    p.add_argument("--image-column", default="image")
-    p.add_argument("--mask-column", default="mask")
     return p
 
 
@@ -379,14 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        split = load_split(
-            args.data,
-            val_percent=args.val_percent,
-            seed=args.seed,
-            sources=args.sources.split(",") if args.sources else None,
-            image_column=args.image_column,
-            mask_column=args.mask_column,
-        )
+        split = load_split_from_args(args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
@@ -52,23 +53,25 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--sources", default=PHOTO_SOURCES)
+    parser.add_argument("--split", choices=["val", "all"], default="val")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     split = load_split(args.data, sources=args.sources.split(","))
+    images = split.val if args.split == "val" else datasets.concatenate_datasets([split.train, split.val])
     model = handseg.load_model(args.model, "cpu")
     results = {}
     for name, run in (
-        ("handseg model", lambda: score_dataset(model, split.val)),
-        ("handseg model + CRF", lambda: score_dataset(model, split.val, crf=True)),
-        ("skin colour (YCrCb box)", lambda: skin_rows(split.val)),
+        ("handseg model", lambda: score_dataset(model, images)),
+        ("handseg model + CRF", lambda: score_dataset(model, images, crf=True)),
+        ("skin colour (YCrCb box)", lambda: skin_rows(images)),
     ):
         started = time.perf_counter()
         summary = summarize(run())
-        summary["seconds_per_image"] = (time.perf_counter() - started) / len(split.val)
+        summary["seconds_per_image"] = (time.perf_counter() - started) / len(images)
         results[name] = summary
     sources = sorted(next(iter(results.values()))["per_source"])
     print(
-        f"Val split of {args.data}: "
+        f"{args.split} images of {args.data}: "
         + ", ".join(f"{s} {next(iter(results.values()))['per_source'][s]['n']}" for s in sources)
     )
     print()

@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_SIDE,
         help=f"cap the longer side the network sees (default {DEFAULT_MAX_SIDE}); masks are always full size",
     )
-    seg.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    seg.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on a GPU, 1 on a CPU)")
     seg.add_argument(
         "--backend",
         choices=["torch", "onnx"],

@@ -94,6 +94,13 @@ def load_model(
     return _as_onnx(net) if backend == "onnx" else net
 
 
+def default_batch_size(net: HandUNet | OnnxHandUNet) -> int:
+    """8 on a GPU; 1 on a CPU, where batching measured slower (benchmarks/speed.py, README)."""
+    if isinstance(net, HandUNet) and next(net.parameters()).device.type == "cuda":
+        return 8
+    return 1
+
+
 def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         return torch.sigmoid(logits[:, 0])
@@ -119,18 +126,21 @@ def iter_segment(
     crf: bool = False,
     scale: float | None = None,
     max_side: int | str | None = AUTO,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     backend: str = "torch",
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
     """Segment images lazily, yielding `(index, Segmentation)` in input order.
 
     An input that cannot be loaded yields `(index, ImageLoadError)` and the
-    others go on. Images whose working sizes match run as one batch.
+    others go on. Consecutive images whose working sizes match run as one batch of up
+    to `batch_size` (default: 8 on a GPU, 1 on a CPU).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     net = load_model(model, device, backend=backend)
+    if batch_size is None:
+        batch_size = default_batch_size(net)
     if max_side == AUTO:
         max_side = net.max_side or DEFAULT_MAX_SIDE
     pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, rgb, working rgb)

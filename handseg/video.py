@@ -47,7 +47,7 @@ def segment_video(
     model: ModelInput = None,
     *,
     as_overlay: bool = False,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     progress: bool = False,
     **options,
 ) -> VideoStats:

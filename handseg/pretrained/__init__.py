@@ -11,8 +11,8 @@ from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
-#: Name of the shipped default model; None until trained weights are shipped.
-DEFAULT_MODEL: str | None = None
+#: Name of the shipped default model (a folder next to this file).
+DEFAULT_MODEL: str | None = "handunet_lite0.hands_v1"
 
 
 class NoDefaultModelError(RuntimeError):

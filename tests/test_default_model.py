@@ -1,0 +1,83 @@
+"""The shipped default model: loads offline from the package, segments real hands well, and its
+outputs on one real photo are pinned (a change in pre-processing or weights shows up here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handseg
+from handseg.metrics import score
+from handseg.pretrained import DEFAULT_MODEL, available_models, pretrained_path
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
+
+#: Pinned on the shipped weights (recorded when they were committed): hand probability at a few
+#: pixels of hgr val photo 1_A_hgr2B_id10_1 (inside the hand, background, two on the edge), and dice.
+PINNED_PHOTO = ("hgr", "1_A_hgr2B_id10_1")
+PINNED_PIXELS = {(383, 250): 0.98653, (10, 10): 0.01111, (302, 100): 0.01268, (120, 227): 0.32011, (356, 258): 0.54851}
+PINNED_DICE = 0.98533
+
+
+def test_ships_inside_the_package_and_is_small():
+    folder = pretrained_path()
+    assert DEFAULT_MODEL in available_models()
+    assert sorted(p.name for p in folder.iterdir() if p.suffix != ".jpg") == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 20 * 2**20
+    config = json.loads((folder / "config.json").read_text())
+    assert config["encoder"] == "efficientnet_lite0" and config["max_side"]
+    card = (folder / "README.md").read_text()
+    assert "python -m train.run" in card and "research" in card.lower()
+
+
+def test_top_level_model_card_is_the_shipped_one():
+    shipped = (pretrained_path() / "README.md").read_text()
+    top = (REPO_ROOT / "model_card.md").read_text()
+    assert top == shipped.replace("](gtea_gallery.jpg)", f"](handseg/pretrained/{DEFAULT_MODEL}/gtea_gallery.jpg)")
+    assert (pretrained_path() / "gtea_gallery.jpg").is_file()
+
+
+def test_from_pretrained_on_the_shipped_folder():
+    model = handseg.HandUNet.from_pretrained(pretrained_path())
+    assert model.encoder_name == "efficientnet_lite0"
+    assert handseg.load_model() is handseg.load_model(None)  # loaded once, reused
+
+
+def test_segments_real_hands_well(val_pairs):
+    """A handful of val photos per source, through segment() with no model argument."""
+    for source, pairs in val_pairs.items():
+        dice = [score(handseg.segment(img).mask, handseg.load_mask(mask)).dice for img, mask in pairs[:4]]
+        assert np.mean(dice) > 0.75, (source, dice)
+
+
+def test_pinned_outputs(data_dir):
+    source, name = PINNED_PHOTO
+    result = handseg.segment(data_dir / source / "images" / f"{name}.jpg")
+    truth = handseg.load_mask(data_dir / source / "masks" / f"{name}.png")
+    assert result.mask.shape == truth.shape
+    expected = json.loads((pretrained_path() / "config.json").read_text()).get("max_side")
+    assert expected == handseg.load_model().max_side
+    for (y, x), value in PINNED_PIXELS.items():
+        assert result.probability[y, x] == pytest.approx(value, abs=2e-3), (y, x)
+    assert score(result.mask, truth).dice == pytest.approx(PINNED_DICE, abs=2e-3)
+
+
+def test_cli_uses_the_shipped_model(tmp_path, sample_photos):
+    done = subprocess.run(
+        [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[1]), "-o", str(tmp_path / "m.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "m.png").size == Image.open(sample_photos[1]).size

@@ -78,11 +78,13 @@ def make_frames(data: Path, folder: Path) -> dict[str, list[str]]:
     return frames
 
 
-def build_paths(model_arg: str | None, fast_side: int, only: str | None = None) -> dict:
-    """name -> function(path) -> mask; with `only`, builds just that one (for memory measurements)."""
+def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, device: str = "cpu") -> dict:
+    """name -> function(path) -> mask; with `only`, builds just that one (for memory measurements).
+    `device` applies to the torch paths; onnxruntime runs on the CPU."""
     needs_model = only is None or only != "original"
-    model = handseg.load_model(model_arg, "cpu") if needs_model else None
-    onnx_model = handseg.load_model(model, backend="onnx") if only in (None, "onnx", "fast") else None
+    model = handseg.load_model(model_arg, device) if needs_model else None
+    cpu_model = handseg.load_model(model_arg, "cpu") if only in (None, "onnx", "fast") else None
+    onnx_model = handseg.load_model(cpu_model, backend="onnx") if cpu_model is not None else None
     factories = {
         "original": lambda: OriginalPipeline(),
         "default": lambda: lambda p: handseg.segment(p, model).mask,
@@ -94,17 +96,17 @@ def build_paths(model_arg: str | None, fast_side: int, only: str | None = None) 
     return {name: make() for name, make in factories.items() if only in (None, name)}
 
 
-def models_for_throughput(model_arg: str | None) -> dict:
-    model = handseg.load_model(model_arg, "cpu")
-    return {"model": model, "onnx": handseg.load_model(model, backend="onnx")}
+def models_for_throughput(model_arg: str | None, device: str) -> dict:
+    model = handseg.load_model(model_arg, device)
+    return {"model": model, "onnx": handseg.load_model(handseg.load_model(model_arg, "cpu"), backend="onnx")}
 
 
-def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: int) -> float:
+def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: int, device: str) -> float:
     """Peak resident memory of a fresh process that loads the path and runs one frame twice."""
     repo = str(Path(__file__).resolve().parents[1])
     code = (
         f"import sys; sys.path.insert(0, {repo!r}); from benchmarks.speed import build_paths; "
-        f"f = build_paths({model_arg!r}, {fast_side}, {path_name!r})[{path_name!r}]; "
+        f"f = build_paths({model_arg!r}, {fast_side}, {path_name!r}, {device!r})[{path_name!r}]; "
         f"f({frame!r}); f({frame!r}); "
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
         "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))"
@@ -138,16 +140,21 @@ def main() -> None:
     parser.add_argument(
         "--paths", help="comma-separated subset of paths to run (default: all; speed-up needs 'original')"
     )
+    parser.add_argument("--device", default="cpu", help="device of the torch paths, e.g. cuda (default cpu)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    paths = build_paths(args.model, args.fast_side)
+    paths = build_paths(args.model, args.fast_side, device=args.device)
     if args.paths:
         paths = {name: fn for name, fn in paths.items() if name in args.paths.split(",")}
-    models = models_for_throughput(args.model)
+    models = models_for_throughput(args.model, args.device)
     folder = Path(tempfile.mkdtemp(prefix="handseg-speed-"))
     frames = make_frames(args.data, folder)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {args.model or 'shipped default'}")
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; torch paths on {args.device}; "
+        f"model: {args.model or 'shipped default'}"
+    )
 
     timings: dict[str, dict[str, list[float]]] = {p: {s: [] for s in SIZES} for p in paths}
     for size, files in frames.items():
@@ -173,7 +180,7 @@ def main() -> None:
         handseg.segment_batch(batch_files, kwargs.pop("model"), **kwargs)  # default batch size
         throughput[name] = args.batch / (time.perf_counter() - started)
 
-    rss = {name: peak_rss_mb(name, frames["1918x1280"][0], args.model, args.fast_side) for name in paths}
+    rss = {name: peak_rss_mb(name, frames["1918x1280"][0], args.model, args.fast_side, args.device) for name in paths}
     val_dice = {}
     if not args.skip_dice:
         for name, fn in paths.items():
@@ -202,6 +209,7 @@ def main() -> None:
             "val_dice": val_dice.get(name),
         }
         fps = f"{throughput[name]:.1f}" if name in throughput else "–"
+        speedup = f"{base / med:.1f}x" if base == base else "–"  # nan without the original path
         d = (
             f"{val_dice[name]['all']:.3f}"
             if name in val_dice
@@ -210,7 +218,7 @@ def main() -> None:
             else "–"
         )
         print(
-            f"| {name} | {med:.0f} | {p90:.0f} | {base / med:.1f}x | {statistics.median(small):.0f} | "
+            f"| {name} | {med:.0f} | {p90:.0f} | {speedup} | {statistics.median(small):.0f} | "
             f"{rss[name]:.0f} | {fps} | {d} |"
         )
     if val_dice:

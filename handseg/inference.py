@@ -115,7 +115,9 @@ def predict_logits(model: HandUNet | OnnxHandUNet, batch: torch.Tensor) -> torch
     if isinstance(model, OnnxHandUNet):
         return model(batch).float()
     device = next(model.parameters()).device
-    return model(batch.to(device, non_blocking=True)).float()
+    # bf16 on GPUs: about twice the throughput, and hand masks do not need fp32 logits.
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return model(batch.to(device, non_blocking=True)).float()
 
 
 def iter_segment(

@@ -23,11 +23,15 @@ def crf_available() -> bool:
     return True
 
 
-def refine_with_crf(rgb: np.ndarray, probability: np.ndarray, iterations: int = 5) -> np.ndarray:
+def refine_with_crf(
+    rgb: np.ndarray, probability: np.ndarray, iterations: int = 5, pixel_scale: float = 1.0
+) -> np.ndarray:
     """Refine a hand-probability map (H, W) with a fully connected CRF over `rgb` (H, W, 3 uint8).
 
     Settings as in the original: Gaussian sxy=20, compat=3; bilateral sxy=30,
-    srgb=20, compat=10; 5 mean-field iterations. Returns the refined hand
+    srgb=20, compat=10; 5 mean-field iterations. `pixel_scale` < 1 says the
+    image is a down-scaled copy: the spatial kernels shrink with it, so they
+    cover the same part of the scene as at full size. Returns the refined hand
     probability (float32, H, W).
     """
     try:
@@ -41,7 +45,8 @@ def refine_with_crf(rgb: np.ndarray, probability: np.ndarray, iterations: int = 
     unary = -np.log(np.stack([1 - p, p]).reshape(2, -1))
     crf = dcrf.DenseCRF2D(width, height, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=20, compat=3)
-    crf.addPairwiseBilateral(sxy=30, srgb=20, rgbim=np.ascontiguousarray(rgb, dtype=np.uint8), compat=10)
+    crf.addPairwiseGaussian(sxy=20 * pixel_scale, compat=3)
+    rgbim = np.ascontiguousarray(rgb, dtype=np.uint8)
+    crf.addPairwiseBilateral(sxy=30 * pixel_scale, srgb=20, rgbim=rgbim, compat=10)
     q = np.asarray(crf.inference(iterations), dtype=np.float32)
     return q[1].reshape(height, width)

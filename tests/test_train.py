@@ -30,6 +30,12 @@ def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def train_command(data_dir: Path, sources: str, out: Path, epochs: int) -> list[str]:
+    """`python -m train.run` on one source of the real data, tiny settings."""
+    return [sys.executable, "-m", "train.run", "--data", str(data_dir), "--sources", sources, "--out", str(out),
+            "--epochs", str(epochs), *TINY]  # fmt: skip
+
+
 def run_module(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", *args],
@@ -188,30 +194,11 @@ def test_gpu_flag_without_cuda_exits_2(tmp_path, data_dir):
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path, data_dir):
     out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "train.run",
-            "--data",
-            str(data_dir),
-            "--sources",
-            "handphotos",
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            *TINY,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=600,
-    )
+        [*launcher, *train_command(data_dir, "handphotos", out, epochs=2)[1:]],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = read_metrics(out)
     assert [r["epoch"] for r in lines] == [1, 2]  # rank 0 alone writes
@@ -223,25 +210,9 @@ def test_torchrun_two_processes_on_cpu(tmp_path, data_dir):
 def test_sigint_saves_last_and_exits_cleanly(tmp_path, data_dir):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "train.run",
-            "--data",
-            str(data_dir),
-            "--sources",
-            "hgr",
-            "--out",
-            str(out),
-            "--epochs",
-            "500",
-            *TINY,
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        train_command(data_dir, "hgr", out, epochs=500),
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     deadline = time.time() + 300
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)

@@ -3,7 +3,9 @@ the Gradio layout lives in demo/ui.py. Unusable input raises gr.Error with the r
 
 from __future__ import annotations
 
+import contextlib
 import io
+import shutil
 import tempfile
 import time
 import zipfile
@@ -52,8 +54,28 @@ def _without_temp_dir(message: str, image) -> str:
     return message
 
 
+#: Results are written here, one fresh folder per request, and served as they are (see
+#: gr.set_static_paths in demo/ui.py). Gradio's own cache names files by their content, so two
+#: requests with identical results rewrite one file while it is being sent (seen under load).
+RESULTS_DIR = Path(tempfile.gettempdir()) / "handseg-app-results"
+RESULTS_MAX_AGE_S = 3600
+
+
 def _work_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="handseg-"))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    cutoff = time.time() - RESULTS_MAX_AGE_S
+    for old in RESULTS_DIR.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another request may be cleaning up too
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=RESULTS_DIR))
+
+
+def _image_file(folder: Path, name: str, rgb: np.ndarray) -> str:
+    """A display image as a file of this request's own (WebP: small and quick to encode)."""
+    path = folder / f"{name}.webp"
+    Image.fromarray(_display(rgb)).save(path, quality=90)
+    return str(path)
 
 
 def _stem(image) -> str:
@@ -74,15 +96,16 @@ def segment_photo(
     result = _segment(model, image, threshold=threshold, crf=crf, max_side=int(max_side) or None)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
-    mask_path = _work_dir() / f"{_stem(image)}_mask.png"
+    folder = _work_dir()
+    mask_path = folder / f"{_stem(image)}_mask.png"
     Image.fromarray(mask_to_image(result.mask)).save(mask_path)
     h, w = result.mask.shape
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
         f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''})"
     )
-    shown = _display(result.image)
-    return (shown, _display(tinted)), _display(tinted), str(mask_path), stats
+    before, after = _image_file(folder, "photo", result.image), _image_file(folder, "overlay", tinted)
+    return (before, after), after, str(mask_path), stats
 
 
 def _scores_markdown(title: str, result: handseg.Segmentation, truth: np.ndarray | None) -> str:
@@ -118,6 +141,7 @@ def compare(
         except handseg.ImageLoadError as exc:
             raise gr.Error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
     outputs = []
+    folder = _work_dir()
     for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
         name = name or next(iter(models))  # API callers may leave the model out: the app's main model
         if name not in models:
@@ -131,8 +155,8 @@ def compare(
         title = f"{label}: {name}{' + CRF' if crf else ''}"
         errors = error_map(result.mask, truth, result.image) if truth is not None else None
         outputs += [
-            _display(overlay(result.image, result.mask)),
-            _display(errors) if errors is not None else None,
+            _image_file(folder, f"{label}_overlay", overlay(result.image, result.mask)),
+            _image_file(folder, f"{label}_errors", errors) if errors is not None else None,
             _scores_markdown(title, result, truth),
         ]
     return tuple(outputs)

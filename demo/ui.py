@@ -61,6 +61,8 @@ def _no_model(*_args, **_kwargs):
 def build_demo(model: handseg.HandUNet | str | Path | None = None) -> gr.Blocks:
     """The app. `model`: a HandUNet or hub folder/id shown first; the shipped default is offered too."""
     models, notice = _load_models(model)
+    callbacks.RESULTS_DIR.mkdir(exist_ok=True)
+    gr.set_static_paths([callbacks.RESULTS_DIR])  # results are served as written, never rewritten
     names = list(models)
     main = models[names[0]] if names else None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +62,17 @@ def _load_onnx_cached(path: str) -> OnnxHandUNet:
     return OnnxHandUNet(path)
 
 
-_exported: dict[int, OnnxHandUNet] = {}
+#: One ONNX export per model object (weak keys: an export dies with its model, and a new model
+#: can never be handed an old model's export). Change a model's weights and you must export anew.
+_exported: weakref.WeakKeyDictionary[HandUNet, OnnxHandUNet] = weakref.WeakKeyDictionary()
 
 
 def _as_onnx(model: HandUNet) -> OnnxHandUNet:
     """Export once per model object to a temporary file and run that with onnxruntime."""
-    if id(model) not in _exported:
+    if model not in _exported:
         folder = Path(tempfile.mkdtemp(prefix="handseg-onnx-"))
-        _exported[id(model)] = OnnxHandUNet(export_onnx(model, folder / "model.onnx"))
-    return _exported[id(model)]
+        _exported[model] = OnnxHandUNet(export_onnx(model, folder / "model.onnx"))
+    return _exported[model]
 
 
 def load_model(

@@ -205,7 +205,9 @@ def test_in_a_real_browser(app_url, sample_photos):
         page.locator("#photo img").first.wait_for(timeout=30_000)  # the upload's preview
         page.locator("#segment-button").click()
         page.locator("#stats").get_by_text("Hand area").wait_for(timeout=60_000)
-        assert page.locator("#overlay img").first.is_visible()
+        # The stats text can arrive before the images have loaded: wait for them, then check.
+        page.locator("#overlay img").first.wait_for(state="visible", timeout=30_000)
+        page.locator("#slider img").nth(1).wait_for(state="visible", timeout=30_000)
         assert page.locator("#slider img").count() >= 2
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         download = page.locator("#mask-file a[download]").first

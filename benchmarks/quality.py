@@ -45,7 +45,7 @@ def rows_from(ds, predict) -> list[dict]:
     """Score `predict(example) -> bool mask` on every example."""
     rows = []
     for example in ds:
-        truth = load_mask(image_input(example["mask"]))
+        truth = load_mask(image_input(example["mask"]))  # the image is decoded by `predict`
         rows.append({"source": example["source"], "id": example["id"], **score(predict(example), truth).as_dict()})
     return rows
 

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import handseg  # noqa: E402
 from handseg.crf import refine_with_crf  # noqa: E402
 from handseg.image import load_image, resize_rgb, to_model_input  # noqa: E402
-from handseg.metrics import dice  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
@@ -116,17 +115,14 @@ def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: in
 
 
 def dice_on_val(fn, data: Path) -> dict[str, float]:
+    """Mean val dice per source and overall for `fn(image source) -> mask`, scored like quality.py."""
+    from benchmarks.quality import PHOTO_SOURCES, rows_from
     from train.data import image_input, load_split
+    from train.evaluate import summarize
 
-    split = load_split(data, sources=["egohands", "hgr", "handphotos", "indoor"])
-    scores: dict[str, list[float]] = {}
-    for example in split.val:
-        pred = fn(image_input(example["image"]))
-        truth = handseg.load_mask(image_input(example["mask"]))
-        scores.setdefault(example["source"], []).append(float(dice(pred, truth)))
-    out = {s: float(np.mean(v)) for s, v in sorted(scores.items())}
-    out["all"] = float(np.mean([x for v in scores.values() for x in v]))
-    return out
+    split = load_split(data, sources=PHOTO_SOURCES.split(","))
+    summary = summarize(rows_from(split.val, lambda example: fn(image_input(example["image"]))))
+    return {**{s: v["dice"] for s, v in summary["per_source"].items()}, "all": summary["overall"]["dice"]}
 
 
 def main() -> None:

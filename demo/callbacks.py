@@ -142,6 +142,11 @@ def compare(
             raise gr.Error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
     outputs = []
     folder = _work_dir()
+    if image is not None:  # decode once for both sides
+        try:
+            image = handseg.load_image(image)
+        except handseg.ImageLoadError as exc:
+            raise gr.Error(f"Cannot use this file: {_without_temp_dir(str(exc), image)}") from None
     for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
         name = name or next(iter(models))  # API callers may leave the model out: the app's main model
         if name not in models:

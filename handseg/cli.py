@@ -36,13 +36,20 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def output_paths(inputs: list[Path], outputs: Sequence[str] | None) -> list[Path]:
-    """Where each input's mask goes: beside it, in one output folder, or at the paths given."""
+def output_paths(inputs: list[Path], outputs: Sequence[str] | None, overlay_video: bool = False) -> list[Path]:
+    """Where each input's result goes: beside it, in one output folder, or at the paths given.
+    Default names: `<stem>_mask.png` for images, `<stem>_mask.mp4` (or `_overlay.mp4`) for videos."""
+
+    def default_name(p: Path) -> str:
+        if p.suffix.lower() in VIDEO_SUFFIXES:
+            return f"{p.stem}_overlay.mp4" if overlay_video else f"{p.stem}_mask.mp4"
+        return f"{p.stem}_mask.png"
+
     if not outputs:
-        return [p.with_name(f"{p.stem}_mask.png") for p in inputs]
+        return [p.with_name(default_name(p)) for p in inputs]
     if len(outputs) == 1 and (Path(outputs[0]).is_dir() or outputs[0].endswith(("/", "\\")) or len(inputs) > 1):
         folder = Path(outputs[0])
-        return [folder / f"{p.stem}_mask.png" for p in inputs]
+        return [folder / default_name(p) for p in inputs]
     if len(outputs) != len(inputs):
         raise SystemExit(
             f"handseg: error: {len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder"
@@ -72,7 +79,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if not inputs:
         print("handseg: error: no input images found", file=sys.stderr)
         return 1
-    outputs = output_paths(inputs, args.output)
+    outputs = output_paths(inputs, args.output, overlay_video=args.overlay)
     if args.crf and not crf_available():
         print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -126,10 +133,6 @@ def _segment_images(jobs: list[tuple[Path, Path]], model, args: argparse.Namespa
 
 def _segment_video(source: Path, target: Path, model, args: argparse.Namespace, **options) -> int:
     """Segment one video; 1 if it failed (reported), else 0."""
-    if target.suffix.lower() not in VIDEO_SUFFIXES:  # default name <stem>_mask.png -> a video name
-        target = target.with_name(
-            target.name.removesuffix("_mask.png") + ("_overlay.mp4" if args.overlay else "_mask.mp4")
-        )
     try:
         stats = segment_video(
             source,

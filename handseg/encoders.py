@@ -91,7 +91,7 @@ def lite0_key(key: str) -> str | None:
     """Map a key of the pretrained file (lukemelas naming) to the encoder's, or None for the classifier head."""
     if key.startswith(("_conv_head", "_bn1.", "_fc.")):
         return None  # the 1280-channel head and classifier are not part of the encoder
-    if m := re.fullmatch(r"_conv_stem\.weight", key):
+    if key == "_conv_stem.weight":
         return "stem.0.weight"
     if m := re.fullmatch(r"_bn0\.(\w+)", key):
         return f"stem.1.{m[1]}"

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 from PIL import Image
 
-from handseg.image import IMAGE_FILE_SUFFIXES
+from handseg.image import IMAGE_FILE_SUFFIXES, load_image, load_mask
 
 FEATURES = datasets.Features(
     {
@@ -264,3 +265,8 @@ def _finish(split: SplitData) -> SplitData:
 def image_input(cell: dict) -> bytes | str:
     """What `handseg.load_image` should read for one `Image(decode=False)` cell."""
     return cell["bytes"] if cell.get("bytes") else cell["path"]
+
+
+def load_pair(example: dict) -> tuple[np.ndarray, np.ndarray]:
+    """An example's RGB image and bool mask, decoded by handseg like every input."""
+    return load_image(image_input(example["image"])), load_mask(image_input(example["mask"]))

@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import handseg
 from handseg.encoders import LITE0_MEAN, LITE0_STD, load_lite0_imagenet
-from handseg.image import load_image, load_mask, to_model_input
+from handseg.image import to_model_input
 from handseg.model import DEFAULT_DECODER_CHANNELS
 from train.augment import Augmenter, fit_longer_side
-from train.data import DataError, SplitData, add_data_arguments, image_input, load_split, load_split_from_args
+from train.data import DataError, SplitData, add_data_arguments, load_pair, load_split, load_split_from_args
 from train.evaluate import markdown_table, score_dataset, summarize
 
 STATE_FILE = "training_state.pt"
@@ -132,9 +132,7 @@ class CutoutBank:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if i not in self.cache:
-            row = self.items[i]
-            rgb, mask = load_image(image_input(row["image"])), load_mask(image_input(row["mask"]))
-            self.cache[i] = fit_longer_side(rgb, mask, self.max_side)
+            self.cache[i] = fit_longer_side(*load_pair(self.items[i]), self.max_side)
         return self.cache[i]
 
 
@@ -154,9 +152,7 @@ class TrainSet(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, i = key
         if i not in self.cache:
-            row = self.ds[i]
-            rgb, mask = load_image(image_input(row["image"])), load_mask(image_input(row["mask"]))
-            self.cache[i] = fit_longer_side(rgb, mask, self.keep_side)
+            self.cache[i] = fit_longer_side(*load_pair(self.ds[i]), self.keep_side)
         rng = np.random.default_rng([self.seed, epoch, i])
         rgb, mask = self.augmenter(*self.cache[i], rng)
         return to_model_input(rgb), torch.from_numpy(mask[None].astype(np.float32))

@@ -159,8 +159,11 @@ class HandUNet(
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         m = self.size_multiple
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
         # Unconditional (a zero pad is a no-op) so exported graphs keep dynamic sizes.
         x = F.pad(x, (0, -width % m, 0, -height % m), mode="replicate")
+        if channels_last:  # padding returns a contiguous tensor; keep the faster layout the caller chose
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.input_mean is not None:
             x = (x - self.input_mean) / self.input_std
         if self.encoder_name is None:

@@ -39,6 +39,17 @@ def test_forward_backward_any_size(config, size):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_channels_last_input_gives_the_same_output(config):
+    """Inference and training feed channels_last batches (faster on CPUs); the result must not change."""
+    model = make_tiny_model(**config)
+    x = torch.rand(2, model.in_channels, 37, 53)
+    with torch.no_grad():
+        plain_out = model(x)
+        cl_out = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(cl_out, plain_out, rtol=1e-4, atol=1e-5)
+
+
 def test_padding_does_not_shift_content():
     """A crop of a multiple-of-16 input lines up with the same region of the full output."""
     model = make_tiny_model()

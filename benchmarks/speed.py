@@ -8,6 +8,7 @@ Paths (end to end: JPEG file -> full-size mask):
                 only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size
   default       handseg.segment with the model at its own working resolution
   default+crf   the same with CRF (at the working resolution)
+  compiled      the same with torch.compile (compile=True); its one-off compile is in "first call s"
   onnx          the same through onnxruntime
   fast          onnxruntime at a lower working resolution (--fast-side)
   full-res      the model at full resolution (the quality reference for working-resolution paths)
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,7 @@ def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, 
         "original": lambda: OriginalPipeline(),
         "default": lambda: lambda p: handseg.segment(p, model).mask,
         "default+crf": lambda: lambda p: handseg.segment(p, model, crf=True).mask,
+        "compiled": lambda: _masks_of(handseg.load_model(model_arg, device, compile=True)),
         "onnx": lambda: lambda p: handseg.segment(p, onnx_model).mask,
         "fast": lambda: lambda p: handseg.segment(p, onnx_model, max_side=fast_side).mask,
         "full-res": lambda: lambda p: handseg.segment(p, model, max_side=None).mask,
@@ -95,9 +98,17 @@ def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, 
     return {name: make() for name, make in factories.items() if only in (None, name)}
 
 
+def _masks_of(model) -> Callable[[str], np.ndarray]:
+    return lambda p: handseg.segment(p, model).mask
+
+
 def models_for_throughput(model_arg: str | None, device: str) -> dict:
     model = handseg.load_model(model_arg, device)
-    return {"model": model, "onnx": handseg.load_model(handseg.load_model(model_arg, "cpu"), backend="onnx")}
+    return {
+        "model": model,
+        "compiled": handseg.load_model(model_arg, device, compile=True),
+        "onnx": handseg.load_model(handseg.load_model(model_arg, "cpu"), backend="onnx"),
+    }
 
 
 def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: int, device: str) -> float:
@@ -153,9 +164,12 @@ def main() -> None:
     )
 
     timings: dict[str, dict[str, list[float]]] = {p: {s: [] for s in SIZES} for p in paths}
+    first_call_s: dict[str, float] = {}
     for size, files in frames.items():
-        for fn in paths.values():  # warm-up
+        for name, fn in paths.items():  # warm-up (the compiled path compiles here)
+            started = time.perf_counter()
             fn(files[0])
+            first_call_s.setdefault(name, time.perf_counter() - started)
         for run in range(args.runs):  # interleaved: every path sees the same machine state
             frame = files[run % len(files)]
             for name, fn in paths.items():
@@ -167,6 +181,7 @@ def main() -> None:
     batch_files = (frames["1918x1280"] * args.batch)[: args.batch]
     for name, kwargs in {
         "default": {"model": models["model"]},
+        "compiled": {"model": models["compiled"]},
         "onnx": {"model": models["onnx"]},
         "fast": {"model": models["onnx"], "max_side": args.fast_side},
     }.items():
@@ -187,9 +202,9 @@ def main() -> None:
     print()
     print(
         "| path | 1918x1280 median ms | p90 ms | speed-up vs original | 640x480 median ms | peak RSS MB "
-        "| frames/s, segment_batch of 32 1918x1280 | val dice (all) |"
+        "| frames/s, segment_batch of 32 1918x1280 | first call s | val dice (all) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     report = {}
     for name in paths:
         big, small = timings[name]["1918x1280"], timings[name]["640x480"]
@@ -202,6 +217,7 @@ def main() -> None:
             "speedup_vs_original": base / med,
             "peak_rss_mb": rss[name],
             "frames_per_s_batch": throughput.get(name),
+            "first_call_s": first_call_s[name],
             "val_dice": val_dice.get(name),
         }
         fps = f"{throughput[name]:.1f}" if name in throughput else "–"
@@ -215,7 +231,7 @@ def main() -> None:
         )
         print(
             f"| {name} | {med:.0f} | {p90:.0f} | {speedup} | {statistics.median(small):.0f} | "
-            f"{rss[name]:.0f} | {fps} | {d} |"
+            f"{rss[name]:.0f} | {fps} | {first_call_s[name]:.1f} | {d} |"
         )
     if val_dice:
         print()

@@ -84,7 +84,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, args.device, backend=args.backend)
+        model = load_model(args.model, args.device, backend=args.backend, compile=args.compile)
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
         return 2
@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="run with PyTorch (default) or onnxruntime (needs handseg[onnx]); a --model ending in "
         ".onnx always uses onnxruntime",
+    )
+    seg.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: a one-off compilation per frame size (seconds), then faster "
+        "frames; pays for videos and long runs of same-sized images (needs a C++ compiler)",
     )
     seg.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     seg.set_defaults(func=cmd_segment)

@@ -1,19 +1,22 @@
 """Image I/O and the one pre-processing path shared by every front end.
 
-Everything that reaches the model goes through `load_image` (any file, PIL image
-or array -> RGB uint8 in displayed orientation), `working_size` (how large the
-network sees it), `resize_rgb` and `to_model_input` (scale to [0, 1]).
+Everything that reaches the model goes through `load_working_image` (any file, PIL
+image or array -> RGB uint8 in displayed orientation, at `working_size`: how large
+the network sees it) and `to_model_input` (scale to [0, 1]). `load_image` gives the
+full-size image.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 #: Decompression-bomb guard: larger images are refused before their pixels are
 #: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
@@ -36,8 +39,44 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     applied; greyscale, palette, CMYK and 16-bit images are converted; alpha is
     composited onto black. Raises ImageLoadError for anything else.
     """
+    rgb, _ = _decode(source, max_pixels=max_pixels)
+    return rgb
+
+
+@dataclass(frozen=True)
+class WorkingImage:
+    """An image as the network sees it, plus what is needed to map results back to full size."""
+
+    small: np.ndarray  #: RGB uint8 at the working size
+    full_size: tuple[int, int]  #: (height, width) of the full image, displayed orientation
+    full: np.ndarray | None  #: the full-size RGB image, when decoding it could not be avoided
+
+
+def load_working_image(
+    source: ImageInput, *, scale: float | None = None, max_side: int | None = None, max_pixels: int = MAX_PIXELS
+) -> WorkingImage:
+    """Load `source` at its `working_size`, the way every front end feeds the network.
+
+    JPEG files and bytes are decoded at a reduced DCT scale (Pillow's draft mode) that is still at
+    least the working size, then resized: on a 1918x1280 photo for a 512-pixel working size this
+    skips most of the decoding and resizing work (`python benchmarks/stages.py`). The full image
+    is then not decoded at all (`full` is None).
+    """
+    rgb, full_size = _decode(
+        source, max_pixels=max_pixels, shrink_to=lambda h, w: working_size(h, w, scale=scale, max_side=max_side)
+    )
+    small = resize_rgb(rgb, working_size(*full_size, scale=scale, max_side=max_side))
+    return WorkingImage(small=small, full_size=full_size, full=rgb if rgb.shape[:2] == full_size else None)
+
+
+def _decode(
+    source: ImageInput, *, max_pixels: int, shrink_to: Callable[[int, int], tuple[int, int]] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """(RGB array, full displayed (height, width)). With `shrink_to`, a JPEG file or bytes may be
+    decoded smaller, but never below shrink_to(full height, full width)."""
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source)
+        rgb = _array_to_rgb(source)
+        return rgb, rgb.shape[:2]
     name = "image"
     if isinstance(source, (str, Path)):
         name = str(source)
@@ -52,6 +91,7 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
         opener = lambda: Image.open(io.BytesIO(source))  # noqa: E731
     elif isinstance(source, Image.Image):
         opener = lambda: source  # noqa: E731
+        shrink_to = None  # draft mode would change the caller's own image object
     else:
         raise ImageLoadError(f"unsupported image input of type {type(source).__name__}")
 
@@ -68,9 +108,15 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
                 )
             if width == 0 or height == 0:
                 raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
+            # EXIF orientations 5-8 turn the stored image by 90 degrees.
+            turned = img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+            full_size = (width, height) if turned else (height, width)
+            if shrink_to is not None and img.format == "JPEG":
+                target_h, target_w = shrink_to(*full_size)
+                img.draft(img.mode, (target_h, target_w) if turned else (target_w, target_h))
             img = ImageOps.exif_transpose(img)
             img.load()
-            return _pil_to_rgb(img)
+            return _pil_to_rgb(img), full_size
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:

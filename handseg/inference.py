@@ -10,7 +10,7 @@ import functools
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from handseg.crf import refine_with_crf
-from handseg.image import ImageInput, ImageLoadError, load_image, resize_rgb, to_model_input, working_size
+from handseg.image import ImageInput, ImageLoadError, WorkingImage, load_image, load_working_image, to_model_input
 from handseg.model import HandUNet
 from handseg.onnx_backend import OnnxHandUNet, export_onnx
 from handseg.pretrained import pretrained_path
@@ -40,7 +40,18 @@ class Segmentation:
 
     mask: np.ndarray  #: bool (H, W): True where a hand is
     probability: np.ndarray  #: float32 (H, W): hand probability in [0, 1]
-    image: np.ndarray  #: uint8 (H, W, 3): the RGB image as segmented
+    _image: np.ndarray | None = field(default=None, repr=False)
+    _source: ImageInput | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> np.ndarray:
+        """uint8 (H, W, 3): the RGB image as segmented, at full size.
+
+        A JPEG the network saw through a reduced decode is decoded in full here, on first use,
+        so callers that only want the mask never pay for it."""
+        if self._image is None:
+            self._image = load_image(self._source)
+        return self._image
 
     @property
     def hand_fraction(self) -> float:
@@ -53,8 +64,11 @@ def default_device() -> torch.device:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(source: str, device: str) -> HandUNet:
-    return HandUNet.from_pretrained(source, map_location=device).eval()
+def _load_cached(source: str, device: str, compiled: bool) -> HandUNet:
+    net = HandUNet.from_pretrained(source, map_location=device).eval()
+    if compiled:
+        net.compile()
+    return net
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,24 +90,39 @@ def _as_onnx(model: HandUNet) -> OnnxHandUNet:
 
 
 def load_model(
-    model: ModelInput = None, device: str | torch.device | None = None, *, backend: str = "torch"
+    model: ModelInput = None,
+    device: str | torch.device | None = None,
+    *,
+    backend: str = "torch",
+    compile: bool = False,
 ) -> HandUNet | OnnxHandUNet:
     """A model ready for inference: the given module, a hub folder or repo id, an exported
     `.onnx` file, or (None) the shipped default model. Loaded models are cached and reused.
 
-    `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use)."""
+    `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use).
+    `compile=True` compiles the PyTorch model with `torch.compile` (a given module in place, like
+    `nn.Module.compile`): each new input size costs a one-off compilation of seconds (about 13 s
+    on a 2-core CPU), after which every frame runs somewhat faster; it pays for videos and long
+    batches of same-sized frames (`python benchmarks/stages.py`, `benchmarks/speed.py`, README).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if compile and backend != "torch":
+        raise ValueError("compile=True applies to the torch backend only")
     if isinstance(model, OnnxHandUNet):
         return model
     if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
+        if compile:
+            raise ValueError("compile=True applies to PyTorch models, not to an .onnx file")
         return _load_onnx_cached(str(model))
     if isinstance(model, HandUNet):
         net = model.eval() if device is None else model.to(device).eval()
+        if compile:
+            net.compile()
     else:
         device = torch.device(device) if device is not None else default_device()
         source = str(pretrained_path() if model is None else model)
-        net = _load_cached(source, str(device))
+        net = _load_cached(source, str(device), compile)
     return _as_onnx(net) if backend == "onnx" else net
 
 
@@ -118,9 +147,12 @@ def predict_logits(model: HandUNet | OnnxHandUNet, batch: torch.Tensor) -> torch
     if isinstance(model, OnnxHandUNet):
         return model(batch).float()
     device = next(model.parameters()).device
+    # channels_last input: oneDNN's convolutions then run without layout conversions, twice as fast
+    # on a CPU (`python benchmarks/stages.py`); the module's own weights are left as they are.
+    batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     # bf16 on GPUs: about twice the throughput, and hand masks do not need fp32 logits.
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        return model(batch.to(device, non_blocking=True)).float()
+        return model(batch).float()
 
 
 def iter_segment(
@@ -134,6 +166,7 @@ def iter_segment(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     backend: str = "torch",
+    compile: bool = False,
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
     """Segment images lazily, yielding `(index, Segmentation)` in input order.
 
@@ -143,36 +176,38 @@ def iter_segment(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    net = load_model(model, device, backend=backend)
+    net = load_model(model, device, backend=backend, compile=compile)
     if batch_size is None:
         batch_size = default_batch_size(net)
     if max_side == AUTO:
         max_side = net.max_side or DEFAULT_MAX_SIDE
-    pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (index, rgb, working rgb)
+    pending: list[tuple[int, ImageInput, WorkingImage]] = []
 
     def flush() -> Iterator[tuple[int, Segmentation]]:
-        batch = torch.stack([to_model_input(small) for _, _, small in pending])
+        batch = torch.stack([to_model_input(loaded.small) for _, _, loaded in pending])
         logits = predict_logits(net, batch)
-        for (index, rgb, small), logit in zip(pending, logits):
-            yield index, _finish(rgb, small, logit[None], threshold, crf)
+        for (index, source, loaded), logit in zip(pending, logits):
+            yield index, _finish(source, loaded, logit[None], threshold, crf)
         pending.clear()
 
     for index, source in enumerate(images):
         try:
-            rgb = load_image(source)
+            loaded = load_working_image(source, scale=scale, max_side=max_side)
         except ImageLoadError as exc:
             yield index, exc
             continue
-        small = resize_rgb(rgb, working_size(*rgb.shape[:2], scale=scale, max_side=max_side))
-        if pending and (len(pending) >= batch_size or pending[0][2].shape != small.shape):
+        if pending and (len(pending) >= batch_size or pending[0][2].small.shape != loaded.small.shape):
             yield from flush()
-        pending.append((index, rgb, small))
+        pending.append((index, source, loaded))
     if pending:
         yield from flush()
 
 
-def _finish(rgb: np.ndarray, small: np.ndarray, logits: torch.Tensor, threshold: float, crf: bool) -> Segmentation:
-    height, width = rgb.shape[:2]
+def _finish(
+    source: ImageInput, loaded: WorkingImage, logits: torch.Tensor, threshold: float, crf: bool
+) -> Segmentation:
+    small = loaded.small
+    height, width = loaded.full_size
     if crf:
         # CRF runs at the working resolution, with its kernels scaled to match: as good as
         # full-size CRF on the val split at a third of the time (README), and a 48 MP photo
@@ -188,7 +223,13 @@ def _finish(rgb: np.ndarray, small: np.ndarray, logits: torch.Tensor, threshold:
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         probability = _probability_from_logits(logits)[0]
     probability = probability.cpu().numpy().astype(np.float32, copy=False)
-    return Segmentation(mask=probability > threshold, probability=probability, image=rgb)
+    keep_source = loaded.full is None  # the full image is decoded from it on first use
+    return Segmentation(
+        mask=probability > threshold,
+        probability=probability,
+        _image=loaded.full,
+        _source=source if keep_source else None,
+    )
 
 
 def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentation:
@@ -196,7 +237,7 @@ def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentat
 
     Options: `threshold` (0.5), `crf` (False), `scale` or `max_side` ("auto":
     the model's training resolution; None: full size), `batch_size`, `device`,
-    `backend` ("torch" or "onnx").
+    `backend` ("torch" or "onnx"), `compile` (torch.compile; see `load_model`).
     Raises ImageLoadError for unusable input.
     """
     ((_, result),) = iter_segment([image], model, **options)

@@ -104,3 +104,13 @@ def test_no_model_and_no_default_says_so(monkeypatch, capsys, sample_photos):
     monkeypatch.setattr(handseg.pretrained, "DEFAULT_MODEL", None)  # as a build that ships no weights
     assert cli.main(["segment", "-i", str(sample_photos[0]), "-o", "/tmp/handseg-should-not-exist.png"]) == 2
     assert "no default weights" in capsys.readouterr().err
+
+
+def test_compile_flag_writes_the_same_mask(tmp_path, sample_photos, tiny_model_dir):
+    common = ["segment", "-i", str(sample_photos[1]), "--model", str(tiny_model_dir), "--device", "cpu", "-q"]
+    assert cli.main([*common, "-o", str(tmp_path / "eager.png")]) == 0
+    assert cli.main([*common, "-o", str(tmp_path / "compiled.png"), "--compile"]) == 0
+    eager, compiled = (np.array(Image.open(tmp_path / name)) for name in ("eager.png", "compiled.png"))
+    assert eager.shape == compiled.shape and (eager != compiled).mean() < 0.001
+    done = run_cli(*common, "-o", str(tmp_path / "x.png"), "--compile", "--backend", "onnx")
+    assert done.returncode == 2 and "torch backend" in done.stderr

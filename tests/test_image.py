@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from handseg import ImageLoadError, load_image, load_mask
-from handseg.image import resize_rgb, to_model_input, working_size
+from handseg.image import load_working_image, resize_rgb, to_model_input, working_size
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +154,51 @@ def test_working_size():
     assert working_size(3, 3000, max_side=100) == (1, 100)
     with pytest.raises(ValueError):
         working_size(10, 10, scale=0)
+
+
+@pytest.fixture(scope="module")
+def frame_jpeg(tmp_path_factory, sample_photos):
+    """A real photo as a 1918x1280 JPEG, the original project's frame size."""
+    path = tmp_path_factory.mktemp("frames") / "frame.jpg"
+    Image.open(sample_photos[0]).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
+    return path
+
+
+def test_large_jpeg_is_decoded_only_as_large_as_the_network_needs(frame_jpeg):
+    loaded = load_working_image(frame_jpeg, max_side=512)
+    assert loaded.full_size == (1280, 1918)
+    assert loaded.full is None  # the reduced DCT decode was enough
+    reference = resize_rgb(load_image(frame_jpeg), working_size(1280, 1918, max_side=512))
+    assert loaded.small.shape == reference.shape == (342, 512, 3)
+    # A reduced decode is not bit-identical to decode-then-resize, but close (about 0.3 levels of 255).
+    assert np.abs(loaded.small.astype(int) - reference).mean() < 1.0
+    same_from_bytes = load_working_image(frame_jpeg.read_bytes(), max_side=512)
+    assert np.array_equal(same_from_bytes.small, loaded.small)
+
+
+def test_reduced_decode_respects_exif_rotation(tmp_path, frame_jpeg):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": a phone held upright
+    Image.open(frame_jpeg).save(tmp_path / "phone.jpg", exif=exif, quality=90)
+    loaded = load_working_image(tmp_path / "phone.jpg", max_side=512)
+    full = load_image(tmp_path / "phone.jpg")
+    assert full.shape[:2] == loaded.full_size == (1918, 1280)
+    reference = resize_rgb(full, working_size(1918, 1280, max_side=512))
+    assert loaded.small.shape == reference.shape == (512, 342, 3)
+    assert np.abs(loaded.small.astype(int) - reference).mean() < 1.5
+
+
+def test_working_image_of_non_jpeg_and_small_inputs_keeps_the_full_decode(tmp_path, frame_jpeg, photo):
+    Image.open(frame_jpeg).save(tmp_path / "frame.png")
+    png = load_working_image(tmp_path / "frame.png", max_side=512)
+    assert png.full is not None and np.array_equal(png.full, load_image(tmp_path / "frame.png"))
+    assert np.array_equal(png.small, resize_rgb(png.full, (342, 512)))
+    at_own_size = load_working_image(frame_jpeg, max_side=None)
+    assert at_own_size.full is not None and at_own_size.small is at_own_size.full
+    given = Image.open(frame_jpeg)
+    load_working_image(given, max_side=512)
+    assert given.size == (1918, 1280)  # a caller's own PIL image is never switched to draft mode
+    assert load_working_image(photo, max_side=512).full is photo
 
 
 def test_model_input_scaling(photo):

@@ -117,6 +117,28 @@ def test_exif_rotated_photo_gives_mask_in_displayed_orientation(tmp_path, sample
     np.testing.assert_allclose(result.probability, expected.probability, atol=1e-5)
 
 
+def test_reduced_jpeg_decode_gives_the_same_masks_and_the_full_image(tmp_path, sample_photos, model):
+    Image.open(sample_photos[0]).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(tmp_path / "f.jpg")
+    from_file = handseg.segment(tmp_path / "f.jpg", model, max_side=512)  # decoded at half size
+    decoded = handseg.load_image(tmp_path / "f.jpg")
+    from_array = handseg.segment(decoded, model, max_side=512)  # decoded in full, then resized
+    assert from_file.mask.shape == (1280, 1918)
+    assert np.abs(from_file.probability - from_array.probability).max() < 0.05
+    assert (from_file.mask != from_array.mask).mean() < 0.002
+    # The overlay's image is still the full photo, decoded when first asked for.
+    assert np.array_equal(from_file.image, decoded)
+
+
+def test_compiled_model_gives_the_same_probabilities(sample_photos, tiny_model_dir):
+    eager = handseg.segment(sample_photos[1], tiny_model_dir, device="cpu")
+    compiled = handseg.load_model(tiny_model_dir, "cpu", compile=True)
+    assert isinstance(compiled, handseg.HandUNet)  # still the model: config, max_side, saving
+    result = handseg.segment(sample_photos[1], compiled)
+    np.testing.assert_allclose(result.probability, eager.probability, atol=1e-4)
+    with pytest.raises(ValueError, match="torch backend"):
+        handseg.load_model(tiny_model_dir, "cpu", backend="onnx", compile=True)
+
+
 @pytest.mark.skipif(not crf_available(), reason="pydensecrf2 is not installed (pip install 'handseg[crf]')")
 def test_crf_refines(sample_photos, model):
     plain = handseg.segment(sample_photos[2], model)

@@ -1,0 +1,122 @@
+"""Where one 1918x1280 frame's time goes in the default CPU path, and what each speed choice buys.
+
+    python benchmarks/stages.py [--model DIR] [--data ../shared/data] [--runs 15]
+
+Every row is a median over --runs after a warm-up, on real photos resized to 1918x1280 (JPEG q90):
+  decode + resize        load_image, then resize_rgb to the working size (decode everything)
+  reduced decode         load_working_image: JPEG draft mode at the smallest DCT scale still at least
+                         the working size, then resize (what handseg.segment does)
+  network ...            the model alone at the working size: contiguous input, channels_last input
+                         (what handseg.segment does), torch.compile'd, and with one torch thread
+  to full size           bilinear up-sampling of the logits, sigmoid, threshold
+  training step          forward, backward and AdamW step of a 16x3x256x256 batch (the shipped model's
+                         training crops), contiguous and channels_last (what train.run does)
+The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import handseg
+from handseg.image import load_image, load_working_image, resize_rgb, to_model_input, working_size
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+
+    model = handseg.load_model(args.model, "cpu")
+    side = model.max_side or 512
+    photo = sorted((args.data / "egohands" / "images").glob("*.jpg"))[0]
+    frame = Path(tempfile.mkdtemp(prefix="handseg-stages-")) / "frame.jpg"
+    Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(frame, quality=90)
+    size = working_size(1280, 1918, max_side=side)
+
+    small = load_working_image(frame, max_side=side).small
+    reference = resize_rgb(load_image(frame), size)
+    # to_model_input's permuted HWC array is already laid out channels_last; make the contrast explicit
+    batch = to_model_input(small)[None].contiguous()
+    channels_last = batch.contiguous(memory_format=torch.channels_last)
+    rows: list[tuple[str, float]] = []
+    with torch.inference_mode():
+        rows.append(("decode + resize", median_ms(lambda: resize_rgb(load_image(frame), size), args.runs)))
+        rows.append(("reduced decode", median_ms(lambda: load_working_image(frame, max_side=side), args.runs)))
+        rows.append(("network, contiguous input", median_ms(lambda: model(batch), args.runs)))
+        rows.append(("network, channels_last input", median_ms(lambda: model(channels_last), args.runs)))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        rows.append(("network, channels_last, 1 thread", median_ms(lambda: model(channels_last), args.runs)))
+        torch.set_num_threads(threads)
+        compiled = handseg.load_model(args.model, "cpu", compile=True)
+        started = time.perf_counter()
+        compiled(channels_last)
+        compile_s = time.perf_counter() - started
+        rows.append(("network, torch.compile", median_ms(lambda: compiled(channels_last), args.runs)))
+        logits = model(channels_last)
+        rows.append(
+            (
+                "to full size",
+                median_ms(
+                    lambda: (
+                        torch.sigmoid(F.interpolate(logits, size=(1280, 1918), mode="bilinear"))[0, 0].numpy() > 0.5
+                    ),
+                    args.runs,
+                ),
+            )
+        )
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    crops = torch.rand(16, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    targets = (torch.rand(16, 1, 256, 256, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+
+    def training_step(x: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        F.binary_cross_entropy_with_logits(model(x), targets).backward()
+        optimizer.step()
+
+    train_runs = max(3, args.runs // 5)
+    rows.append(("training step, contiguous", median_ms(lambda: training_step(crops), train_runs)))
+    crops_cl = crops.contiguous(memory_format=torch.channels_last)
+    rows.append(("training step, channels_last", median_ms(lambda: training_step(crops_cl), train_runs)))
+
+    print(f"torch {torch.__version__}, {threads} threads; working size {size[1]}x{size[0]} for a 1918x1280 JPEG")
+    print()
+    print("| stage | median ms |")
+    print("|---|---:|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.1f} |")
+    print()
+    print(f"torch.compile: {compile_s:.1f} s one-off, on the first frame of a new size")
+    diff = np.abs(small.astype(int) - reference.astype(int))
+    print(f"reduced decode vs decode + resize: mean |difference| {diff.mean():.2f} of 255, max {diff.max()}")
+
+
+if __name__ == "__main__":
+    main()

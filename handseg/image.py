@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 #: Decompression-bomb guard: larger images are refused before their pixels are
 #: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
@@ -111,7 +111,7 @@ def _decode(
             # EXIF orientations 5-8 turn the stored image by 90 degrees.
             turned = img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
             full_size = (width, height) if turned else (height, width)
-            if shrink_to is not None and img.format == "JPEG":
+            if shrink_to is not None and isinstance(img, JpegImagePlugin.JpegImageFile):  # also MPO (phones)
                 target_h, target_w = shrink_to(*full_size)
                 img.draft(img.mode, (target_h, target_w) if turned else (target_w, target_h))
             img = ImageOps.exif_transpose(img)

@@ -176,6 +176,15 @@ def test_large_jpeg_is_decoded_only_as_large_as_the_network_needs(frame_jpeg):
     assert np.array_equal(same_from_bytes.small, loaded.small)
 
 
+def test_phone_mpo_jpeg_is_decoded_reduced_too(tmp_path, frame_jpeg):
+    """Phone cameras write MPO (JPEG with extra pictures); Pillow opens it as its own format."""
+    frame = Image.open(frame_jpeg)
+    frame.save(tmp_path / "phone.jpg", format="MPO", save_all=True, append_images=[frame.resize((640, 427))])
+    assert Image.open(tmp_path / "phone.jpg").format == "MPO"
+    loaded = load_working_image(tmp_path / "phone.jpg", max_side=512)
+    assert loaded.full is None and loaded.full_size == (1280, 1918) and loaded.small.shape == (342, 512, 3)
+
+
 def test_reduced_decode_respects_exif_rotation(tmp_path, frame_jpeg):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": a phone held upright

@@ -67,7 +67,7 @@ def default_device() -> torch.device:
 def _load_cached(source: str, device: str, compiled: bool) -> HandUNet:
     net = HandUNet.from_pretrained(source, map_location=device).eval()
     if compiled:
-        net.compile()
+        net.compile(dynamic=False)
     return net
 
 
@@ -101,7 +101,8 @@ def load_model(
 
     `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use).
     `compile=True` compiles the PyTorch model with `torch.compile` (a given module in place, like
-    `nn.Module.compile`): each new input size costs a one-off compilation of seconds (about 13 s
+    `nn.Module.compile`), for fixed shapes: torch 2.13's dynamic-shape compilation fails on this
+    model's padding arithmetic. Each new input size costs a one-off compilation of seconds (about 13 s
     on a 2-core CPU), after which every frame runs somewhat faster; it pays for videos and long
     batches of same-sized frames (`python benchmarks/stages.py`, `benchmarks/speed.py`, README).
     """
@@ -118,7 +119,7 @@ def load_model(
     if isinstance(model, HandUNet):
         net = model.eval() if device is None else model.to(device).eval()
         if compile:
-            net.compile()
+            net.compile(dynamic=False)
     else:
         device = torch.device(device) if device is not None else default_device()
         source = str(pretrained_path() if model is None else model)

@@ -102,9 +102,9 @@ def load_model(
     `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use).
     `compile=True` compiles the PyTorch model with `torch.compile` (a given module in place, like
     `nn.Module.compile`), for fixed shapes: torch 2.13's dynamic-shape compilation fails on this
-    model's padding arithmetic. Each new input size costs a one-off compilation of seconds (about 13 s
-    on a 2-core CPU), after which every frame runs somewhat faster; it pays for videos and long
-    batches of same-sized frames (`python benchmarks/stages.py`, `benchmarks/speed.py`, README).
+    model's padding arithmetic. Each new input size costs a one-off compilation (on a 2-core CPU,
+    29 s with a cold compiler cache, 3 s warm), after which every frame runs a little faster; it
+    pays for videos and long batches of same-sized frames (`python benchmarks/stages.py`, README).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

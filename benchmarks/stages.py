@@ -7,7 +7,8 @@ Every row is a median over --runs after a warm-up, on real photos resized to 191
   reduced decode         load_working_image: JPEG draft mode at the smallest DCT scale still at least
                          the working size, then resize (what handseg.segment does)
   network ...            the model alone at the working size: contiguous input, channels_last input
-                         (what handseg.segment does), torch.compile'd, and with one torch thread
+                         (what handseg.segment does), a batch of 8 (time per frame), torch.compile'd,
+                         and with one torch thread
   to full size           bilinear up-sampling of the logits, sigmoid, threshold
   training step          forward, backward and AdamW step of a 16x3x256x256 batch (the shipped model's
                          training crops), contiguous and channels_last (what train.run does)
@@ -69,6 +70,10 @@ def main() -> None:
         rows.append(("reduced decode", median_ms(lambda: load_working_image(frame, max_side=side), args.runs)))
         rows.append(("network, contiguous input", median_ms(lambda: model(batch), args.runs)))
         rows.append(("network, channels_last input", median_ms(lambda: model(channels_last), args.runs)))
+        batch_of_8 = channels_last.expand(8, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+        rows.append(
+            ("network, channels_last, batch of 8, per frame", median_ms(lambda: model(batch_of_8), args.runs) / 8)
+        )
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         rows.append(("network, channels_last, 1 thread", median_ms(lambda: model(channels_last), args.runs)))

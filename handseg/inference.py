@@ -128,7 +128,7 @@ def load_model(
 
 
 def default_batch_size(net: HandUNet | OnnxHandUNet) -> int:
-    """8 on a GPU; 1 on a CPU, where batching measured slower (benchmarks/speed.py, README)."""
+    """8 on a GPU; 1 on a CPU, where batching measured slower per frame (benchmarks/stages.py)."""
     if isinstance(net, HandUNet) and next(net.parameters()).device.type == "cuda":
         return 8
     return 1

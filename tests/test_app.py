@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handseg.metrics import score
 from tests.conftest import REPO_ROOT
 
 gradio_client = pytest.importorskip("gradio_client", reason='the app extra is needed: pip install "handseg[demo,dev]"')
@@ -45,11 +46,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_model_dir, data_dir):
+def app_url(tmp_path_factory, data_dir):
+    """`python app.py` exactly as the README launches it: the shipped default model."""
     port = free_port()
-    log = open(Path(tiny_model_dir) / "app.log", "w")
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "app.py", "--model", str(tiny_model_dir), "--port", str(port)],
+        [sys.executable, "app.py", "--port", str(port)],
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -62,7 +65,7 @@ def app_url(tiny_model_dir, data_dir):
             break
         except OSError:
             if proc.poll() is not None:
-                pytest.fail("app.py exited: " + (Path(tiny_model_dir) / "app.log").read_text()[-3000:])
+                pytest.fail("app.py exited: " + log_path.read_text()[-3000:])
             time.sleep(0.5)
     else:
         proc.kill()
@@ -93,6 +96,15 @@ def test_segment_real_photos(client, sample_photos):
         assert Path(mask_path).name == f"{photo.stem}_mask.png"
         assert "Hand area" in stats and f"{size[0]}×{size[1]}" in stats
         assert Path(before).is_file() and Path(after).is_file() and Path(tinted).is_file()
+
+
+def test_segment_finds_the_hands_of_unseen_photos(client, val_pairs):
+    """The masks the app serves are the shipped model's real ones, at full size."""
+    for source in ("egohands", "hgr", "handphotos"):
+        photo, truth_path = val_pairs[source][0]
+        mask_path = segment(client, photo)[2]
+        truth = np.array(Image.open(truth_path)) > 127
+        assert score(np.array(Image.open(mask_path)) > 127, truth).dice > 0.75, source
 
 
 def test_compare_with_truth_mask(client, val_pairs):
@@ -209,6 +221,8 @@ def test_in_a_real_browser(app_url, sample_photos):
         page.locator("#overlay img").first.wait_for(state="visible", timeout=30_000)
         page.locator("#slider img").nth(1).wait_for(state="visible", timeout=30_000)
         assert page.locator("#slider img").count() >= 2
+        stats = page.locator("#stats").inner_text()  # e.g. "Hand area 11.8 % · image 400×604 px · ..."
+        assert float(stats.split("Hand area")[1].split("%")[0]) > 2.0, stats  # the arm of this HGR photo
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         download = page.locator("#mask-file a[download]").first
         assert download.get_attribute("download") == f"{sample_photos[1].stem}_mask.png"

@@ -36,13 +36,19 @@ def _display(rgb: np.ndarray) -> np.ndarray:
     return np.array(Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.BILINEAR))
 
 
-def _segment(model: handseg.HandUNet, image, **options) -> handseg.Segmentation:
+def _load_photo(image) -> np.ndarray:
+    """The uploaded photo, decoded once in full: the page shows it, so a reduced decode would not save work."""
     if image is None:
         raise gr.Error("Upload a photo first (or paste one, or take a webcam snapshot).")
     try:
-        return handseg.segment(image, model, **options)
+        return handseg.load_image(image)
     except handseg.ImageLoadError as exc:
         raise gr.Error(f"Cannot use this file: {_without_temp_dir(str(exc), image)}") from None
+
+
+def _segment(model: handseg.HandUNet, rgb: np.ndarray, **options) -> handseg.Segmentation:
+    try:
+        return handseg.segment(rgb, model, **options)
     except CRFUnavailableError as exc:
         raise gr.Error(str(exc)) from None
 
@@ -93,7 +99,7 @@ def segment_photo(
 ):
     """-> (before/after pair, overlay, mask PNG path, stats markdown)."""
     started = time.perf_counter()
-    result = _segment(model, image, threshold=threshold, crf=crf, max_side=int(max_side) or None)
+    result = _segment(model, _load_photo(image), threshold=threshold, crf=crf, max_side=int(max_side) or None)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
     folder = _work_dir()
@@ -142,16 +148,12 @@ def compare(
             raise gr.Error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
     outputs = []
     folder = _work_dir()
-    if image is not None:  # decode once for both sides
-        try:
-            image = handseg.load_image(image)
-        except handseg.ImageLoadError as exc:
-            raise gr.Error(f"Cannot use this file: {_without_temp_dir(str(exc), image)}") from None
+    rgb = _load_photo(image)  # once, for both sides
     for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
         name = name or next(iter(models))  # API callers may leave the model out: the app's main model
         if name not in models:
             raise gr.Error(f"Unknown model {name!r}; choose one of {', '.join(models)}")
-        result = _segment(models[name], image, threshold=threshold, crf=crf)
+        result = _segment(models[name], rgb, threshold=threshold, crf=crf)
         if truth is not None and truth.shape != result.mask.shape:
             raise gr.Error(
                 f"The truth mask is {truth.shape[1]}×{truth.shape[0]} px but the photo is "

@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import handseg
 from handseg.crf import refine_with_crf
-from handseg.image import load_image, load_mask
-from handseg.metrics import score
+from handseg.image import load_image
 from train.data import image_input, load_split
-from train.evaluate import score_dataset, summarize
+from train.evaluate import score_dataset, score_predictions, summarize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO_SOURCES = "egohands,hgr,handphotos,indoor"
@@ -39,15 +38,6 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
     cr = (r - y) * 0.713 + 128
     cb = (b - y) * 0.564 + 128
     return (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
-
-
-def rows_from(ds, predict) -> list[dict]:
-    """Score `predict(example) -> bool mask` on every example."""
-    rows = []
-    for example in ds:
-        truth = load_mask(image_input(example["mask"]))  # the image is decoded by `predict`
-        rows.append({"source": example["source"], "id": example["id"], **score(predict(example), truth).as_dict()})
-    return rows
 
 
 def skin_prediction(example) -> np.ndarray:
@@ -80,8 +70,8 @@ def main() -> None:
     for name, run in (
         ("handseg model", lambda: score_dataset(model, images)),
         ("handseg model + CRF", lambda: score_dataset(model, images, crf=True)),
-        ("handseg model + CRF at full size", lambda: rows_from(images, full_size_crf_prediction(model))),
-        ("skin colour (YCrCb box)", lambda: rows_from(images, skin_prediction)),
+        ("handseg model + CRF at full size", lambda: score_predictions(images, full_size_crf_prediction(model))),
+        ("skin colour (YCrCb box)", lambda: score_predictions(images, skin_prediction)),
     ):
         started = time.perf_counter()
         summary = summarize(run())

@@ -127,12 +127,12 @@ def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: in
 
 def dice_on_val(fn, data: Path) -> dict[str, float]:
     """Mean val dice per source and overall for `fn(image source) -> mask`, scored like quality.py."""
-    from benchmarks.quality import PHOTO_SOURCES, rows_from
+    from benchmarks.quality import PHOTO_SOURCES
     from train.data import image_input, load_split
-    from train.evaluate import summarize
+    from train.evaluate import score_predictions, summarize
 
     split = load_split(data, sources=PHOTO_SOURCES.split(","))
-    summary = summarize(rows_from(split.val, lambda example: fn(image_input(example["image"]))))
+    summary = summarize(score_predictions(split.val, lambda example: fn(image_input(example["image"]))))
     return {**{s: v["dice"] for s, v in summary["per_source"].items()}, "all": summary["overall"]["dice"]}
 
 

@@ -11,7 +11,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import datasets
@@ -25,6 +25,31 @@ from handseg.visualize import error_map, mask_to_image, side_by_side
 from train.data import DataError, add_data_arguments, image_input, load_split_from_args
 
 
+def score_predictions(
+    ds: datasets.Dataset,
+    predict: Callable[[dict], np.ndarray],
+    *,
+    indices: Iterable[int] | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """One row per example (source, id and the four metrics) for `predict(example) -> bool mask`,
+    scored against the example's mask at its original resolution."""
+    indices = list(range(len(ds)) if indices is None else indices)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="evaluate", unit="img", file=sys.stderr)
+    rows = []
+    for i in indices:
+        example = ds[i]
+        predicted = predict(example)  # decodes the image itself
+        truth = load_mask(image_input(example["mask"]))
+        if truth.shape != predicted.shape:
+            raise DataError(f"{example['source']}/{example['id']}: mask {truth.shape} vs image {predicted.shape}")
+        rows.append({"source": example["source"], "id": example["id"], **score(predicted, truth).as_dict()})
+    return rows
+
+
 def score_dataset(
     model: handseg.HandUNet,
     ds: datasets.Dataset,
@@ -35,21 +60,13 @@ def score_dataset(
     indices: Iterable[int] | None = None,
     progress: bool = False,
 ) -> list[dict]:
-    """One row per image: source, id and the four metrics."""
-    indices = list(range(len(ds)) if indices is None else indices)
-    if progress:
-        from tqdm import tqdm
+    """`score_predictions` for a model run through `handseg.segment`."""
 
-        indices = tqdm(indices, desc="evaluate", unit="img", file=sys.stderr)
-    rows = []
-    for i in indices:
-        example = ds[i]
-        result = handseg.segment(image_input(example["image"]), model, threshold=threshold, crf=crf, max_side=max_side)
-        truth = load_mask(image_input(example["mask"]))
-        if truth.shape != result.mask.shape:
-            raise DataError(f"{example['source']}/{example['id']}: mask {truth.shape} vs image {result.mask.shape}")
-        rows.append({"source": example["source"], "id": example["id"], **score(result.mask, truth).as_dict()})
-    return rows
+    def predict(example: dict) -> np.ndarray:
+        options = {"threshold": threshold, "crf": crf, "max_side": max_side}
+        return handseg.segment(image_input(example["image"]), model, **options).mask
+
+    return score_predictions(ds, predict, indices=indices, progress=progress)
 
 
 def summarize(rows: Sequence[dict]) -> dict:

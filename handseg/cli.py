@@ -14,7 +14,7 @@ import handseg
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
 from handseg.image import IMAGE_FILE_SUFFIXES, ImageLoadError
-from handseg.inference import AUTO, DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
+from handseg.inference import AUTO, BACKENDS, DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
 from handseg.onnx_backend import export_onnx
 from handseg.pretrained import NoDefaultModelError
 from handseg.video import VIDEO_SUFFIXES, VideoError, segment_video
@@ -210,13 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--max-side",
         type=int,
-        default=DEFAULT_MAX_SIDE,
-        help=f"cap the longer side the network sees (default {DEFAULT_MAX_SIDE}); masks are always full size",
+        help="cap the longer side the network sees; 0: full resolution (default: the resolution the model "
+        f"was trained at, from its config; {DEFAULT_MAX_SIDE} if it has none); masks are always full size",
     )
     seg.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on a GPU, 1 on a CPU)")
     seg.add_argument(
         "--backend",
-        choices=["torch", "onnx"],
+        choices=BACKENDS,
         default="torch",
         help="run with PyTorch (default) or onnxruntime (needs handseg[onnx]); a --model ending in "
         ".onnx always uses onnxruntime",

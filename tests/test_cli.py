@@ -114,3 +114,15 @@ def test_compile_flag_writes_the_same_mask(tmp_path, sample_photos, tiny_model_d
     assert eager.shape == compiled.shape and (eager != compiled).mean() < 0.001
     done = run_cli(*common, "-o", str(tmp_path / "x.png"), "--compile", "--backend", "onnx")
     assert done.returncode == 2 and "torch backend" in done.stderr
+
+
+def test_default_working_resolution_is_the_models_own(tmp_path, sample_photos):
+    """Without --max-side the CLI runs a model where it was trained (its config), like segment()."""
+    trained_at = handseg.load_model(None, "cpu").max_side  # the shipped model's, 512
+    common = ["segment", "-i", str(sample_photos[0]), "--device", "cpu", "-q"]  # a 1280x720 photo
+    assert cli.main([*common, "-o", str(tmp_path / "auto.png")]) == 0
+    assert cli.main([*common, "-o", str(tmp_path / "trained.png"), "--max-side", str(trained_at)]) == 0
+    assert cli.main([*common, "-o", str(tmp_path / "1024.png"), "--max-side", "1024"]) == 0
+    auto, trained, at_1024 = (np.array(Image.open(tmp_path / f"{n}.png")) for n in ("auto", "trained", "1024"))
+    assert np.array_equal(auto, trained)
+    assert not np.array_equal(auto, at_1024)

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from handseg.image import resize_rgb
+
 
 def resize_pair(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resize to (h, w): bilinear for the image, nearest for the mask."""
     h, w = size
     if (h, w) == rgb.shape[:2]:
         return rgb, mask
-    img = Image.fromarray(rgb).resize((w, h), Image.BILINEAR)
     m = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
-    return np.array(img), np.array(m) > 127
+    return resize_rgb(rgb, (h, w)), np.array(m) > 127
 
 
 def fit_longer_side(rgb: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:

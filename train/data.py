@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,11 +60,15 @@ class Problems:
 
 @dataclass
 class SplitData:
-    """Train and validation datasets plus what was left out building them."""
+    """Train, validation and test datasets plus what was left out building them.
+
+    `test` is for measuring a finished model only: training, epoch selection and
+    threshold tuning never read it."""
 
     train: datasets.Dataset
     val: datasets.Dataset
     problems: Problems
+    test: datasets.Dataset = field(default_factory=lambda: _to_dataset([]))
 
     def describe(self) -> str:
         def counts(ds: datasets.Dataset) -> str:
@@ -72,7 +77,8 @@ class SplitData:
                 per[s] = per.get(s, 0) + 1
             return ", ".join(f"{k} {v}" for k, v in sorted(per.items())) or "none"
 
-        return f"train {len(self.train)} ({counts(self.train)}); val {len(self.val)} ({counts(self.val)})"
+        text = f"train {len(self.train)} ({counts(self.train)}); val {len(self.val)} ({counts(self.val)})"
+        return text + (f"; test {len(self.test)} ({counts(self.test)}), not used" if len(self.test) else "")
 
 
 def _files_by_stem(folder: Path) -> dict[str, Path]:
@@ -132,7 +138,11 @@ def _random_split(ds: datasets.Dataset, val_percent: float, seed: int) -> tuple[
     return ds.select(sorted(order[n_val:])), ds.select(sorted(order[:n_val]))
 
 
-def _from_folder_of_sources(root: Path, sources: Sequence[str] | None, problems: Problems) -> tuple[list, list]:
+#: splits.csv names and where their rows go; any other name is reported and left out.
+SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+
+
+def _from_folder_of_sources(root: Path, sources: Sequence[str] | None, problems: Problems) -> dict[str, list[dict]]:
     by_source: dict[str, dict[str, list[str]]] = {}
     with open(root / "splits.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -144,7 +154,7 @@ def _from_folder_of_sources(root: Path, sources: Sequence[str] | None, problems:
         unknown = sorted(set(sources) - set(by_source))
         if unknown:
             raise DataError(f"sources not in splits.csv: {', '.join(unknown)}; known: {', '.join(sorted(by_source))}")
-    train, val = [], []
+    rows_by_split: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
     for source in sorted(by_source):
         if sources and source not in sources:
             continue
@@ -153,14 +163,17 @@ def _from_folder_of_sources(root: Path, sources: Sequence[str] | None, problems:
             problems.add("source folder without images/ and masks/", source)
             continue
         for split, ids in by_source[source].items():
+            if split not in SPLIT_NAMES:  # never guess: an unknown split could be someone's test set
+                problems.add(f"unknown split {split!r} (known: {', '.join(SPLIT_NAMES)})", f"{source} ({len(ids)})")
+                continue
             rows = _pair_folder(folder / "images", folder / "masks", source, problems, ids)
-            (val if split in ("val", "validation") else train).extend(rows)
-    return train, val
+            rows_by_split[SPLIT_NAMES[split]].extend(rows)
+    return rows_by_split
 
 
 def _from_saved_or_hub(
     spec: str, image_column: str, mask_column: str, problems: Problems
-) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+) -> tuple[datasets.Dataset, datasets.Dataset | None, datasets.Dataset | None]:
     path = Path(spec)
     try:
         loaded = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(spec)
@@ -168,11 +181,12 @@ def _from_saved_or_hub(
         raise DataError(f"cannot load dataset {spec!r}: {exc}") from None
     if isinstance(loaded, datasets.DatasetDict):
         train = next((loaded[k] for k in ("train",) if k in loaded), None)
-        val = next((loaded[k] for k in ("validation", "val", "test") if k in loaded), None)
+        val = next((loaded[k] for k in ("validation", "val") if k in loaded), None)
+        test = loaded["test"] if "test" in loaded else None
         if train is None:
             raise DataError(f"{spec}: no 'train' split among {list(loaded)}")
     else:
-        train, val = loaded, None
+        train, val, test = loaded, None, None
 
     def normalize(ds: datasets.Dataset) -> datasets.Dataset:
         for column in (image_column, mask_column):
@@ -188,7 +202,11 @@ def _from_saved_or_hub(
         )
         return out
 
-    return normalize(train), (normalize(val) if val is not None else None)
+    return (
+        normalize(train),
+        normalize(val) if val is not None else None,
+        normalize(test) if test is not None else None,
+    )
 
 
 def load_split(
@@ -204,13 +222,16 @@ def load_split(
 
     An explicit split (splits.csv, or the dataset's own validation split) wins;
     otherwise `val_percent` of the pairs, chosen with `seed`, become validation.
+    A `test` split is kept apart in `.test`: never trained on, never used to choose.
     """
     problems = Problems()
     root = Path(data)
-    explicit_val: datasets.Dataset | None = None
+    explicit_val = explicit_test = None
     if root.is_dir() and (root / "splits.csv").is_file():
-        train_rows, val_rows = _from_folder_of_sources(root, sources, problems)
-        return _finish(SplitData(_to_dataset(train_rows), _to_dataset(val_rows), problems))
+        rows = _from_folder_of_sources(root, sources, problems)
+        return _finish(
+            SplitData(_to_dataset(rows["train"]), _to_dataset(rows["val"]), problems, _to_dataset(rows["test"]))
+        )
     if root.is_dir() and (root / "images").is_dir() and (root / "masks").is_dir():
         everything = _to_dataset(_pair_folder(root / "images", root / "masks", root.name, problems))
     elif root.is_dir() and (gtea := _find_gtea(root)):
@@ -224,11 +245,12 @@ def load_split(
             "a folder of those with splits.csv, or a saved datasets directory"
         )
     else:
-        everything, explicit_val = _from_saved_or_hub(str(data), image_column, mask_column, problems)
+        everything, explicit_val, explicit_test = _from_saved_or_hub(str(data), image_column, mask_column, problems)
+    test = explicit_test if explicit_test is not None else _to_dataset([])
     if explicit_val is not None:
-        return _finish(SplitData(everything, explicit_val, problems))
+        return _finish(SplitData(everything, explicit_val, problems, test))
     train, val = _random_split(everything, val_percent, seed)
-    return _finish(SplitData(train, val, problems))
+    return _finish(SplitData(train, val, problems, test))
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -257,8 +279,8 @@ def load_split_from_args(args: argparse.Namespace) -> SplitData:
 
 
 def _finish(split: SplitData) -> SplitData:
-    if len(split.train) == 0:
-        raise DataError("no usable training pairs found; " + ("; ".join(split.problems.report()) or "no files"))
+    if len(split.train) == 0 and len(split.val) == 0 and len(split.test) == 0:
+        raise DataError("no usable image/mask pairs found; " + ("; ".join(split.problems.report()) or "no files"))
     return split
 
 
@@ -270,3 +292,10 @@ def image_input(cell: dict) -> bytes | str:
 def load_pair(example: dict) -> tuple[np.ndarray, np.ndarray]:
     """An example's RGB image and bool mask, decoded by handseg like every input."""
     return load_image(image_input(example["image"])), load_mask(image_input(example["mask"]))
+
+
+def mask_is_empty(example: dict) -> bool:
+    """True for a hand-free photo (an all-zero mask), read without decoding the image."""
+    cell = example["mask"]
+    with Image.open(io.BytesIO(cell["bytes"]) if cell.get("bytes") else cell["path"]) as mask:
+        return mask.convert("L").getbbox() is None

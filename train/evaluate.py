@@ -2,7 +2,10 @@
 
 Per-image dice, IoU, precision and recall at the original mask resolution,
 through `handseg.segment` (the path every user's image takes) and
-`handseg.metrics`. Training validation uses the same `score_dataset`.
+`handseg.metrics`. Photos with no hand (an empty mask) are scored apart: dice
+means nothing there, so they count as false alarms instead (the share of their
+pixels marked as hand) and never enter the dice averages. Training validation
+uses the same `score_dataset`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def score_predictions(
         truth = load_mask(image_input(example["mask"]))
         if truth.shape != predicted.shape:
             raise DataError(f"{example['source']}/{example['id']}: mask {truth.shape} vs image {predicted.shape}")
-        rows.append({"source": example["source"], "id": example["id"], **score(predicted, truth).as_dict()})
+        row = {"source": example["source"], "id": example["id"], "hand_free": not truth.any()}
+        row["marked"] = float(predicted.mean())  # share of pixels marked as hand
+        rows.append({**row, **score(predicted, truth).as_dict()})
     return rows
 
 
@@ -69,23 +74,68 @@ def score_dataset(
     return score_predictions(ds, predict, indices=indices, progress=progress)
 
 
+#: A hand-free photo with more than this share of its pixels marked counts as a false alarm.
+FALSE_ALARM_SHARE = 0.01
+
+
+def summarize_hand_free(rows: Sequence[dict]) -> dict:
+    """False-alarm figures over hand-free photos: how many, the mean share of pixels marked as
+    hand, and how many have more than FALSE_ALARM_SHARE marked."""
+    marked = [r["marked"] for r in rows]
+    return {
+        "n": len(rows),
+        "mean_marked": float(np.mean(marked)) if rows else 0.0,
+        "above_1pct": sum(m > FALSE_ALARM_SHARE for m in marked),
+    }
+
+
+def _summarize_group(rows: Sequence[dict]) -> dict:
+    with_hands = [r for r in rows if not r.get("hand_free")]
+    group = {"n": len(with_hands), **(mean_scores(with_hands).as_dict() if with_hands else {})}
+    hand_free = [r for r in rows if r.get("hand_free")]
+    if hand_free:
+        group["hand_free"] = summarize_hand_free(hand_free)
+    return group
+
+
 def summarize(rows: Sequence[dict]) -> dict:
-    """Means over images, overall and per source (each image counts once)."""
-    if not rows:
-        return {"overall": {"n": 0}, "per_source": {}}
-    summary = {"overall": {"n": len(rows), **mean_scores(rows).as_dict()}, "per_source": {}}
+    """Means over images, overall and per source (each image counts once). `n` and the metrics
+    cover photos with hands; `hand_free` (where there are any) holds the false-alarm figures."""
+    summary = {"overall": _summarize_group(rows), "per_source": {}}
     for source in sorted({r["source"] for r in rows}):
-        mine = [r for r in rows if r["source"] == source]
-        summary["per_source"][source] = {"n": len(mine), **mean_scores(mine).as_dict()}
+        summary["per_source"][source] = _summarize_group([r for r in rows if r["source"] == source])
     return summary
 
 
+def selection_score(summary: dict) -> float:
+    """What picks the best epoch: mean dice on photos with hands minus the mean share of pixels
+    marked on hand-free photos. A model that paints faces loses about as much as it marks,
+    so it cannot win on dice alone."""
+    overall = summary["overall"]
+    dice = overall.get("dice", 0.0)
+    return dice - overall.get("hand_free", {}).get("mean_marked", 0.0)
+
+
 def markdown_table(summary: dict) -> str:
+    """Dice etc. per source for photos with hands, then the false alarms on hand-free photos."""
     lines = ["| source | images | dice | IoU | precision | recall |", "|---|---:|---:|---:|---:|---:|"]
     entries = list(summary["per_source"].items()) + [("**all**", summary["overall"])]
     for name, s in entries:
         if s.get("n"):
             lines.append(f"| {name} | {s['n']} | " + " | ".join(f"{s[m]:.3f}" for m in METRIC_NAMES) + " |")
+    hand_free = [(name, s["hand_free"]) for name, s in summary["per_source"].items() if "hand_free" in s]
+    if len(hand_free) > 1:
+        hand_free.append(("**all**", summary["overall"]["hand_free"]))
+    if hand_free:
+        lines += [
+            "",
+            "| hand-free photos | images | mean share marked as hand | photos above 1% |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, h in hand_free:
+            lines.append(f"| {name} | {h['n']} | {100 * h['mean_marked']:.1f}% | {h['above_1pct']} |")
+    if len(lines) == 2:
+        return "no images scored"
     return "\n".join(lines)
 
 
@@ -95,12 +145,13 @@ def write_report(
     """Per-image CSV and a gallery of the worst images: image | truth | prediction (TP/FP/FN)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     with open(report_dir / "per_image.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["source", "id", *METRIC_NAMES])
+        writer = csv.DictWriter(f, fieldnames=["source", "id", "hand_free", "marked", *METRIC_NAMES])
         writer.writeheader()
         writer.writerows(rows)
     index_of = {(ds[i]["source"], ds[i]["id"]): i for i in range(len(ds))}
     panels = []
-    for row in sorted(rows, key=lambda r: r["dice"])[:worst]:
+    # Worst first: lowest dice among photos with hands, most marked among hand-free ones.
+    for row in sorted(rows, key=lambda r: -r["marked"] if r.get("hand_free") else r["dice"] - 1)[:worst]:
         example = ds[index_of[(row["source"], row["id"])]]
         result = handseg.segment(image_input(example["image"]), model, **options)
         truth = load_mask(image_input(example["mask"]))
@@ -121,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
     add_data_arguments(parser)
-    parser.add_argument("--split", choices=["val", "train", "all"], default="val")
+    parser.add_argument(
+        "--split",
+        choices=["val", "test", "train", "all"],
+        default="val",
+        help="val (default); test: the held-out split, for a finished model only; all: every split",
+    )
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--crf", action="store_true", help="dense-CRF refinement (needs pydensecrf2)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution (default: the model's)")
@@ -140,9 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in split.problems.report():
         print(line, file=sys.stderr)
-    ds = {"val": split.val, "train": split.train}.get(args.split)
+    ds = {"val": split.val, "train": split.train, "test": split.test}.get(args.split)
     if ds is None:
-        ds = datasets.concatenate_datasets([split.train, split.val])
+        ds = datasets.concatenate_datasets([split.train, split.val, split.test])
+    if len(ds) == 0:
+        print(f"error: no images in the {args.split} split of {args.data}", file=sys.stderr)
+        return 2
     options = {"threshold": args.threshold, "crf": args.crf, "max_side": args.max_side or "auto"}
     rows = score_dataset(model, ds, progress=True, **options)
     summary = summarize(rows)

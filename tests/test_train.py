@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -18,10 +19,13 @@ import torch
 from PIL import Image
 
 import handseg
+import handseg.pretrained
 from handseg.metrics import score
 from tests.conftest import REPO_ROOT
 from train import run
+from train.augment import Augmenter
 from train.data import load_split
+from train.labels import IGNORE
 
 TINY = ["--img-size", "64", "--base-channels", "4", "--batch-size", "8", "--workers", "0"]
 
@@ -53,7 +57,7 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data
         "--data",
         str(data_dir),
         "--sources",
-        "handphotos",
+        "handphotos,negatives",
         "--out",
         str(out),
         "--epochs",
@@ -70,6 +74,12 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
     assert lines[0]["val_per_source"]["handphotos"]["n"] == 10
     assert set(lines[0]) >= {"train_loss", "val_dice", "val_iou", "val_per_source", "lr", "seconds"}
+    # Hand-free val photos are scored as false alarms, never as dice.
+    assert lines[0]["val_hand_free"]["n"] == 56 and 0 <= lines[0]["val_hand_free"]["mean_marked"] <= 1
+    assert "negatives" not in lines[0]["val_per_source"]
+    assert lines[0]["selection_score"] == pytest.approx(
+        lines[0]["val_dice"] - lines[0]["val_hand_free"]["mean_marked"], abs=1e-5
+    )
     assert (out / "curves.png").stat().st_size > 1000
     for name in ("best", "last"):
         model = handseg.HandUNet.from_pretrained(out / name)
@@ -162,9 +172,14 @@ def test_saved_dataset_with_own_columns(tmp_path, data_dir):
         .cast_column("img", datasets.Image())
         .cast_column("label", datasets.Image())
     )
-    ds.train_test_split(test_size=3, seed=0).save_to_disk(str(tmp_path / "saved"))
+    parts = ds.train_test_split(test_size=3, seed=0)
+    own = datasets.DatasetDict(
+        train=parts["train"].select(range(5)), validation=parts["train"].select(range(5, 7)), test=parts["test"]
+    )
+    own.save_to_disk(str(tmp_path / "saved"))
     split = load_split(tmp_path / "saved", image_column="img", mask_column="label")
-    assert (len(split.train), len(split.val)) == (7, 3)  # the dataset's own split wins
+    # The dataset's own splits win, and its test split is kept apart, never used as validation.
+    assert (len(split.train), len(split.val), len(split.test)) == (5, 2, 3)
     out = tmp_path / "run"
     argv = [
         "--data",
@@ -180,7 +195,7 @@ def test_saved_dataset_with_own_columns(tmp_path, data_dir):
         *TINY,
     ]
     assert run.main(argv) == 0
-    assert read_metrics(out)[0]["val_per_source"]["saved"]["n"] == 3
+    assert read_metrics(out)[0]["val_per_source"]["saved"]["n"] == 2  # validation, not the test split
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
@@ -232,9 +247,12 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
     (tmp_path / "set" / "masks").mkdir()
     photos = sorted((data_dir / "handphotos" / "images").iterdir())[:3]
     model = handseg.load_model(tiny_model_dir, "cpu")
+    # A random tiny model: threshold at its median probability so its masks mark about half of each photo.
+    threshold = float(np.median(handseg.segment(photos[0], model).probability))
     expected = {}
     for kind, photo in zip(("same", "half", "inverse"), photos):
-        pred = handseg.segment(photo, model).mask
+        pred = handseg.segment(photo, model, threshold=threshold).mask
+        assert 0 < pred.mean() < 1
         truth = {
             "same": pred,
             "half": np.where(np.arange(pred.shape[0])[:, None] < pred.shape[0] // 2, pred, False),
@@ -244,6 +262,11 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
         Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / "set" / "masks" / f"{kind}.png")
         expected[kind] = score(pred, truth)
     assert expected["same"].dice == 1.0 and expected["inverse"].dice == 0.0
+    # A hand-free photo (empty truth): counted as a false alarm by the share it marks, never in dice.
+    hand_free = sorted((data_dir / "negatives" / "images").iterdir())[0]
+    marked = handseg.segment(hand_free, model, threshold=threshold).mask
+    shutil.copy(hand_free, tmp_path / "set" / "images" / f"handfree{hand_free.suffix}")
+    Image.fromarray(np.zeros(marked.shape, np.uint8)).save(tmp_path / "set" / "masks" / "handfree.png")
 
     done = run_module(
         "train.evaluate",
@@ -253,6 +276,8 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
         str(tmp_path / "set"),
         "--split",
         "all",
+        "--threshold",
+        str(threshold),
         "--json",
         str(tmp_path / "eval.json"),
         "--report",
@@ -267,5 +292,71 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
     mean_dice = np.mean([s.dice for s in expected.values()])
     assert result["summary"]["overall"]["dice"] == pytest.approx(mean_dice)
     assert f"| **all** | 3 | {mean_dice:.3f}" in done.stdout
-    assert (tmp_path / "report" / "per_image.csv").read_text().count("\n") == 4
+    hand_free_summary = result["summary"]["overall"]["hand_free"]
+    assert hand_free_summary["n"] == 1 and hand_free_summary["mean_marked"] == pytest.approx(marked.mean())
+    assert hand_free_summary["above_1pct"] == int(marked.mean() > 0.01)
+    assert by_id["handfree"]["hand_free"] and by_id["handfree"]["marked"] == pytest.approx(marked.mean())
+    assert "mean share marked as hand" in done.stdout
+    assert (tmp_path / "report" / "per_image.csv").read_text().count("\n") == 5
     assert Image.open(tmp_path / "report" / "worst.png").height > 200
+
+
+def test_test_split_never_reaches_training(data_dir):
+    """The held-out `test` split is loaded apart, and none of its ids is in train or val."""
+    split = load_split(data_dir)
+    with open(data_dir / "splits.csv", newline="") as f:
+        listed = {(r["source"], r["id"]) for r in csv.DictReader(f) if r["split"] == "test"}
+    ids = {name: set(zip(ds["source"], ds["id"])) for name, ds in [("train", split.train), ("val", split.val)]}
+    assert set(zip(split.test["source"], split.test["id"])) == listed and len(listed) == 20
+    assert not listed & ids["train"] and not listed & ids["val"]
+    assert "test 20 (luthaihoc_ego 20), not used" in split.describe()
+    # What train.run trains on is split.train: its epoch draws only from those rows.
+    augmenter = Augmenter(64)
+    train_set = run.TrainSet(split.train, augmenter, 0, mix=(0.5, 0.2, 0.3))
+    drawn = set(train_set.photos) | set(train_set.hand_free)
+    assert drawn == set(range(len(split.train)))
+    assert len(train_set.hand_free) == 297  # negatives, train split
+
+
+def test_unknown_split_names_are_reported_not_trained(tmp_path, data_dir):
+    root = tmp_path / "data"
+    shutil.copytree(data_dir / "handphotos", root / "handphotos")
+    ids = sorted(p.stem for p in (root / "handphotos" / "images").iterdir())
+    rows = [f"handphotos,{i},{'holdout' if n < 3 else 'train'}" for n, i in enumerate(ids)]
+    (root / "splits.csv").write_text("source,id,split\n" + "\n".join(rows) + "\n")
+    split = load_split(root)
+    assert len(split.train) == len(ids) - 3 and len(split.val) == 0
+    assert "unknown split 'holdout'" in "\n".join(split.problems.report())
+
+
+def test_fine_tuning_keeps_the_models_resolution_and_uses_a_gentle_learning_rate(data_dir):
+    shipped = str(handseg.pretrained.pretrained_path())
+    args = run.parse_args(["--data", str(data_dir), "--init", shipped])
+    assert args.max_side == handseg.HandUNet.from_pretrained(shipped).max_side == 512
+    assert args.lr == run.LR_FINE_TUNE < run.LR_FRESH
+    args = run.parse_args(["--data", str(data_dir), "--init", shipped, "--max-side", "384", "--lr", "1e-3"])
+    assert args.max_side == 384 and args.lr == 1e-3  # given flags win
+    fresh = run.parse_args(["--data", str(data_dir)])
+    assert fresh.lr == run.LR_FRESH and fresh.max_side == fresh.img_size
+    with pytest.raises(SystemExit):
+        run.parse_args(["--data", str(data_dir), "--init", shipped, "--encoder", "efficientnet_lite2"])
+
+
+def test_help_shows_defaults_and_the_default_network_is_the_original():
+    text = " ".join(run.build_parser().format_help().split())  # help is wrapped to the terminal
+    assert "train until this epoch (also with --resume) (default: 30)" in text
+    assert "(64 = the original network) (default: 64)" in text
+    args = run.parse_args(["--data", "somewhere"])
+    model = run.build_model(args)
+    assert model.encoder_name is None and model.inc[0].out_channels == 64  # the original U-Net
+
+
+def test_bce_dice_ignores_ignore_pixels():
+    logits = torch.zeros(1, 1, 4, 4)
+    labels = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
+    labels[..., :2] = IGNORE
+    base = run.bce_dice_loss(logits, labels)
+    logits[..., :2] = 50.0  # wildly wrong, but only where nothing is labelled
+    assert run.bce_dice_loss(logits, labels) == pytest.approx(float(base))
+    logits[..., 3] = 50.0  # wrong where it is labelled background
+    assert run.bce_dice_loss(logits, labels) > base + 1

@@ -1,10 +1,12 @@
-"""Training augmentation on RGB uint8 / bool mask arrays, deterministic given an rng.
+"""Training augmentation on RGB uint8 images and uint8 label maps (`train.labels`),
+deterministic given an rng.
 
-Order: paste hand cut-outs (compositing), rotate, scale jitter, random crop to
-a square (zero-padded when the image is smaller), flip, colour (white balance,
-tint, gamma, brightness, contrast, saturation, hue). Colour casts are broad on
-purpose: the original's GTEA_gaze kitchens are strongly orange, which none of
-the training sources are.
+Order: rotate, scale jitter, random crop to a square (zero-padded when the image
+is smaller), flip, colour (white balance, tint, gamma, brightness, contrast,
+saturation, hue), and sometimes a strong colour cast or grey. Colour changes are
+broad on purpose: the original's GTEA_gaze kitchens are strongly orange, which
+none of the training sources are, and hands must be found by shape and context,
+not by hue. Compositing (`train.composite`) happens before this.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from handseg.image import resize_rgb
 
 
 def resize_pair(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to (h, w): bilinear for the image, nearest for the mask."""
+    """Resize to (h, w): bilinear for the image, nearest for the mask (bool or label map, kept as given)."""
     h, w = size
     if (h, w) == rgb.shape[:2]:
         return rgb, mask
-    m = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
-    return resize_rgb(rgb, (h, w)), np.array(m) > 127
+    m = np.array(Image.fromarray(mask.astype(np.uint8)).resize((w, h), Image.NEAREST))
+    return resize_rgb(rgb, (h, w)), (m > 0 if mask.dtype == bool else m)
 
 
 def fit_longer_side(rgb: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,39 +42,40 @@ class Augmenter:
 
     img_size: int
     working_side: int | None = None
-    cutouts: list[tuple[np.ndarray, np.ndarray]] | None = None
-    composite_prob: float = 0.5
     scale_range: tuple[float, float] = (0.75, 1.35)
     max_rotation: float = 15.0
     colour_prob: float = 0.9
+    cast_prob: float = 0.25  #: share given a strong cast (warm, cold) or made grey
 
     def __post_init__(self) -> None:
         if self.working_side is None:
             self.working_side = self.img_size
 
     def __call__(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if self.cutouts and rng.random() < self.composite_prob:
-            rgb, mask = self.paste_cutout(rgb, mask, rng)
+        """(rgb, label map) -> an (img_size, img_size) training crop and its label map."""
         if self.max_rotation and rng.random() < 0.5:
             angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
             rgb = np.array(Image.fromarray(rgb).rotate(angle, Image.BILINEAR))
-            mask = np.array(Image.fromarray(mask.astype(np.uint8) * 255).rotate(angle, Image.NEAREST)) > 127
-        # Scale jitter around "longer side = working_side", the resolution segment() runs this model at.
+            mask = np.array(Image.fromarray(mask).rotate(angle, Image.NEAREST))
+        # Scale jitter around the size segment() runs this image at: longer side = working_side,
+        # or the image's own size when smaller (segment() never up-samples; a 200 px face stays 200 px).
         h, w = rgb.shape[:2]
-        factor = self.working_side * rng.uniform(*self.scale_range) / max(h, w)
+        factor = min(self.working_side, max(h, w)) * rng.uniform(*self.scale_range) / max(h, w)
         rgb, mask = resize_pair(rgb, mask, (max(1, round(h * factor)), max(1, round(w * factor))))
         rgb, mask = self.random_square(rgb, mask, rng)
         if rng.random() < 0.5:
             rgb, mask = rgb[:, ::-1], mask[:, ::-1]
         if rng.random() < self.colour_prob:
             rgb = colour_jitter(rgb, rng)
+        if rng.random() < self.cast_prob:
+            rgb = strong_cast(rgb, rng)
         return np.ascontiguousarray(rgb), np.ascontiguousarray(mask)
 
     def random_square(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
         n = self.img_size
         h, w = rgb.shape[:2]
         out_rgb = np.zeros((n, n, 3), np.uint8)
-        out_mask = np.zeros((n, n), bool)
+        out_mask = np.zeros((n, n), mask.dtype)
         # Crop where larger than n, place at a random offset where smaller.
         y0, x0 = int(rng.integers(0, max(h - n, 0) + 1)), int(rng.integers(0, max(w - n, 0) + 1))
         crop_rgb, crop_mask = rgb[y0 : y0 + n, x0 : x0 + n], mask[y0 : y0 + n, x0 : x0 + n]
@@ -82,22 +85,19 @@ class Augmenter:
         out_mask[oy : oy + ch, ox : ox + cw] = crop_mask
         return out_rgb, out_mask
 
-    def paste_cutout(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
-        cut_rgb, cut_mask = self.cutouts[int(rng.integers(len(self.cutouts)))]
-        h, w = rgb.shape[:2]
-        side = max(8, int(min(h, w) * rng.uniform(0.25, 0.7)))
-        cut_rgb, cut_mask = resize_pair(cut_rgb, cut_mask, (side, side))
-        if rng.random() < 0.5:
-            cut_rgb, cut_mask = cut_rgb[:, ::-1], cut_mask[:, ::-1]
-        cut_rgb = colour_jitter(cut_rgb, rng, strength=0.5)  # skin tones and light of another scene
-        y0 = int(rng.integers(0, max(h - side, 0) + 1))
-        x0 = int(rng.integers(0, max(w - side, 0) + 1))
-        cut_mask = cut_mask[: h - y0, : w - x0]
-        rgb, mask = rgb.copy(), mask.copy()
-        region = rgb[y0 : y0 + cut_mask.shape[0], x0 : x0 + cut_mask.shape[1]]
-        region[cut_mask] = cut_rgb[: cut_mask.shape[0], : cut_mask.shape[1]][cut_mask]
-        mask[y0 : y0 + cut_mask.shape[0], x0 : x0 + cut_mask.shape[1]] |= cut_mask
-        return rgb, mask
+
+#: Channel gains of strong casts: warm kitchen light (GTEA_gaze's orange), warm tungsten, cold daylight.
+CASTS = {"kitchen": (1.25, 0.95, 0.55), "tungsten": (1.15, 1.0, 0.75), "cold": (0.8, 0.95, 1.25)}
+
+
+def strong_cast(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A strong colour cast (one of CASTS, at 50-120% strength) or, one time in four, grey."""
+    if rng.random() < 0.25:
+        grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.repeat((grey + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+    gains = np.array(list(CASTS.values())[int(rng.integers(len(CASTS)))], np.float32)
+    gains = 1 + (gains - 1) * rng.uniform(0.5, 1.2)
+    return np.clip(rgb.astype(np.float32) * gains + 0.5, 0, 255).astype(np.uint8)
 
 
 def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:

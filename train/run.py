@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -30,12 +31,22 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 import handseg
-from handseg.encoders import LITE0_MEAN, LITE0_STD, load_lite0_imagenet
+from handseg.encoders import LITE0_MEAN, LITE0_STD, LITE_VARIANTS, load_lite_imagenet
 from handseg.image import to_model_input
 from handseg.model import DEFAULT_DECODER_CHANNELS
 from train.augment import Augmenter, fit_longer_side
-from train.data import DataError, SplitData, add_data_arguments, load_pair, load_split, load_split_from_args
-from train.evaluate import markdown_table, score_dataset, summarize
+from train.composite import HandCutout, PasteSettings, cutout_from_black, cutouts_from_photo, paste_hand, paste_hands
+from train.data import (
+    DataError,
+    SplitData,
+    add_data_arguments,
+    load_pair,
+    load_split,
+    load_split_from_args,
+    mask_is_empty,
+)
+from train.evaluate import markdown_table, score_dataset, selection_score, summarize
+from train.labels import BACKGROUND, HAND, IGNORE, cut_at_wrist, labels_from_mask
 
 STATE_FILE = "training_state.pt"
 
@@ -43,27 +54,60 @@ STATE_FILE = "training_state.pt"
 # ----------------------------------------------------------------------------- arguments
 
 
+def _floats(count: int):
+    def parse(text: str) -> tuple[float, ...]:
+        values = tuple(float(v) for v in text.split(","))
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+#: Peak learning rates: from scratch or ImageNet, and when fine-tuning a trained model (`--init`),
+#: where 1e-3 wrecked what the model knew (one epoch took handphotos val dice from 0.919 to 0.300).
+LR_FRESH, LR_FINE_TUNE = 1e-3, 2e-4
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.run",
         description="Train a HandUNet hand segmenter. Multi-GPU: torchrun --nproc_per_node N -m train.run --gpu ...",
+        formatter_class=_HelpFormatter,
     )
     add_data_arguments(p)
     p.add_argument("--out", type=Path, help="output folder (default: runs/<time>; with --resume: that folder)")
     p.add_argument("--epochs", type=int, default=30, help="train until this epoch (also with --resume)")
     p.add_argument("--batch-size", type=int, default=8, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (cosine decay per epoch)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help=f"peak AdamW learning rate, cosine decay per epoch (default: {LR_FRESH}; {LR_FINE_TUNE} with --init)",
+    )
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--img-size", type=int, default=256, help="side of the square training crops")
     p.add_argument(
         "--max-side",
         type=int,
         help="working resolution: images are scaled so their longer side is about "
-        "this before cropping, and segment() runs the model at it (default: --img-size)",
+        "this before cropping, and segment() runs the model at it (default: the --init model's, else --img-size)",
     )
-    p.add_argument("--base-channels", type=int, default=16, help="U-Net width (64 = the original network)")
     p.add_argument(
-        "--encoder", choices=["efficientnet_lite0"], help="encoder under a U-Net decoder (default: the original U-Net)"
+        "--base-channels", type=int, default=64, help="width of the original U-Net (64 = the original network)"
+    )
+    p.add_argument(
+        "--encoder",
+        choices=list(LITE_VARIANTS),
+        help="pretrained-capable encoder under a U-Net decoder (default: none, the original U-Net)",
     )
     p.add_argument("--pretrained", action="store_true", help="start the encoder from ImageNet weights")
     p.add_argument(
@@ -72,15 +116,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_DECODER_CHANNELS),
         help="decoder widths with --encoder (5, comma-separated)",
     )
-    p.add_argument("--init", help="start from this hub folder or repo id (e.g. a converted MODEL.pth)")
+    p.add_argument(
+        "--init",
+        help="start from this hub folder or repo id (e.g. a converted MODEL.pth); its architecture, "
+        "normalization and working resolution are kept unless given",
+    )
     p.add_argument("--resume", type=Path, help="continue the run in this folder from its last/ checkpoint")
     p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
-    p.add_argument(
-        "--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU (default on)"
-    )
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
-    p.add_argument("--composite", help="folder of hand cut-outs (images/ + masks/) to paste into training images")
-    p.add_argument("--composite-prob", type=float, default=0.5, help="share of training images given a cut-out")
+    mix = p.add_argument_group("hand-free photos, compositing and labels")
+    mix.add_argument(
+        "--mix",
+        type=_floats(3),
+        default=(0.5, 0.2, 0.3),
+        help="shares of an epoch: photos with hands, hand-free photos (empty masks), and hands pasted onto "
+        "hand-free photos; each photo with hands is seen once an epoch",
+    )
+    mix.add_argument("--composite", help="folder of hand cut-outs on black (images/ + masks/), e.g. ASL cut-outs")
+    mix.add_argument(
+        "--composite-prob", type=float, default=0.3, help="share of photos with hands given an extra pasted hand"
+    )
+    mix.add_argument(
+        "--paste-size", type=_floats(2), default=(0.3, 0.9), help="pasted hand's longer side / background's shorter"
+    )
+    mix.add_argument("--paste-edge-prob", type=float, default=0.6, help="share of pasted hands entering from an edge")
+    mix.add_argument("--cast-prob", type=float, default=0.25, help="share given a strong colour cast or made grey")
+    mix.add_argument(
+        "--label-policy",
+        choices=["hand", "as-labelled"],
+        default="hand",
+        help="hand: the hand up to the wrist (forearms in --forearm-sources become background); "
+        "as-labelled: every mask as its source drew it",
+    )
+    mix.add_argument(
+        "--forearm-sources", default="hgr,indoor", help="sources whose masks include the bare forearm (comma-separated)"
+    )
     return p
 
 
@@ -103,8 +174,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.out = Path(args.out) if args.out else args.resume
     if not args.data:
         parser.error("--data is required")
+    if args.init and args.resume is None:
+        if args.encoder or args.pretrained:
+            parser.error("--init keeps the initial model's architecture: drop --encoder/--pretrained")
+        if args.max_side is None:  # keep the working resolution the model was made for
+            args.max_side = handseg.HandUNet.from_pretrained(args.init).max_side
+    if args.lr is None:
+        args.lr = LR_FINE_TUNE if args.init else LR_FRESH
     if getattr(args, "max_side", None) is None:
         args.max_side = args.img_size
+    if sum(args.mix) <= 0 or min(args.mix) < 0 or args.mix[0] <= 0:
+        parser.error("--mix: three non-negative shares, the first (photos with hands) above 0")
     if args.out is None:
         args.out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     args.out = Path(args.out)
@@ -118,44 +198,109 @@ def args_to_json(args: argparse.Namespace) -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-class CutoutBank:
-    """Hand cut-outs (on black, with masks) loaded on first use, kept small."""
+class AslBank:
+    """Hand cut-outs on black (with masks), decoded on first use and kept small."""
 
     def __init__(self, folder: str | Path, max_side: int) -> None:
-        split = load_split(folder, val_percent=0)
-        self.items = split.train
+        self.items = load_split(folder, val_percent=0).train
         self.max_side = max_side
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.cache: dict[int, HandCutout] = {}
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> HandCutout:
         if i not in self.cache:
-            self.cache[i] = fit_longer_side(*load_pair(self.items[i]), self.max_side)
+            self.cache[i] = cutout_from_black(*fit_longer_side(*load_pair(self.items[i]), self.max_side))
         return self.cache[i]
 
 
 class TrainSet(Dataset):
-    """Augmented training crops. Indexed by (epoch, i) so augmentation is a pure
-    function of (seed, epoch, i): identical with any number of workers or ranks."""
+    """An epoch of augmented training crops: every photo with hands once, then hand-free photos
+    and composites (hands pasted onto hand-free photos) in the shares of `mix`.
 
-    def __init__(self, ds, augmenter: Augmenter, seed: int) -> None:
+    Indexed by (epoch, i) so each item is a pure function of (seed, epoch, i): identical with any
+    number of workers or ranks. Photos are decoded once, at the largest size augmentation can ask
+    for, and given their label map under the label policy (`train.labels`)."""
+
+    def __init__(
+        self,
+        ds: datasets.Dataset,
+        augmenter: Augmenter,
+        seed: int,
+        *,
+        mix: Sequence[float] = (1.0, 0.0, 0.0),
+        asl: AslBank | None = None,
+        composite_prob: float = 0.0,
+        paste: PasteSettings | None = None,
+        forearm_sources: Sequence[str] = (),
+    ) -> None:
         self.ds, self.augmenter, self.seed = ds, augmenter, seed
+        self.asl, self.composite_prob, self.paste = asl, composite_prob, paste or PasteSettings()
+        self.forearm_sources = set(forearm_sources)
+        empty = [mask_is_empty(ds[i]) for i in range(len(ds))]
+        self.photos = [i for i, e in enumerate(empty) if not e]
+        self.hand_free = [i for i, e in enumerate(empty) if e]
+        share = np.asarray(mix, float) / sum(mix)
+        if not self.hand_free:
+            share = np.array([1.0, 0.0, 0.0])
+        if not self.photos and share[0] > 0:
+            share = np.array([0.0, 1.0, 0.0])  # only hand-free photos: nothing to paste either
+        total = round(len(self.photos) / share[0]) if share[0] > 0 else len(self.hand_free)
+        self.counts = (len(self.photos), round(total * share[1]), round(total * share[2]))
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.cutout_cache: dict[int, list[HandCutout]] = {}
         # Decode once, at the largest size augmentation can ask for.
         self.keep_side = int(augmenter.working_side * augmenter.scale_range[1] * 1.1)
 
     def __len__(self) -> int:
-        return len(self.ds)
+        return sum(self.counts)
+
+    def photo(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row i of the dataset: RGB and label map, at most keep_side."""
+        if i not in self.cache:
+            example = self.ds[i]
+            rgb, mask = fit_longer_side(*load_pair(example), self.keep_side)
+            labels = cut_at_wrist(mask) if example["source"] in self.forearm_sources else labels_from_mask(mask)
+            self.cache[i] = (rgb, labels)
+        return self.cache[i]
+
+    def random_hand(self, rng: np.random.Generator) -> HandCutout:
+        """A hand from a labelled photo or, for a quarter of draws when there are any, an ASL cut-out."""
+        if self.asl is not None and (not self.photos or rng.random() < 0.25):
+            return self.asl[int(rng.integers(len(self.asl)))]
+        i = self.photos[int(rng.integers(len(self.photos)))]
+        if i not in self.cutout_cache:
+            rgb, labels = self.photo(i)
+            self.cutout_cache[i] = cutouts_from_photo(rgb, labels == HAND, labels) or cutouts_from_photo(
+                rgb, labels != BACKGROUND, labels, min_share=0
+            )
+        cutouts = self.cutout_cache[i]
+        return cutouts[int(rng.integers(len(cutouts)))] if cutouts else self.random_hand(rng)
+
+    def item(self, epoch: int, i: int) -> tuple[str, np.ndarray, np.ndarray]:
+        """(kind, RGB, label map) of item i before augmentation."""
+        rng = np.random.default_rng([self.seed, epoch, i, 1])
+        n_photo, n_free, _ = self.counts
+        if i < n_photo:
+            rgb, labels = self.photo(self.photos[i])
+            if (self.photos or self.asl) and rng.random() < self.composite_prob:
+                rgb, labels, _ = paste_hand(rgb, labels, self.random_hand(rng), rng, self.paste)
+            return "photo", rgb, labels
+        if i < n_photo + n_free:  # walk through the hand-free photos over the epochs
+            j = self.hand_free[(i - n_photo + epoch * n_free) % len(self.hand_free)]
+            return "hand_free", *self.photo(j)
+        rgb, labels = self.photo(self.hand_free[int(rng.integers(len(self.hand_free)))])
+        draws = [self.random_hand(rng) for _ in range(1 + int(rng.random() > 0.6) + int(rng.random() > 0.9))]
+        rgb, labels = paste_hands(rgb, labels, draws, rng, self.paste)
+        return "composite", rgb, labels
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, i = key
-        if i not in self.cache:
-            self.cache[i] = fit_longer_side(*load_pair(self.ds[i]), self.keep_side)
+        _, rgb, labels = self.item(epoch, i)
         rng = np.random.default_rng([self.seed, epoch, i])
-        rgb, mask = self.augmenter(*self.cache[i], rng)
-        return to_model_input(rgb), torch.from_numpy(mask[None].astype(np.float32))
+        rgb, labels = self.augmenter(rgb, labels, rng)
+        return to_model_input(rgb), torch.from_numpy(labels[None].copy())
 
 
 class EpochSampler(Sampler):
@@ -178,11 +323,19 @@ class EpochSampler(Sampler):
 # ----------------------------------------------------------------------------- training pieces
 
 
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft dice (per image, then averaged)."""
+def bce_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft dice (per image, then averaged) over labelled pixels.
+
+    `labels` is a uint8 label map batch (N, 1, H, W): HAND, BACKGROUND or IGNORE (no loss).
+    On a hand-free image the dice term is 1/(sum of predicted probability + 1): any hand
+    painted there costs."""
     logits = logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    prob = torch.sigmoid(logits)
+    target = (labels == HAND).float()
+    weight = (labels != IGNORE).float()
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / weight.sum().clamp(
+        min=1
+    )
+    prob = torch.sigmoid(logits) * weight
     inter = (prob * target).sum(dim=(1, 2, 3))
     total = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
     dice = (2 * inter + 1.0) / (total + 1.0)
@@ -285,8 +438,18 @@ def model_card_details(args: argparse.Namespace, split: SplitData, epoch: int, s
         f"- Epochs: {epoch}; batch size {args.batch_size}; lr {args.lr}; crops {args.img_size} px of images "
         f"scaled to about {args.max_side} px (the working resolution); seed {args.seed}",
     ]
+    lines.append(
+        f"- Epoch mix (photos with hands / hand-free photos / hands pasted onto hand-free photos): "
+        f"{'/'.join(str(v) for v in args.mix)}; extra hand pasted onto photos with p={args.composite_prob}; "
+        f"pasted size {args.paste_size[0]}-{args.paste_size[1]} of the shorter side, "
+        f"{args.paste_edge_prob} entering from an edge; strong colour cast or grey p={args.cast_prob}"
+    )
     if args.composite:
-        lines.append(f"- Composited hand cut-outs from `{args.composite}` (p={args.composite_prob})")
+        lines.append(f"- Hand cut-outs on black from `{args.composite}` among the pasted hands")
+    policy = "hand up to the wrist" if args.label_policy == "hand" else "masks as labelled"
+    lines.append(
+        f"- Label policy: {policy}" + (f" (forearm cut from {args.forearm_sources})" * (args.label_policy == "hand"))
+    )
     if args.init:
         lines.append(f"- Initialized from `{args.init}`")
     lines += ["", "Command:", "", "```bash", "python -m train.run " + shlex.join(sys.argv[1:]), "```", ""]
@@ -317,8 +480,11 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
             ax_dice.plot(
                 epochs, [r["val_per_source"].get(source, {}).get("dice") for r in rows], label=source, alpha=0.6
             )
+        marked = [(r.get("val_hand_free") or {}).get("mean_marked") for r in rows]
+        if any(m is not None for m in marked):
+            ax_dice.plot(epochs, marked, linestyle="--", color="black", label="hand-free: share marked")
         ax_dice.legend(fontsize=8)
-    ax_dice.set(title="validation dice", xlabel="epoch")
+    ax_dice.set(title="validation dice (photos with hands)", xlabel="epoch")
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -341,6 +507,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
         model.load_state_dict(start.state_dict())
         return model
     if args.encoder:
+        # Both EfficientNet-Lite variants expect ImageNet mean/std (benchmarks/check_lite0_weights.py).
         model = handseg.HandUNet(
             encoder=args.encoder,
             decoder_channels=args.decoder_channels,
@@ -349,7 +516,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
             input_std=LITE0_STD,
         )
         if args.pretrained:
-            load_lite0_imagenet(model.encoder)
+            load_lite_imagenet(model.encoder)
         return model
     if args.pretrained:
         raise SystemExit("error: --pretrained needs --encoder (the original U-Net has no pretrained weights)")
@@ -379,12 +546,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(args).to(env.device)
     if args.gpu:
         model = model.to(memory_format=torch.channels_last)
-    # Cut-outs are pasted at most about half the working side, so keep them that small.
-    cutouts = CutoutBank(args.composite, max_side=args.max_side // 2) if args.composite else None
-    augmenter = Augmenter(
-        args.img_size, working_side=args.max_side, cutouts=cutouts, composite_prob=args.composite_prob
+    if len(split.train) == 0:
+        print("error: no training pairs (only val/test): " + split.describe(), file=sys.stderr)
+        return 2
+    # Cut-outs are pasted at most about the working side, so keep them that small.
+    asl = AslBank(args.composite, max_side=args.max_side) if args.composite else None
+    augmenter = Augmenter(args.img_size, working_side=args.max_side, cast_prob=args.cast_prob)
+    train_set = TrainSet(
+        split.train,
+        augmenter,
+        args.seed,
+        mix=args.mix,
+        asl=asl,
+        composite_prob=args.composite_prob,
+        paste=PasteSettings(size_range=tuple(args.paste_size), edge_prob=args.paste_edge_prob),
+        forearm_sources=args.forearm_sources.split(",") if args.label_policy == "hand" else (),
     )
-    train_set = TrainSet(split.train, augmenter, args.seed)
+    log("epoch: {} photos with hands, {} hand-free photos, {} composites".format(*train_set.counts), file=sys.stderr)
     sampler = EpochSampler(
         DistributedSampler(
             train_set,
@@ -409,11 +587,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if args.gpu else None)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    start_epoch, best_dice = 0, -1.0
+    start_epoch, best_score = 0, -math.inf
     if args.resume is not None:
         state = torch.load(args.resume / "last" / STATE_FILE, map_location=env.device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_dice = state["epoch"], state["best_dice"]
+        start_epoch = state["epoch"]
+        best_score = state.get("best_score", state.get("best_dice", -math.inf))  # older runs: "best_dice"
         random.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"].cpu())
         log(f"resumed {args.resume} at epoch {start_epoch}", file=sys.stderr)
@@ -445,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = {
             "args": args_to_json(args),
             "epoch": epoch_done,
-            "best_dice": best_dice,
+            "best_score": best_score,
             "interrupted": interrupted,
             "optimizer": optimizer.state_dict(),
             "scheduler": {"kind": "cosine per epoch", "peak_lr": args.lr, "epochs": args.epochs},
@@ -506,34 +685,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.eval()
         rows = env.gather(score_dataset(model, split.val, indices=range(env.rank, len(split.val), env.world)))
         summary = summarize(rows) if rows else None
-        val_dice = summary["overall"]["dice"] if summary else None
+        val_dice = summary["overall"].get("dice") if summary else None
+        hand_free = summary["overall"].get("hand_free") if summary else None
         record = {
             "epoch": epoch + 1,
             "train_loss": round(train_loss, 6),
             "val_dice": round(val_dice, 6) if val_dice is not None else None,
-            "val_iou": round(summary["overall"]["iou"], 6) if summary else None,
+            "val_iou": round(summary["overall"]["iou"], 6) if val_dice is not None else None,
             "val_per_source": {
                 s: {"dice": round(v["dice"], 6), "iou": round(v["iou"], 6), "n": v["n"]}
                 for s, v in (summary["per_source"].items() if summary else [])
+                if v["n"]
             },
+            "val_hand_free": {**hand_free, "mean_marked": round(hand_free["mean_marked"], 6)} if hand_free else None,
+            "selection_score": round(selection_score(summary), 6) if summary else None,
             "lr": lr,
             "seconds": round(time.perf_counter() - started, 2),
         }
-        score_for_best = val_dice if val_dice is not None else -train_loss
-        improved = score_for_best > best_dice
+        # Best epoch: dice on photos with hands minus the share of hand-free photos' pixels marked.
+        score_for_best = selection_score(summary) if summary else -train_loss
+        improved = score_for_best > best_score
         if improved:
-            best_dice = score_for_best
+            best_score = score_for_best
         if env.main:
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             plot_curves(out / "metrics.jsonl", out / "curves.png")
             save_last(epoch + 1, interrupted=False)
             if improved:
-                title = f"HandUNet, best validation dice (epoch {epoch + 1})"
+                title = f"HandUNet, best validation epoch (epoch {epoch + 1})"
                 save_checkpoint(out / "best", model, title, model_card_details(args, split, epoch + 1, summary))
             dice_text = f"{val_dice:.4f}" if val_dice is not None else "n/a"
+            marked_text = f", hand-free marked {100 * hand_free['mean_marked']:.1f}%" if hand_free else ""
             print(
-                f"epoch {epoch + 1}: train loss {train_loss:.4f}, val dice {dice_text}"
+                f"epoch {epoch + 1}: train loss {train_loss:.4f}, val dice {dice_text}{marked_text}"
                 f"{' (best)' if improved else ''}, {record['seconds']:.0f} s",
                 flush=True,
             )

@@ -1,0 +1,66 @@
+"""Training labels and compositing: the label policy's wrist cut and pasted hands whose masks
+follow the pasted pixels exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import handseg
+from train.composite import HandCutout, PasteSettings, cutouts_from_photo, paste_hand, paste_hands
+from train.labels import BACKGROUND, HAND, IGNORE, cut_at_wrist
+
+
+def arm_and_palm(height: int = 200, width: int = 120) -> np.ndarray:
+    """A forearm (a 24 px wide strip) entering from the bottom edge, ending in a round palm."""
+    mask = np.zeros((height, width), bool)
+    mask[80:, 48:72] = True
+    yy, xx = np.mgrid[:height, :width]
+    mask |= (yy - 60) ** 2 + (xx - 60) ** 2 <= 30**2
+    return mask
+
+
+def test_wrist_cut_keeps_the_hand_and_drops_the_far_forearm():
+    mask = arm_and_palm()
+    labels = cut_at_wrist(mask)
+    assert (labels[~mask] == BACKGROUND).all()  # nothing outside the mask becomes hand
+    assert (labels[40:80, 40:80] == HAND).all()  # the palm
+    assert (labels[190:, 48:72] == BACKGROUND).all()  # the forearm at the frame edge
+    assert (labels[mask] == IGNORE).any()  # and a band between them, left unlabelled
+
+
+def test_wrist_cut_leaves_a_hand_that_does_not_reach_the_edge():
+    mask = arm_and_palm()
+    mask[-5:] = False  # the arm stops inside the frame (a sleeve, say)
+    assert (cut_at_wrist(mask) == np.where(mask, HAND, BACKGROUND)).all()
+
+
+def solid_cutout(colour=(200, 150, 120), size: int = 60) -> HandCutout:
+    yy, xx = np.mgrid[:size, :size]
+    shape = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= (size / 2 - 2) ** 2
+    rgb = np.zeros((size, size, 3), np.uint8)
+    rgb[shape] = colour
+    return HandCutout(rgb, np.where(shape, HAND, BACKGROUND).astype(np.uint8), shape, "bottom")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pasted_mask_follows_the_pasted_pixels_exactly(seed):
+    rng = np.random.default_rng(seed)
+    background = np.full((120, 160, 3), 60, np.uint8)
+    labels = np.zeros((120, 160), np.uint8)
+    out, new_labels, alpha = paste_hand(background, labels, solid_cutout(), rng, PasteSettings(blur_prob=0))
+    assert (alpha > 0).any()
+    assert ((new_labels == HAND) == (alpha >= 0.5)).all()  # hand exactly where the hand's pixels dominate
+    assert (out[alpha == 0] == background[alpha == 0]).all()  # untouched elsewhere: no halo
+    assert (out[alpha >= 0.99] != 60).any(axis=-1).all()  # the hand's own pixels where it is opaque
+
+
+def test_paste_onto_a_real_face_with_a_real_hand(data_dir):
+    face = handseg.load_image(sorted((data_dir / "negatives" / "images").iterdir())[0])
+    photo = sorted((data_dir / "hgr" / "images").iterdir())[0]
+    rgb, mask = handseg.load_image(photo), handseg.load_mask(data_dir / "hgr" / "masks" / f"{photo.stem}.png")
+    cutouts = cutouts_from_photo(rgb, mask, cut_at_wrist(mask))
+    assert cutouts
+    out, labels = paste_hands(face, np.zeros(face.shape[:2], np.uint8), cutouts, np.random.default_rng(1))
+    assert out.shape == face.shape and labels.shape == face.shape[:2]
+    assert (labels == HAND).mean() > 0.01 and (out != face).any()

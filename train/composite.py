@@ -1,0 +1,205 @@
+"""Hands pasted onto photos, so the model sees hands over and beside faces and skin.
+
+A `HandCutout` is a hand cut from a labelled training photo with its own label map
+(or an ASL cut-out on black). `paste_hand` puts one onto a background photo the
+way hands appear in photographs:
+
+- scaled to a share of the background's shorter side, flipped, rotated;
+- either entering from the frame edge its arm came from in its own photo (wrist
+  and forearm cut by the frame, as in real photos), or anywhere, partly outside;
+- the background's colour cast and brightness transferred onto it, a light
+  gradient for shading, sometimes blurred to the background's sharpness;
+- soft edges: the hand is alpha-blended with a feathered matte, its label map
+  is taken where the matte is at least one half, so the mask follows the pasted
+  pixels exactly, and the cut-out's outermost pixel ring (the source photo's
+  background) is never pasted, so there is no halo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+from scipy import ndimage
+
+from train.labels import BACKGROUND, HAND
+
+EDGES = ("top", "right", "bottom", "left")
+
+
+@dataclass
+class HandCutout:
+    """A hand (and whatever forearm came with it) with its label map, cropped to its mask."""
+
+    rgb: np.ndarray  #: uint8 (h, w, 3)
+    labels: np.ndarray  #: uint8 (h, w): HAND, BACKGROUND (labelled forearm) or IGNORE
+    shape: np.ndarray  #: bool (h, w): the pixels that belong to the cut-out
+    entry_edge: str | None  #: the frame edge its arm entered from in its own photo, if any
+
+
+def cutouts_from_photo(
+    rgb: np.ndarray, mask: np.ndarray, labels: np.ndarray, min_share: float = 0.004
+) -> list[HandCutout]:
+    """One cut-out per mask component of at least `min_share` of the photo."""
+    components, count = ndimage.label(mask)
+    h, w = mask.shape
+    out = []
+    for index, found in enumerate(ndimage.find_objects(components), start=1):
+        shape = components[found] == index
+        if shape.sum() < min_share * h * w:
+            continue
+        ys, xs = found
+        touches = {"top": ys.start == 0, "bottom": ys.stop == h, "left": xs.start == 0, "right": xs.stop == w}
+        edges = [e for e in EDGES if touches[e]]
+        out.append(HandCutout(rgb[found].copy(), labels[found].copy(), shape, edges[0] if len(edges) == 1 else None))
+    return out
+
+
+def cutout_from_black(rgb: np.ndarray, mask: np.ndarray) -> HandCutout:
+    """An ASL-style cut-out on black (its mask marks the hand); the wrist is at the bottom."""
+    ys, xs = np.nonzero(mask)
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    shape = mask[box]
+    labels = np.where(shape, HAND, BACKGROUND).astype(np.uint8)
+    return HandCutout(rgb[box].copy(), labels, shape.copy(), "bottom")
+
+
+@dataclass
+class PasteSettings:
+    """How hands are pasted (`python -m train.run --help` has the matching flags)."""
+
+    size_range: tuple[float, float] = (0.3, 0.9)  #: longer side, as a share of the background's shorter side
+    edge_prob: float = 0.6  #: share of hands entering from the frame edge (when the cut-out has one)
+    match_colour: tuple[float, float] = (0.4, 1.0)  #: how much of the background's cast is transferred
+    blur_prob: float = 0.3
+    feather: tuple[float, float] = (0.6, 1.5)  #: matte blur sigma in pixels
+
+
+def _rotate(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, degrees: float):
+    """Rotate counter-clockwise about the centre, expanding the canvas; outside is not part of the cut-out."""
+    if degrees % 360 == 0:
+        return rgb, labels, shape
+    r = np.array(Image.fromarray(rgb).rotate(degrees, Image.BILINEAR, expand=True))
+    lab = np.array(Image.fromarray(labels).rotate(degrees, Image.NEAREST, expand=True, fillcolor=BACKGROUND))
+    s = np.array(Image.fromarray(shape.astype(np.uint8) * 255).rotate(degrees, Image.NEAREST, expand=True)) > 127
+    return r, lab, s
+
+
+def _resize(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, factor: float):
+    h, w = shape.shape
+    size = (max(2, round(w * factor)), max(2, round(h * factor)))
+    r = np.array(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    lab = np.array(Image.fromarray(labels).resize(size, Image.NEAREST))
+    s = np.array(Image.fromarray(shape.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
+    return r, lab, s
+
+
+def _colour_matched(hand: np.ndarray, shape: np.ndarray, background: np.ndarray, amount: float, rng) -> np.ndarray:
+    """Move the hand's colour cast and brightness towards the background's, and shade it."""
+    x = hand.astype(np.float32)
+    hand_mean = x[shape].mean(axis=0) + 1.0
+    bg_mean = background.reshape(-1, 3).astype(np.float32).mean(axis=0) + 1.0
+    # The cast is each channel relative to grey; keep the hand's own colour, add the scene's cast.
+    cast = (bg_mean / bg_mean.mean()) / (hand_mean / hand_mean.mean())
+    brightness = (bg_mean.mean() / hand_mean.mean()) ** rng.uniform(0.2, 0.6)
+    x = x * cast**amount * brightness
+    # A light gradient across the hand: one side lit, the other in shade.
+    h, w = shape.shape
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * np.linspace(-1, 1, w)[None, :] + np.sin(angle) * np.linspace(-1, 1, h)[:, None]
+    x = x * (1 + rng.uniform(0, 0.25) * ramp)[..., None]
+    return np.clip(x, 0, 255)
+
+
+def paste_hand(
+    background: np.ndarray,
+    labels: np.ndarray,
+    cutout: HandCutout,
+    rng: np.random.Generator,
+    settings: PasteSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste `cutout` onto `background` (uint8 RGB) whose label map is `labels`.
+
+    Returns the new image, the new label map and the matte (float32 alpha in [0, 1]) used:
+    pixel = alpha * hand + (1 - alpha) * background, and the label is the cut-out's wherever
+    alpha >= 0.5, the background's elsewhere."""
+    s = settings or PasteSettings()
+    bh, bw = labels.shape
+    rgb, lab, shape = cutout.rgb, cutout.labels, cutout.shape
+    edge = cutout.entry_edge
+    if rng.random() < 0.5:
+        rgb, lab, shape = rgb[:, ::-1], lab[:, ::-1], shape[:, ::-1]
+        edge = {"left": "right", "right": "left"}.get(edge, edge)
+    from_edge = edge is not None and rng.random() < s.edge_prob
+    if from_edge:
+        # Turn the cut-out so its arm side faces a chosen frame edge, give or take 20 degrees.
+        target = EDGES[int(rng.integers(4))]
+        quarter_turns = (EDGES.index(edge) - EDGES.index(target)) % 4
+        degrees = 90 * quarter_turns + rng.uniform(-20, 20)
+    else:
+        target, degrees = None, rng.uniform(-180, 180)
+    rgb, lab, shape = _rotate(
+        np.ascontiguousarray(rgb), np.ascontiguousarray(lab), np.ascontiguousarray(shape), degrees
+    )
+    factor = rng.uniform(*s.size_range) * min(bh, bw) / max(shape.shape)
+    rgb, lab, shape = _resize(rgb, lab, shape, factor)
+    h, w = shape.shape
+    if target is None:  # anywhere, up to a third of it outside the frame
+        y0 = int(rng.integers(-h // 3, max(bh - 2 * h // 3, -h // 3 + 1)))
+        x0 = int(rng.integers(-w // 3, max(bw - 2 * w // 3, -w // 3 + 1)))
+    else:  # flush with the edge, the arm side cut by it (a quarter of the cut-out may be outside)
+        along_y = int(rng.integers(min(0, bh - h), max(bh - h, 0) + 1))
+        along_x = int(rng.integers(min(0, bw - w), max(bw - w, 0) + 1))
+        tuck = int(rng.uniform(0, 0.25) * (h if target in ("top", "bottom") else w))
+        y0, x0 = {
+            "top": (-tuck, along_x),
+            "bottom": (bh - h + tuck, along_x),
+            "left": (along_y, -tuck),
+            "right": (along_y, bw - w + tuck),
+        }[target]
+    # Visible window of the cut-out on the background.
+    ty0, tx0, ty1, tx1 = max(0, y0), max(0, x0), min(bh, y0 + h), min(bw, x0 + w)
+    if ty1 <= ty0 or tx1 <= tx0:
+        return background, labels, np.zeros(labels.shape, np.float32)
+    window = (slice(ty0 - y0, ty1 - y0), slice(tx0 - x0, tx1 - x0))
+    target_box = (slice(ty0, ty1), slice(tx0, tx1))
+
+    inner = ndimage.binary_erosion(shape, iterations=1)  # the outer ring is the source photo's background
+    matte_full = (
+        np.array(
+            Image.fromarray(inner.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(rng.uniform(*s.feather))),
+            np.float32,
+        )
+        / 255.0
+    )
+    matte_full *= ndimage.binary_dilation(inner, iterations=3)  # blur never reaches past the cut-out
+    hand = _colour_matched(rgb, inner if inner.any() else shape, background, rng.uniform(*s.match_colour), rng)
+    if rng.random() < s.blur_prob:
+        blurred = Image.fromarray(hand.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+        hand = np.asarray(blurred, np.float32)
+
+    alpha = np.zeros(labels.shape, np.float32)
+    alpha[target_box] = matte_full[window]
+    out = background.astype(np.float32)
+    a = alpha[target_box][..., None]
+    out[target_box] = a * hand[window] + (1 - a) * out[target_box]
+    new_labels = labels.copy()
+    covered = alpha[target_box] >= 0.5
+    new_labels[target_box][covered] = lab[window][covered]
+    return (out + 0.5).astype(np.uint8), new_labels, alpha
+
+
+def paste_hands(
+    background: np.ndarray,
+    labels: np.ndarray,
+    cutouts,
+    rng: np.random.Generator,
+    settings: PasteSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one to three hands (60/30/10%) drawn from `cutouts` (a sequence of HandCutout)."""
+    count = 1 + int(rng.random() > 0.6) + int(rng.random() > 0.9)
+    for _ in range(count):
+        cutout = cutouts[int(rng.integers(len(cutouts)))]
+        background, labels, _ = paste_hand(background, labels, cutout, rng, settings)
+    return background, labels

@@ -19,13 +19,23 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs internet)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help=f"CPU threads per segmentation (default: half the cores shared by the {CONCURRENCY_LIMIT} "
+        "segmentations that run at once, at least 1: fast when other programs are busy too)",
+    )
     args = parser.parse_args()
 
     import gradio as gr
 
     from demo import build_demo
+    from handseg.inference import default_threads
 
-    demo = build_demo(model=args.model)
+    # Each of the concurrent requests runs its own team of torch threads: share the cores among them.
+    threads = args.threads or default_threads(concurrent=CONCURRENCY_LIMIT)
+    print(f"handseg app: {CONCURRENCY_LIMIT} segmentations at a time, {threads} CPU thread(s) each", flush=True)
+    demo = build_demo(model=args.model, threads=threads)
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=64)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     demo.launch(

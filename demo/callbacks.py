@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -28,6 +29,13 @@ BATCH_MAX_FILES = 500
 BATCH_MAX_UNPACKED_BYTES = 1 << 30
 
 
+def user_error(message: str) -> gr.Error:
+    """An error for the person using the page: shown to them, and one line in the server log
+    (a bad upload is the user's mistake, not the server's, so no traceback)."""
+    print(f"handseg app: request refused: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
 def _display(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if max(h, w) <= DISPLAY_MAX_SIDE:
@@ -39,18 +47,22 @@ def _display(rgb: np.ndarray) -> np.ndarray:
 def _load_photo(image) -> np.ndarray:
     """The uploaded photo, decoded once in full: the page shows it, so a reduced decode would not save work."""
     if image is None:
-        raise gr.Error("Upload a photo first (or paste one, or take a webcam snapshot).")
+        raise user_error("Upload a photo first (or paste one, or take a webcam snapshot).")
     try:
         return handseg.load_image(image)
     except handseg.ImageLoadError as exc:
-        raise gr.Error(f"Cannot use this file: {_without_temp_dir(str(exc), image)}") from None
+        message = _without_temp_dir(str(exc), image)
+        name = Path(image).name if isinstance(image, (str, Path)) else None
+        if name and name not in message:
+            message = f"{name}: {message}"
+        raise user_error(f"Cannot use this file: {message}") from None
 
 
 def _segment(model: handseg.HandUNet, rgb: np.ndarray, **options) -> handseg.Segmentation:
     try:
         return handseg.segment(rgb, model, **options)
     except CRFUnavailableError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(str(exc)) from None
 
 
 def _without_temp_dir(message: str, image) -> str:
@@ -145,17 +157,17 @@ def compare(
         try:
             truth = handseg.load_mask(truth_image)
         except handseg.ImageLoadError as exc:
-            raise gr.Error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
+            raise user_error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
     outputs = []
     folder = _work_dir()
     rgb = _load_photo(image)  # once, for both sides
     for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
         name = name or next(iter(models))  # API callers may leave the model out: the app's main model
         if name not in models:
-            raise gr.Error(f"Unknown model {name!r}; choose one of {', '.join(models)}")
+            raise user_error(f"Unknown model {name!r}; choose one of {', '.join(models)}")
         result = _segment(models[name], rgb, threshold=threshold, crf=crf)
         if truth is not None and truth.shape != result.mask.shape:
-            raise gr.Error(
+            raise user_error(
                 f"The truth mask is {truth.shape[1]}×{truth.shape[0]} px but the photo is "
                 f"{result.mask.shape[1]}×{result.mask.shape[0]} px; they must match."
             )
@@ -192,7 +204,7 @@ def _batch_inputs(files: list) -> tuple[list[tuple[str, object]], list[tuple[str
         except zipfile.BadZipFile:
             problems.append((path.name, "not a readable zip file"))
     if len(items) > BATCH_MAX_FILES:
-        raise gr.Error(f"{len(items)} images is more than the {BATCH_MAX_FILES} a batch may hold; split it.")
+        raise user_error(f"{len(items)} images is more than the {BATCH_MAX_FILES} a batch may hold; split it.")
     return items, problems
 
 
@@ -200,7 +212,7 @@ def batch(model: handseg.HandUNet, files: list, threshold: float, crf: bool, pro
     """Masks for many images (files and zips) -> (zip of masks, markdown report). Bad files are listed."""
     items, problems = _batch_inputs(files)
     if not items and not problems:
-        raise gr.Error("Upload some images, or a zip of images.")
+        raise user_error("Upload some images, or a zip of images.")
     out_zip = _work_dir() / "handseg_masks.zip"
     done = 0
     used_names: set[str] = set()

@@ -39,15 +39,17 @@ def raw_image(**kwargs) -> gr.Image:
     return component
 
 
-def _load_models(model: handseg.HandUNet | str | Path | None) -> tuple[dict[str, handseg.HandUNet], str | None]:
+def _load_models(
+    model: handseg.HandUNet | str | Path | None, threads: int | None = None
+) -> tuple[dict[str, handseg.HandUNet], str | None]:
     """Models offered in the app, the first being the main one; plus a notice when something is missing."""
     models: dict[str, handseg.HandUNet] = {}
     notice = None
     if model is not None:
         label = Path(model).name if isinstance(model, (str, Path)) else "given model"
-        models[f"--model {label}"] = handseg.load_model(model)
+        models[f"--model {label}"] = handseg.load_model(model, threads=threads)
     try:
-        models[f"default ({DEFAULT_MODEL})"] = handseg.load_model(None)
+        models[f"default ({DEFAULT_MODEL})"] = handseg.load_model(None, threads=threads)
     except NoDefaultModelError as exc:
         if not models:
             notice = f"**No model loaded:** {exc}"
@@ -55,12 +57,15 @@ def _load_models(model: handseg.HandUNet | str | Path | None) -> tuple[dict[str,
 
 
 def _no_model(*_args, **_kwargs):
-    raise gr.Error("No model is loaded: start the app with --model DIR (a hub folder, e.g. from handseg convert).")
+    raise callbacks.user_error(
+        "No model is loaded: start the app with --model DIR (a hub folder, e.g. from handseg convert)."
+    )
 
 
-def build_demo(model: handseg.HandUNet | str | Path | None = None) -> gr.Blocks:
-    """The app. `model`: a HandUNet or hub folder/id shown first; the shipped default is offered too."""
-    models, notice = _load_models(model)
+def build_demo(model: handseg.HandUNet | str | Path | None = None, threads: int | None = None) -> gr.Blocks:
+    """The app. `model`: a HandUNet or hub folder/id shown first; the shipped default is offered too.
+    `threads`: CPU threads per segmentation (see `handseg.load_model`)."""
+    models, notice = _load_models(model, threads)
     callbacks.RESULTS_DIR.mkdir(exist_ok=True)
     gr.set_static_paths([callbacks.RESULTS_DIR])  # results are served as written, never rewritten
     names = list(models)

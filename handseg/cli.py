@@ -21,6 +21,10 @@ from handseg.video import VIDEO_SUFFIXES, VideoError, segment_video
 from handseg.visualize import mask_to_image, overlay, side_by_side
 
 
+class UsageError(ValueError):
+    """The command line asks for something impossible (exit status 2)."""
+
+
 def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     """Files as given; folders -> their image files; globs -> their matches. Order kept, no repeats."""
     paths: list[Path] = []
@@ -47,13 +51,24 @@ def output_paths(inputs: list[Path], outputs: Sequence[str] | None, overlay_vide
 
     if not outputs:
         return [p.with_name(default_name(p)) for p in inputs]
-    if len(outputs) == 1 and (Path(outputs[0]).is_dir() or outputs[0].endswith(("/", "\\")) or len(inputs) > 1):
-        folder = Path(outputs[0])
-        return [folder / default_name(p) for p in inputs]
+    # One -o that is a folder, ends in a slash, serves several inputs or has no file extension: a folder
+    # (created when missing), so `-o masks` works like `-o masks/`.
+    single = outputs[0]
+    if len(outputs) == 1 and (
+        Path(single).is_dir() or single.endswith(("/", "\\")) or len(inputs) > 1 or not Path(single).suffix
+    ):
+        return [Path(single) / default_name(p) for p in inputs]
     if len(outputs) != len(inputs):
-        raise SystemExit(
-            f"handseg: error: {len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder"
-        )
+        raise UsageError(f"{len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder")
+    for source, target in zip(inputs, outputs):
+        is_video = source.suffix.lower() in VIDEO_SUFFIXES
+        known = VIDEO_SUFFIXES if is_video else IMAGE_FILE_SUFFIXES
+        if Path(target).suffix.lower() not in known:
+            kind, example = ("a video", ".mp4") if is_video else ("an image", ".png")
+            raise UsageError(
+                f"-o {target}: {Path(target).suffix!r} is not {kind} file extension; use e.g. {example}, "
+                "or give a folder"
+            )
     return [Path(o) for o in outputs]
 
 
@@ -79,12 +94,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if not inputs:
         print("handseg: error: no input images found", file=sys.stderr)
         return 1
-    outputs = output_paths(inputs, args.output, overlay_video=args.overlay)
+    try:
+        outputs = output_paths(inputs, args.output, overlay_video=args.overlay)
+    except UsageError as exc:
+        print(f"handseg: error: {exc}", file=sys.stderr)
+        return 2
     if args.crf and not crf_available():
         print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, args.device, backend=args.backend, compile=args.compile)
+        model = load_model(args.model, args.device, backend=args.backend, compile=args.compile, threads=args.threads)
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
         return 2
@@ -214,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"was trained at, from its config; {DEFAULT_MAX_SIDE} if it has none); masks are always full size",
     )
     seg.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on a GPU, 1 on a CPU)")
+    seg.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: half the cores, at least 1, which holds up when other programs are busy; "
+        "OMP_NUM_THREADS, when set, is used instead)",
+    )
     seg.add_argument(
         "--backend",
         choices=BACKENDS,

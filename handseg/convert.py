@@ -39,11 +39,41 @@ def original_key_to_handseg(key: str) -> str:
     raise CheckpointError(f"unexpected key {key!r}: not part of the original Hand-Segmentation UNet")
 
 
+#: File signatures named when a "checkpoint" is something else.
+_OTHER_FORMATS = {
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x89PNG": "a PNG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"<": "an HTML or XML text file",
+    b"{": "a JSON text file",
+    b"version https://git-lfs": "a Git LFS pointer (the real file was never downloaded: git lfs pull)",
+}
+
+
+def _checkpoint_format_problem(path: Path) -> str | None:
+    """Why `path` cannot be a torch.save file (zip archive, or a legacy pickle), or None if it may be one."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # zip (torch >= 1.6), pickle (older)
+        return None
+    what = next((name for magic, name in _OTHER_FORMATS.items() if head.startswith(magic)), None)
+    return f"it is {what}" if what else f"it starts with bytes {head[:8].hex(' ')}"
+
+
 def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an original checkpoint's state dict without executing any code in it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    problem = _checkpoint_format_problem(path)
+    if problem:
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint: {problem}, not the zip archive or pickle that torch.save writes"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

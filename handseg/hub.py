@@ -9,10 +9,67 @@ loading never unpickles anything.
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.file_download import _CACHED_NO_EXIST
+
+#: owner/name, as the Hub spells repo ids.
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No model folder at the path given, or the name is neither a folder nor a Hub repo id."""
+
+
+class HubUnreachableError(ConnectionError):
+    """The Hugging Face Hub is needed (a repo id not in the local cache, or a push) but cannot be reached."""
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint answers a TCP connection (no retries, a few seconds at most)."""
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_model_source(name: str | Path, local_files_only: bool = False) -> None:
+    """Fail at once, in one line, when `name` cannot be a model: a path-like name with no folder there,
+    a folder that is not a model, or a repo id that is neither cached nor reachable."""
+    text = str(name)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / constants.CONFIG_NAME).is_file():
+            raise ModelNotFoundError(
+                f"{text}: this folder has no {constants.CONFIG_NAME}, so it is not a handseg model folder "
+                "(make one with save_pretrained, or with `handseg convert MODEL.pth FOLDER`)"
+            )
+        return
+    if path.exists():
+        raise ModelNotFoundError(f"{text}: is a file; a model is a folder with config.json and model.safetensors")
+    if not _REPO_ID.fullmatch(text):
+        hint = "" if "/" in text or "\\" in text else " (a Hub repo id has the form owner/name)"
+        raise ModelNotFoundError(f"{text}: no such model folder{hint}")
+    if try_to_load_from_cache(text, constants.CONFIG_NAME) not in (None, _CACHED_NO_EXIST):
+        return  # in the local cache: the mixin loads it without the network
+    if constants.HF_HUB_OFFLINE or local_files_only:
+        raise HubUnreachableError(
+            f"{text}: no such folder here, and not in the local Hugging Face cache; the Hub is not asked "
+            "because HF_HUB_OFFLINE is set (or local_files_only=True)"
+        )
+    if not hub_reachable():
+        raise HubUnreachableError(
+            f"{text}: no such folder here, not in the local Hugging Face cache, and the Hub "
+            f"({constants.ENDPOINT}) cannot be reached: no network connection?"
+        )
+
 
 MODEL_CARD_TEMPLATE = """---
 {{ card_data }}
@@ -41,7 +98,22 @@ checkpoint `{{ source_file }}` (sha256 `{{ source_sha256 }}`).
 
 
 class HandsegHubMixin(PyTorchModelHubMixin):
-    """`PyTorchModelHubMixin` with strict, safetensors-only loading."""
+    """`PyTorchModelHubMixin` with strict, safetensors-only loading and one-line errors for models
+    that are not there or a Hub that cannot be reached."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
+        check_model_source(pretrained_model_name_or_path, kwargs.get("local_files_only", False))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        if constants.HF_HUB_OFFLINE or not hub_reachable():
+            raise HubUnreachableError(
+                f"push_to_hub({repo_id!r}): the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached "
+                "(no network connection, or HF_HUB_OFFLINE is set). Pushing needs the network and a login: "
+                "`hf auth login`, or pass token=..."
+            )
+        return super().push_to_hub(repo_id, **kwargs)
 
     @classmethod
     def _from_pretrained(  # type: ignore[override]

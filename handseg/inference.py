@@ -7,6 +7,7 @@ load -> working resolution -> HandUNet -> logits resized to the original size
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
@@ -63,6 +64,41 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_threads(concurrent: int = 1) -> int:
+    """CPU threads for one segmentation when `concurrent` run at once: half the usable cores
+    shared among them, at least 1.
+
+    Why not all cores (torch's default): when another process keeps one core busy, a team of
+    threads as large as the machine waits on its slowest member at every layer; on a 2-core
+    machine a 1280x720 frame went from 133 ms to about 2 s that way, while one thread costs
+    about twice the idle time (`python benchmarks/speed.py --contended`, README)."""
+    return max(1, usable_cores() // 2 // max(1, concurrent))
+
+
+_threads_chosen = False
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op CPU threads: `threads`, or (None) `default_threads()` the first time
+    and only when OMP_NUM_THREADS is not set, so a user's own choice wins. Returns the count in use."""
+    global _threads_chosen
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    elif not _threads_chosen and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(default_threads())
+    _threads_chosen = True
+    return torch.get_num_threads()
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(source: str, device: str, compiled: bool) -> HandUNet:
     net = HandUNet.from_pretrained(source, map_location=device).eval()
@@ -72,8 +108,8 @@ def _load_cached(source: str, device: str, compiled: bool) -> HandUNet:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_onnx_cached(path: str) -> OnnxHandUNet:
-    return OnnxHandUNet(path)
+def _load_onnx_cached(path: str, threads: int) -> OnnxHandUNet:
+    return OnnxHandUNet(path, threads=threads)
 
 
 #: One ONNX export per model object (weak keys: an export dies with its model, and a new model
@@ -81,11 +117,11 @@ def _load_onnx_cached(path: str) -> OnnxHandUNet:
 _exported: weakref.WeakKeyDictionary[HandUNet, OnnxHandUNet] = weakref.WeakKeyDictionary()
 
 
-def _as_onnx(model: HandUNet) -> OnnxHandUNet:
+def _as_onnx(model: HandUNet, threads: int) -> OnnxHandUNet:
     """Export once per model object to a temporary file and run that with onnxruntime."""
     if model not in _exported:
         folder = Path(tempfile.mkdtemp(prefix="handseg-onnx-"))
-        _exported[model] = OnnxHandUNet(export_onnx(model, folder / "model.onnx"))
+        _exported[model] = OnnxHandUNet(export_onnx(model, folder / "model.onnx"), threads=threads)
     return _exported[model]
 
 
@@ -95,9 +131,14 @@ def load_model(
     *,
     backend: str = "torch",
     compile: bool = False,
+    threads: int | None = None,
 ) -> HandUNet | OnnxHandUNet:
     """A model ready for inference: the given module, a hub folder or repo id, an exported
     `.onnx` file, or (None) the shipped default model. Loaded models are cached and reused.
+
+    `threads`: CPU threads per segmentation (torch's intra-op threads, or onnxruntime's).
+    None: `default_threads()`, set for torch the first time a model is loaded on a CPU unless
+    OMP_NUM_THREADS is set (see `set_cpu_threads`).
 
     `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use).
     `compile=True` compiles the PyTorch model with `torch.compile` (a given module in place, like
@@ -112,10 +153,11 @@ def load_model(
         raise ValueError("compile=True applies to the torch backend only")
     if isinstance(model, OnnxHandUNet):
         return model
+    onnx_threads = threads or default_threads()
     if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
         if compile:
             raise ValueError("compile=True applies to PyTorch models, not to an .onnx file")
-        return _load_onnx_cached(str(model))
+        return _load_onnx_cached(str(model), onnx_threads)
     if isinstance(model, HandUNet):
         net = model.eval() if device is None else model.to(device).eval()
         if compile:
@@ -124,7 +166,11 @@ def load_model(
         device = torch.device(device) if device is not None else default_device()
         source = str(pretrained_path() if model is None else model)
         net = _load_cached(source, str(device), compile)
-    return _as_onnx(net) if backend == "onnx" else net
+    if backend == "onnx":
+        return _as_onnx(net, onnx_threads)
+    if next(net.parameters()).device.type == "cpu":
+        set_cpu_threads(threads)
+    return net
 
 
 def default_batch_size(net: HandUNet | OnnxHandUNet) -> int:
@@ -168,16 +214,17 @@ def iter_segment(
     device: str | torch.device | None = None,
     backend: str = "torch",
     compile: bool = False,
+    threads: int | None = None,
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
-    """Segment images lazily, yielding `(index, Segmentation)` in input order.
+    """Segment images lazily, yielding `(index, Segmentation)` pairs in input order.
 
-    An input that cannot be loaded yields `(index, ImageLoadError)` and the
+    An input that cannot be loaded yields `(index, ImageLoadError)` in its place, and the
     others go on. Consecutive images whose working sizes match run as one batch of up
     to `batch_size` (default: 8 on a GPU, 1 on a CPU).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    net = load_model(model, device, backend=backend, compile=compile)
+    net = load_model(model, device, backend=backend, compile=compile, threads=threads)
     if batch_size is None:
         batch_size = default_batch_size(net)
     if max_side == AUTO:
@@ -195,6 +242,8 @@ def iter_segment(
         try:
             loaded = load_working_image(source, scale=scale, max_side=max_side)
         except ImageLoadError as exc:
+            if pending:  # the images before it first, so results stay in input order
+                yield from flush()
             yield index, exc
             continue
         if pending and (len(pending) >= batch_size or pending[0][2].small.shape != loaded.small.shape):
@@ -238,7 +287,8 @@ def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentat
 
     Options: `threshold` (0.5), `crf` (False), `scale` or `max_side` ("auto":
     the model's training resolution; None: full size), `batch_size`, `device`,
-    `backend` ("torch" or "onnx"), `compile` (torch.compile; see `load_model`).
+    `backend` ("torch" or "onnx"), `compile` (torch.compile), `threads` (CPU threads;
+    see `load_model`).
     Raises ImageLoadError for unusable input.
     """
     ((_, result),) = iter_segment([image], model, **options)

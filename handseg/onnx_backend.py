@@ -61,6 +61,9 @@ class OnnxHandUNet:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Threads that spin while waiting steal the cores another busy process needs, and then
+        # wait on it: off, as for torch (README, performance under load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map

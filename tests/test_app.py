@@ -46,8 +46,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, data_dir):
-    """`python app.py` exactly as the README launches it: the shipped default model."""
+def app_server(tmp_path_factory, data_dir):
+    """`python app.py` exactly as the README launches it: the shipped default model. Yields (url, log path)."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     log = open(log_path, "w")
@@ -70,10 +70,15 @@ def app_url(tmp_path_factory, data_dir):
     else:
         proc.kill()
         pytest.fail("app.py did not answer within 120 s")
-    yield url
+    yield url, log_path
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(app_server):
+    return app_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +171,20 @@ def make_bad_files(folder: Path, photo: Path) -> dict[str, Path]:
     return files
 
 
-def test_bad_uploads_get_clear_errors_and_the_app_keeps_serving(client, tmp_path, sample_photos):
+def test_bad_uploads_get_clear_errors_and_the_app_keeps_serving(client, app_server, tmp_path, sample_photos):
+    log_path = app_server[1]
     for what, path in make_bad_files(tmp_path, sample_photos[0]).items():
+        log_before = log_path.read_text()
         with pytest.raises(AppError) as info:
             segment(client, path)
         message = str(info.value)
         assert path.name in message or what in message, (what, message)
         assert "/tmp/gradio" not in message  # the user's file name, not the server's temp path
+        # The server log gets one line with the reason and the file name, not a traceback.
+        logged = log_path.read_text()[len(log_before) :]
+        assert "Traceback" not in logged, logged
+        refused = [line for line in logged.splitlines() if "request refused" in line]
+        assert len(refused) == 1 and path.name in refused[0], logged
     photo = Image.open(sample_photos[1]).convert("RGB")
     photo.convert("RGBA").save(tmp_path / "alpha.png")
     grey16 = np.array(photo.convert("L")).astype(np.uint16) * 257

@@ -126,3 +126,26 @@ def test_default_working_resolution_is_the_models_own(tmp_path, sample_photos):
     auto, trained, at_1024 = (np.array(Image.open(tmp_path / f"{n}.png")) for n in ("auto", "trained", "1024"))
     assert np.array_equal(auto, trained)
     assert not np.array_equal(auto, at_1024)
+
+
+def test_output_without_extension_is_a_folder(tmp_path, sample_photos, tiny_model_dir):
+    """`-o newdir` for one input: a folder is created, as with `-o newdir/`."""
+    done = run_cli(
+        "segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "newdir"), "--model", str(tiny_model_dir)
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "newdir" / f"{sample_photos[0].stem}_mask.png").is_file()
+    done = run_cli(
+        "segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "m.dat"), "--model", str(tiny_model_dir)
+    )
+    assert done.returncode == 2 and "'.dat' is not an image file extension" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_threads_flag(tmp_path, sample_photos, tiny_model_dir):
+    out = tmp_path / "m.png"
+    done = run_cli(
+        "segment", "-i", str(sample_photos[0]), "-o", str(out), "--model", str(tiny_model_dir), "--threads", "1"
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.is_file()

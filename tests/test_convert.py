@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -129,10 +130,18 @@ def test_misshaped_key_is_named(tmp_path):
         convert_checkpoint(tmp_path / "m.pth", tmp_path / "hub")
 
 
-def test_not_a_checkpoint(tmp_path):
+def test_not_a_checkpoint(tmp_path, sample_photos):
     (tmp_path / "notes.pth").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint: it starts with bytes 68 65"):
         load_checkpoint(tmp_path / "notes.pth")
+    # A photo renamed .pth is named as what it is, not as a pickle that asks to run code.
+    jpeg = next(p for p in sample_photos if p.suffix == ".jpg")
+    shutil.copy(jpeg, tmp_path / "MODEL.pth")
+    with pytest.raises(CheckpointError, match="it is a JPEG image, not the zip archive or pickle"):
+        load_checkpoint(tmp_path / "MODEL.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="the file is empty"):
+        load_checkpoint(tmp_path / "empty.pth")
     with pytest.raises(CheckpointError, match="no such file"):
         load_checkpoint(tmp_path / "missing.pth")
 

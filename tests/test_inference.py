@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -53,7 +54,9 @@ def test_batch_equals_one_by_one(sample_photos, model):
 def test_bad_input_in_a_stream_does_not_stop_the_others(tmp_path, sample_photos, model):
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     inputs = [sample_photos[0], tmp_path / "bad.jpg", sample_photos[1]]
-    results = dict(handseg.iter_segment(inputs, model))
+    pairs = list(handseg.iter_segment(inputs, model))
+    assert [index for index, _ in pairs] == [0, 1, 2]  # input order, the error in its place
+    results = dict(pairs)
     assert isinstance(results[1], ImageLoadError) and "bad.jpg" in str(results[1])
     assert isinstance(results[0], Segmentation) and isinstance(results[2], Segmentation)
     with pytest.raises(ImageLoadError, match="bad.jpg"):
@@ -175,3 +178,58 @@ def test_cuda_matches_cpu(sample_photos, tiny_model_dir):
     cpu = handseg.segment(sample_photos[0], tiny_model_dir, device="cpu")
     gpu = handseg.segment(sample_photos[0], tiny_model_dir, device="cuda")
     np.testing.assert_allclose(cpu.probability, gpu.probability, atol=1e-3)
+
+
+def test_order_is_kept_when_batching_around_a_bad_file(tmp_path, sample_photos, model):
+    """With batches, the good images before a bad one are still yielded before its error."""
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    same = [sample_photos[1]] * 3  # one size: they would batch together
+    inputs = [*same[:2], tmp_path / "bad.jpg", same[2]]
+    pairs = list(handseg.iter_segment(inputs, model, batch_size=8))
+    assert [index for index, _ in pairs] == [0, 1, 2, 3]
+    assert [type(r).__name__ for _, r in pairs] == ["Segmentation", "Segmentation", "ImageLoadError", "Segmentation"]
+
+
+def test_cpu_threads_default_to_half_the_cores_and_can_be_chosen(monkeypatch, tiny_model_dir):
+    from handseg import inference
+
+    monkeypatch.setattr(inference, "usable_cores", lambda: 2)
+    assert inference.default_threads() == 1  # 2 cores: the thread count that held up under load
+    assert inference.default_threads(concurrent=2) == 1
+    monkeypatch.setattr(inference, "usable_cores", lambda: 16)
+    assert inference.default_threads() == 8 and inference.default_threads(concurrent=2) == 4
+    before = torch.get_num_threads()
+    try:
+        handseg.load_model(tiny_model_dir, "cpu", threads=1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="at least 1"):
+            inference.set_cpu_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_missing_model_folder_fails_at_once_with_its_name(tmp_path):
+    from handseg.hub import ModelNotFoundError
+
+    for name, expected in [
+        (str(tmp_path / "converted") + "/", "no such model folder"),
+        ("mymodel", "form owner/name"),
+        (str(tmp_path), "no config.json"),
+    ]:
+        started = time.perf_counter()
+        with pytest.raises(ModelNotFoundError, match=expected):
+            handseg.load_model(name)
+        assert time.perf_counter() - started < 2  # no Hub retries for a path
+
+
+def test_unreachable_hub_is_said_in_one_line(monkeypatch):
+    """A repo id not in the cache: with HF_HUB_OFFLINE the Hub is not asked, and a push says what it needs."""
+    from huggingface_hub import constants
+
+    from handseg.hub import HubUnreachableError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE"):
+        handseg.HandUNet.from_pretrained("someone/no-such-hand-model")
+    with pytest.raises(HubUnreachableError, match="login"):
+        handseg.HandUNet(base_channels=4).push_to_hub("someone/no-such-hand-model")

@@ -1,7 +1,10 @@
 """Speed of handseg's inference paths beside the original Hand-Segmentation pipeline, in one process,
 interleaved after warm-up, with each path's dice on the val split so speed never hides a quality loss.
 
-    python benchmarks/speed.py [--model DIR] [--data ../shared/data] [--runs 7] [--json speed.json]
+    python benchmarks/speed.py [--model DIR] [--data ../shared/data] [--runs 7] [--contended] [--json speed.json]
+
+--contended times everything while a second process keeps one core busy (a pure-Python busy loop), as on
+a user's machine with a browser or a build running; benchmarks/threads.py compares thread counts that way.
 
 Paths (end to end: JPEG file -> full-size mask):
   original      the 2018 pipeline, re-implemented for reference: 64-wide U-Net (random weights: timing
@@ -18,6 +21,7 @@ Peak RSS is measured per path in a fresh subprocess.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -35,6 +39,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
 
 import handseg  # noqa: E402
+from benchmarks.load import busy_core  # noqa: E402
 from handseg.crf import refine_with_crf  # noqa: E402
 from handseg.image import load_image, resize_rgb, to_model_input  # noqa: E402
 
@@ -148,9 +153,14 @@ def main() -> None:
         "--paths", help="comma-separated subset of paths to run (default: all; speed-up needs 'original')"
     )
     parser.add_argument("--device", default="cpu", help="device of the torch paths, e.g. cuda (default cpu)")
+    parser.add_argument("--contended", action="store_true", help="with another process keeping one core busy")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    with busy_core() if args.contended else contextlib.nullcontext():
+        run_benchmark(args)
 
+
+def run_benchmark(args: argparse.Namespace) -> None:
     paths = build_paths(args.model, args.fast_side, device=args.device)
     if args.paths:
         paths = {name: fn for name, fn in paths.items() if name in args.paths.split(",")}
@@ -160,7 +170,7 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; torch paths on {args.device}; "
-        f"model: {args.model or 'shipped default'}"
+        f"model: {args.model or 'shipped default'}; {'one core busy' if args.contended else 'idle'}"
     )
 
     timings: dict[str, dict[str, list[float]]] = {p: {s: [] for s in SIZES} for p in paths}

@@ -1,0 +1,115 @@
+"""CPU threads per segmentation, idle and with another process keeping one core busy.
+
+    python benchmarks/threads.py [--model DIR] [--data ../shared/data] [--runs 9] [--cli-frames 10]
+
+For each thread count (1, handseg's default, every core) and each condition (idle; a pure-Python
+busy loop in a second process), the median and p90 time of `handseg.segment` on a 1280x720 and a
+1918x1280 JPEG, with PyTorch and with onnxruntime; then `handseg segment --viz` on GTEA frames end
+to end (a fresh process, as a user runs it) with the default and with every core. The default
+(`handseg.inference.default_threads`) is chosen from this table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import handseg  # noqa: E402
+from benchmarks.load import busy_core  # noqa: E402
+from handseg.inference import default_threads, set_cpu_threads, usable_cores  # noqa: E402
+from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SIZES = {"1280x720": (1280, 720), "1918x1280": (1918, 1280)}
+
+
+def frames(data: Path, folder: Path) -> dict[str, list[str]]:
+    photos = sorted((data / "egohands" / "images").glob("*.jpg"))[:3]
+    out: dict[str, list[str]] = {}
+    for name, size in SIZES.items():
+        out[name] = []
+        for i, photo in enumerate(photos):
+            path = folder / f"{name}_{i}.jpg"
+            Image.open(photo).convert("RGB").resize(size, Image.BILINEAR).save(path, quality=90)
+            out[name].append(str(path))
+    return out
+
+
+def time_ms(fn, files: list[str], runs: int) -> list[float]:
+    fn(files[0])  # warm-up
+    times = []
+    for run in range(runs):
+        started = time.perf_counter()
+        fn(files[run % len(files)])
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def cli_seconds(model: str | None, inputs: list[Path], out: Path, threads: int | None) -> float:
+    command = [sys.executable, "-m", "handseg", "segment", "-q", "--viz", "-i", *map(str, inputs), "-o", str(out)]
+    command += ["--model", model] if model else []
+    command += ["--threads", str(threads)] if threads else []
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--cli-frames", type=int, default=10, help="GTEA frames for the end-to-end CLI rows (0: none)")
+    args = parser.parse_args()
+
+    cores = usable_cores()
+    counts = sorted({1, default_threads(), cores})
+    folder = Path(tempfile.mkdtemp(prefix="handseg-threads-"))
+    files = frames(args.data, folder)
+    model = handseg.load_model(args.model, "cpu")
+    onnx_path = export_onnx(model, folder / "model.onnx")
+    onnx = {n: OnnxHandUNet(onnx_path, threads=n) for n in counts}
+    print(f"torch {torch.__version__}; {cores} usable cores; handseg default: {default_threads()} thread(s)")
+    print()
+    print("| backend | threads | load | " + " | ".join(f"{s} median ms | {s} p90 ms" for s in SIZES) + " |")
+    print("|---|---:|---|" + "---:|---:|" * len(SIZES))
+    for condition in ("idle", "one core busy"):
+        with busy_core() if condition != "idle" else contextlib.nullcontext():
+            for backend in ("torch", "onnx"):
+                for n in counts:
+                    set_cpu_threads(n)
+                    net = model if backend == "torch" else onnx[n]
+                    cells = []
+                    for paths in files.values():
+                        t = time_ms(lambda p, net=net: handseg.segment(p, net).mask, paths, args.runs)
+                        cells.append(f"{statistics.median(t):.0f} | {np.percentile(t, 90):.0f}")
+                    label = f"{n}" + (" (default)" if n == default_threads() else "")
+                    print(f"| {backend} | {label} | {condition} | " + " | ".join(cells) + " |", flush=True)
+    if args.cli_frames:
+        inputs = sorted((args.data / "gtea_unlabeled").glob("*.jpg"))[: args.cli_frames]
+        print()
+        print(f"`handseg segment --viz`, {len(inputs)} GTEA frames, a fresh process each (s, model load included):")
+        print()
+        print("| threads | idle s | one core busy s |")
+        print("|---|---:|---:|")
+        for label, threads in ((f"default ({default_threads()})", None), (f"every core ({cores})", cores)):
+            idle = cli_seconds(args.model, inputs, folder / "cli", threads)
+            with busy_core():
+                busy = cli_seconds(args.model, inputs, folder / "cli", threads)
+            print(f"| {label} | {idle:.1f} | {busy:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

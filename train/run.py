@@ -46,7 +46,7 @@ from train.data import (
     mask_is_empty,
 )
 from train.evaluate import markdown_table, score_dataset, selection_score, summarize
-from train.labels import BACKGROUND, HAND, IGNORE, cut_at_wrist, labels_from_mask
+from train.labels import HAND, IGNORE, cut_at_wrist, labels_from_mask
 
 STATE_FILE = "training_state.pt"
 
@@ -248,7 +248,10 @@ class TrainSet(Dataset):
             share = np.array([0.0, 1.0, 0.0])  # only hand-free photos: nothing to paste either
         total = round(len(self.photos) / share[0]) if share[0] > 0 else len(self.hand_free)
         self.counts = (len(self.photos), round(total * share[1]), round(total * share[2]))
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # Hands whose own photo shows a bare forearm, now labelled background: pasted often, so that
+        # "an arm is not a hand" is learned from many scenes, not only from these photos' own.
+        self.forearm_photos = [i for i in self.photos if ds[i]["source"] in self.forearm_sources]
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.cutout_cache: dict[int, list[HandCutout]] = {}
         # Decode once, at the largest size augmentation can ask for.
         self.keep_side = int(augmenter.working_side * augmenter.scale_range[1] * 1.1)
@@ -257,23 +260,30 @@ class TrainSet(Dataset):
         return sum(self.counts)
 
     def photo(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row i of the dataset: RGB and label map, at most keep_side."""
+        """Row i of the dataset: RGB and label map (under the label policy), at most keep_side."""
+        return self.photo_and_mask(i)[:2]
+
+    def photo_and_mask(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB, label map and the source's own mask (hand plus forearm where the source draws one)."""
         if i not in self.cache:
             example = self.ds[i]
             rgb, mask = fit_longer_side(*load_pair(example), self.keep_side)
             labels = cut_at_wrist(mask) if example["source"] in self.forearm_sources else labels_from_mask(mask)
-            self.cache[i] = (rgb, labels)
+            self.cache[i] = (rgb, labels, mask)
         return self.cache[i]
 
     def random_hand(self, rng: np.random.Generator) -> HandCutout:
-        """A hand from a labelled photo or, for a quarter of draws when there are any, an ASL cut-out."""
+        """A hand cut from a labelled photo, with whatever forearm its mask drew (labelled as the policy
+        says); a quarter of draws are ASL cut-outs when there are any, and a third of the rest come from
+        photos with a bare forearm."""
         if self.asl is not None and (not self.photos or rng.random() < 0.25):
             return self.asl[int(rng.integers(len(self.asl)))]
-        i = self.photos[int(rng.integers(len(self.photos)))]
+        pool = self.forearm_photos if self.forearm_photos and rng.random() < 1 / 3 else self.photos
+        i = pool[int(rng.integers(len(pool)))]
         if i not in self.cutout_cache:
-            rgb, labels = self.photo(i)
-            self.cutout_cache[i] = cutouts_from_photo(rgb, labels == HAND, labels) or cutouts_from_photo(
-                rgb, labels != BACKGROUND, labels, min_share=0
+            rgb, labels, mask = self.photo_and_mask(i)
+            self.cutout_cache[i] = cutouts_from_photo(rgb, mask, labels) or cutouts_from_photo(
+                rgb, mask, labels, min_share=0
             )
         cutouts = self.cutout_cache[i]
         return cutouts[int(rng.integers(len(cutouts)))] if cutouts else self.random_hand(rng)

@@ -1,0 +1,134 @@
+"""The default model's targets, side by side for several models: false alarms on hand-free photos,
+the held-out test split, val dice per source, and CPU time.
+
+    python benchmarks/targets.py [--models A,B,...] [--data ../shared/data] [--runs 9] [--json out.json]
+
+Models default to every model shipped in the package. Rows:
+- hand-free val photos (negatives, 56): mean share of pixels marked as hand, photos with more than 1%
+  marked, and the same per kind (UTKFace face crops, portraits, rooms);
+- `luthaihoc_ego` test split (20, never trained on or used to choose): dice, precision, recall;
+- val dice per source (photos with hands) and overall;
+- HGR val dice against hand-only labels (its forearms cut at the wrist by `train.labels.cut_at_wrist`,
+  the default model's label policy) beside HGR's own hand-plus-forearm labels;
+- median ms of `handseg.segment` on a 1918x1280 JPEG on this CPU (default threads; benchmarks/speed.py
+  has the full speed table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
+
+import handseg  # noqa: E402
+from handseg.metrics import mean_scores, score  # noqa: E402
+from handseg.pretrained import available_models, pretrained_path  # noqa: E402
+from train.data import image_input, load_split  # noqa: E402
+from train.evaluate import score_dataset, summarize, summarize_hand_free  # noqa: E402
+from train.labels import HAND, cut_at_wrist  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VAL_SOURCES = ["egohands", "hgr", "handphotos", "indoor", "negatives"]
+#: Kinds of hand-free photo, by id prefix (see ../shared/data/README.md).
+HAND_FREE_KINDS = {"faces (UTKFace crops)": "utkface_", "portraits": "deepface_", "rooms": "densedepth_"}
+
+
+def hgr_hand_only_dice(model, split) -> float:
+    rows = []
+    for i in range(len(split.val)):
+        example = split.val[i]
+        if example["source"] != "hgr":
+            continue
+        predicted = handseg.segment(image_input(example["image"]), model).mask
+        truth = cut_at_wrist(handseg.load_mask(image_input(example["mask"]))) == HAND
+        rows.append(score(predicted, truth))
+    return mean_scores(rows).dice
+
+
+def cpu_ms(model, data: Path, runs: int) -> float:
+    photo = sorted((data / "egohands" / "images").glob("*.jpg"))[0]
+    path = Path(tempfile.mkdtemp(prefix="handseg-targets-")) / "frame.jpg"
+    Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
+    handseg.segment(path, model)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        handseg.segment(path, model)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def figures(model_path: str, data: Path, runs: int) -> dict:
+    model = handseg.load_model(model_path, "cpu")
+    split = load_split(data, sources=[*VAL_SOURCES, "luthaihoc_ego"])
+    val_rows = score_dataset(model, split.val)
+    val = summarize(val_rows)
+    test = summarize(score_dataset(model, split.test))
+    hand_free = [r for r in val_rows if r["hand_free"]]
+    kinds = {
+        kind: summarize_hand_free([r for r in hand_free if r["id"].startswith(prefix)])
+        for kind, prefix in HAND_FREE_KINDS.items()
+    }
+    return {
+        "hand_free": val["overall"]["hand_free"],
+        "hand_free_by_kind": kinds,
+        "test": {k: test["overall"][k] for k in ("n", "dice", "precision", "recall")},
+        "val_dice": {s: v["dice"] for s, v in val["per_source"].items() if v["n"]} | {"all": val["overall"]["dice"]},
+        "hgr_val_dice_hand_only": hgr_hand_only_dice(model, split),
+        "cpu_ms_1918x1280": cpu_ms(model, data, runs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="comma-separated hub folders (default: every shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--runs", type=int, default=9, help="timed runs for the CPU figure")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    models = args.models.split(",") if args.models else [str(pretrained_path(n)) for n in available_models()]
+    results = {}
+    for m in models:
+        print(f"scoring {m} ...", file=sys.stderr, flush=True)
+        results[m] = figures(m, args.data, args.runs)
+    names = [Path(m).name if Path(m).name not in ("best", "last") else "/".join(Path(m).parts[-2:]) for m in models]
+
+    def row(label: str, cell) -> None:
+        print(f"| {label} | " + " | ".join(cell(results[m]) for m in models) + " |")
+
+    print("| figure | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(models))
+    row(
+        "hand-free val photos: mean share marked as hand (photos above 1%)",
+        lambda r: f"{100 * r['hand_free']['mean_marked']:.1f}% ({r['hand_free']['above_1pct']}/{r['hand_free']['n']})",
+    )
+    for kind in HAND_FREE_KINDS:
+        if not any(results[m]["hand_free_by_kind"][kind]["n"] for m in models):
+            continue  # e.g. rooms: all 11 are in the train split
+        row(
+            f"&nbsp;&nbsp;{kind}",
+            lambda r, k=kind: (
+                f"{100 * r['hand_free_by_kind'][k]['mean_marked']:.1f}% "
+                f"({r['hand_free_by_kind'][k]['above_1pct']}/{r['hand_free_by_kind'][k]['n']})"
+            ),
+        )
+    row("`luthaihoc_ego` test dice (never trained on)", lambda r: f"{r['test']['dice']:.3f}")
+    row("&nbsp;&nbsp;test precision / recall", lambda r: f"{r['test']['precision']:.3f} / {r['test']['recall']:.3f}")
+    for source in ("egohands", "hgr", "handphotos", "all"):
+        row(f"val dice {source}", lambda r, s=source: f"{r['val_dice'][s]:.3f}")
+    row("val dice hgr, hand-only labels (forearm cut at the wrist)", lambda r: f"{r['hgr_val_dice_hand_only']:.3f}")
+    row("`handseg.segment`, 1918x1280 JPEG, CPU median ms", lambda r: f"{r['cpu_ms_1918x1280']:.0f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -69,7 +69,9 @@ def _fit(tile: np.ndarray, side: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--set", choices=SETS, default="gtea")
     parser.add_argument("--out", type=Path, required=True)

@@ -29,6 +29,8 @@ from train.evaluate import score_dataset, score_predictions, summarize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO_SOURCES = "egohands,hgr,handphotos,indoor"
+#: The default sources: the photos with hands and the hand-free photos (scored as false alarms).
+DEFAULT_SOURCES = PHOTO_SOURCES + ",negatives"
 
 
 def skin_mask(rgb: np.ndarray) -> np.ndarray:
@@ -57,9 +59,11 @@ def full_size_crf_prediction(model):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--sources", default=PHOTO_SOURCES)
+    parser.add_argument("--sources", default=DEFAULT_SOURCES)
     parser.add_argument("--split", choices=["val", "all"], default="val")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -77,18 +81,30 @@ def main() -> None:
         summary = summarize(run())
         summary["seconds_per_image"] = (time.perf_counter() - started) / len(images)
         results[name] = summary
-    sources = sorted(next(iter(results.values()))["per_source"])
-    print(
-        f"{args.split} images of {args.data}: "
-        + ", ".join(f"{s} {next(iter(results.values()))['per_source'][s]['n']}" for s in sources)
-    )
+    first = next(iter(results.values()))
+    sources = [s for s, v in sorted(first["per_source"].items()) if v["n"]]  # sources with hands
+    hand_free_n = first["overall"].get("hand_free", {}).get("n", 0)
+    counts = ", ".join(f"{s} {first['per_source'][s]['n']}" for s in sources)
+    print(f"{args.split} images of {args.data}: {counts}" + (f", hand-free {hand_free_n}" if hand_free_n else ""))
     print()
-    print("| method | " + " | ".join(f"dice {s}" for s in sources) + " | dice all | IoU all | s/image |")
-    print("|---|" + "---:|" * (len(sources) + 3))
+    hand_free_header = " | hand-free photos: share marked (above 1%)" if hand_free_n else ""
+    print(
+        "| method | "
+        + " | ".join(f"dice {s}" for s in sources)
+        + f" | dice all | IoU all{hand_free_header} | s/image |"
+    )
+    print("|---|" + "---:|" * (len(sources) + 3 + bool(hand_free_n)))
     for name, summary in results.items():
         per = " | ".join(f"{summary['per_source'][s]['dice']:.3f}" for s in sources)
         overall = summary["overall"]
-        print(f"| {name} | {per} | {overall['dice']:.3f} | {overall['iou']:.3f} | {summary['seconds_per_image']:.2f} |")
+        hand_free = ""
+        if hand_free_n:
+            h = overall["hand_free"]
+            hand_free = f" | {100 * h['mean_marked']:.1f}% ({h['above_1pct']}/{h['n']})"
+        print(
+            f"| {name} | {per} | {overall['dice']:.3f} | {overall['iou']:.3f}{hand_free} | "
+            f"{summary['seconds_per_image']:.2f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -70,12 +70,14 @@ class OriginalPipeline:
         return refine_with_crf(rgb, full.numpy()) > 0.5
 
 
-def make_frames(data: Path, folder: Path) -> dict[str, list[str]]:
-    photos = (
-        sorted((data / "egohands" / "images").glob("*.jpg"))[:4] + sorted((data / "hgr" / "images").glob("*.jpg"))[:4]
-    )
+def make_frames(
+    data: Path, folder: Path, sizes: dict[str, tuple[int, int]] = SIZES, per_size: int = 8
+) -> dict[str, list[str]]:
+    """Real photos (EgoHands and HGR, alternating) resized to each of `sizes` and saved as JPEG files."""
+    ego, hgr = (sorted((data / s / "images").glob("*.jpg")) for s in ("egohands", "hgr"))
+    photos = [p for pair in zip(ego, hgr) for p in pair][:per_size]
     frames = {}
-    for name, size in SIZES.items():
+    for name, size in sizes.items():
         frames[name] = []
         for i, photo in enumerate(photos):
             path = folder / f"{name}_{i}.jpg"
@@ -143,7 +145,9 @@ def dice_on_val(fn, data: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=7, help="timed runs per path and size (after one warm-up)")
     parser.add_argument("--fast-side", type=int, default=320, help="working resolution of the fast path")

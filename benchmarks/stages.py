@@ -47,7 +47,9 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()

@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
 
 import handseg  # noqa: E402
+from benchmarks.speed import make_frames  # noqa: E402
 from handseg.metrics import mean_scores, score  # noqa: E402
 from handseg.pretrained import available_models, pretrained_path  # noqa: E402
 from train.data import image_input, load_split  # noqa: E402
@@ -54,9 +53,7 @@ def hgr_hand_only_dice(model, split) -> float:
 
 
 def cpu_ms(model, data: Path, runs: int) -> float:
-    photo = sorted((data / "egohands" / "images").glob("*.jpg"))[0]
-    path = Path(tempfile.mkdtemp(prefix="handseg-targets-")) / "frame.jpg"
-    Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
+    (path,) = make_frames(data, Path(tempfile.mkdtemp(prefix="handseg-targets-")), per_size=1)["1918x1280"]
     handseg.segment(path, model)
     times = []
     for _ in range(runs):

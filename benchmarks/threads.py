@@ -22,29 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import handseg  # noqa: E402
 from benchmarks.load import busy_core  # noqa: E402
+from benchmarks.speed import make_frames  # noqa: E402
 from handseg.inference import default_threads, set_cpu_threads, usable_cores  # noqa: E402
 from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {"1280x720": (1280, 720), "1918x1280": (1918, 1280)}
-
-
-def frames(data: Path, folder: Path) -> dict[str, list[str]]:
-    photos = sorted((data / "egohands" / "images").glob("*.jpg"))[:3]
-    out: dict[str, list[str]] = {}
-    for name, size in SIZES.items():
-        out[name] = []
-        for i, photo in enumerate(photos):
-            path = folder / f"{name}_{i}.jpg"
-            Image.open(photo).convert("RGB").resize(size, Image.BILINEAR).save(path, quality=90)
-            out[name].append(str(path))
-    return out
 
 
 def time_ms(fn, files: list[str], runs: int) -> list[float]:
@@ -68,7 +56,9 @@ def cli_seconds(model: str | None, inputs: list[Path], out: Path, threads: int |
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--cli-frames", type=int, default=10, help="GTEA frames for the end-to-end CLI rows (0: none)")
@@ -77,7 +67,7 @@ def main() -> None:
     cores = usable_cores()
     counts = sorted({1, default_threads(), cores})
     folder = Path(tempfile.mkdtemp(prefix="handseg-threads-"))
-    files = frames(args.data, folder)
+    files = make_frames(args.data, folder, SIZES, per_size=3)
     model = handseg.load_model(args.model, "cpu")
     onnx_path = export_onnx(model, folder / "model.onnx")
     onnx = {n: OnnxHandUNet(onnx_path, threads=n) for n in counts}

@@ -11,7 +11,7 @@ import handseg
 from demo import callbacks
 from handseg.crf import INSTALL_HINT, crf_available
 from handseg.inference import DEFAULT_MAX_SIDE
-from handseg.pretrained import DEFAULT_MODEL, NoDefaultModelError
+from handseg.pretrained import DEFAULT_MODEL, NoDefaultModelError, available_models
 
 INTRO = """# handseg: hand segmentation
 Drop in a photo (or paste one, or take a webcam snapshot) and press **Segment**: you get the hand mask at the
@@ -50,6 +50,9 @@ def _load_models(
         models[f"--model {label}"] = handseg.load_model(model, threads=threads)
     try:
         models[f"default ({DEFAULT_MODEL})"] = handseg.load_model(None, threads=threads)
+        for name in available_models():  # earlier shipped models, for side-by-side comparison
+            if name != DEFAULT_MODEL:
+                models[f"shipped {name}"] = handseg.load_model(name, threads=threads)
     except NoDefaultModelError as exc:
         if not models:
             notice = f"**No model loaded:** {exc}"

@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="one folder for all masks, or one path per input (default: <stem>_mask.png beside each input)",
     )
-    seg.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    seg.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     seg.add_argument("--threshold", type=float, default=0.5, help="hand probability threshold (default 0.5)")
     seg.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
     seg.add_argument("--overlay", action="store_true", help="also save <stem>_overlay.png")
@@ -262,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(N, 3, H, W) RGB in [0, 1], any H and W; output: logits (N, 1, H, W).",
     )
     exp.add_argument("--onnx", required=True, type=Path, help="file to write")
-    exp.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    exp.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     exp.set_defaults(func=cmd_export)
 
     conv = sub.add_parser(

@@ -22,7 +22,7 @@ from handseg.crf import refine_with_crf
 from handseg.image import ImageInput, ImageLoadError, WorkingImage, load_image, load_working_image, to_model_input
 from handseg.model import HandUNet
 from handseg.onnx_backend import OnnxHandUNet, export_onnx
-from handseg.pretrained import pretrained_path
+from handseg.pretrained import available_models, pretrained_path
 
 #: Cap on the longer side the network sees when neither the caller nor the
 #: model's config says otherwise; larger images run down-scaled and the
@@ -133,8 +133,9 @@ def load_model(
     compile: bool = False,
     threads: int | None = None,
 ) -> HandUNet | OnnxHandUNet:
-    """A model ready for inference: the given module, a hub folder or repo id, an exported
-    `.onnx` file, or (None) the shipped default model. Loaded models are cached and reused.
+    """A model ready for inference: the given module, a hub folder or repo id, the name of a model
+    shipped in the package (`handseg.pretrained.available_models()`, e.g. "handunet_lite0.hands_v2"),
+    an exported `.onnx` file, or (None) the shipped default model. Loaded models are cached and reused.
 
     `threads`: CPU threads per segmentation (torch's intra-op threads, or onnxruntime's).
     None: `default_threads()`, set for torch the first time a model is loaded on a CPU unless
@@ -164,7 +165,10 @@ def load_model(
             net.compile(dynamic=False)
     else:
         device = torch.device(device) if device is not None else default_device()
-        source = str(pretrained_path() if model is None else model)
+        if model is None or str(model) in available_models():  # a shipped model, by its arch.tag name
+            source = str(pretrained_path(None if model is None else str(model)))
+        else:
+            source = str(model)
         net = _load_cached(source, str(device), compile)
     if backend == "onnx":
         return _as_onnx(net, onnx_threads)

@@ -41,6 +41,13 @@ def test_ships_inside_the_package_and_is_small():
     assert "python -m train.run" in card and "research" in card.lower()
 
 
+def test_every_shipped_model_loads_by_name():
+    for name in available_models():
+        model = handseg.load_model(name)
+        assert model is handseg.load_model(str(pretrained_path(name)))  # the same cached model
+    assert handseg.load_model(DEFAULT_MODEL) is handseg.load_model()
+
+
 def test_top_level_model_card_is_the_shipped_one():
     shipped = (pretrained_path() / "README.md").read_text()
     top = (REPO_ROOT / "model_card.md").read_text()

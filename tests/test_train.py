@@ -225,7 +225,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path, data_dir):
 def test_sigint_saves_last_and_exits_cleanly(tmp_path, data_dir):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        train_command(data_dir, "hgr", out, epochs=500),
+        train_command(data_dir, "handphotos", out, epochs=500),  # the smallest source: the first epoch comes soon
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.time() + 300

@@ -9,7 +9,8 @@ Models default to every model shipped in the package. Rows:
 - `luthaihoc_ego` test split (20, never trained on or used to choose): dice, precision, recall;
 - val dice per source (photos with hands) and overall;
 - HGR val dice against hand-only labels (its forearms cut at the wrist by `train.labels.cut_at_wrist`,
-  the default model's label policy) beside HGR's own hand-plus-forearm labels;
+  the band at the wrist not scored: the default model's label policy, as `train.evaluate --label-policy
+  hand` scores it) beside HGR's own hand-plus-forearm labels;
 - median ms of `handseg.segment` on a 1918x1280 JPEG on this CPU (default threads; benchmarks/speed.py
   has the full speed table).
 """
@@ -28,28 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import handseg  # noqa: E402
 from benchmarks.speed import make_frames  # noqa: E402
-from handseg.metrics import mean_scores, score  # noqa: E402
 from handseg.pretrained import available_models, pretrained_path  # noqa: E402
-from train.data import image_input, load_split  # noqa: E402
+from train.data import load_split  # noqa: E402
 from train.evaluate import score_dataset, summarize, summarize_hand_free  # noqa: E402
-from train.labels import HAND, cut_at_wrist  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "indoor", "negatives"]
+FOREARM_SOURCES = ("hgr", "indoor")  # masks with the bare forearm: train.run's --forearm-sources default
 #: Kinds of hand-free photo, by id prefix (see ../shared/data/README.md).
 HAND_FREE_KINDS = {"faces (UTKFace crops)": "utkface_", "portraits": "deepface_", "rooms": "densedepth_"}
-
-
-def hgr_hand_only_dice(model, split) -> float:
-    rows = []
-    for i in range(len(split.val)):
-        example = split.val[i]
-        if example["source"] != "hgr":
-            continue
-        predicted = handseg.segment(image_input(example["image"]), model).mask
-        truth = cut_at_wrist(handseg.load_mask(image_input(example["mask"]))) == HAND
-        rows.append(score(predicted, truth))
-    return mean_scores(rows).dice
 
 
 def cpu_ms(model, data: Path, runs: int) -> float:
@@ -69,6 +57,7 @@ def figures(model_path: str, data: Path, runs: int) -> dict:
     val_rows = score_dataset(model, split.val)
     val = summarize(val_rows)
     test = summarize(score_dataset(model, split.test))
+    hand_only = summarize(score_dataset(model, split.val, forearm_sources=FOREARM_SOURCES))
     hand_free = [r for r in val_rows if r["hand_free"]]
     kinds = {
         kind: summarize_hand_free([r for r in hand_free if r["id"].startswith(prefix)])
@@ -79,7 +68,7 @@ def figures(model_path: str, data: Path, runs: int) -> dict:
         "hand_free_by_kind": kinds,
         "test": {k: test["overall"][k] for k in ("n", "dice", "precision", "recall")},
         "val_dice": {s: v["dice"] for s, v in val["per_source"].items() if v["n"]} | {"all": val["overall"]["dice"]},
-        "hgr_val_dice_hand_only": hgr_hand_only_dice(model, split),
+        "hgr_val_dice_hand_only": hand_only["per_source"]["hgr"]["dice"],
         "cpu_ms_1918x1280": cpu_ms(model, data, runs),
     }
 

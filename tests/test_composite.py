@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 import handseg
+from handseg.image import load_mask
 from train.composite import HandCutout, PasteSettings, cutouts_from_photo, paste_hand, paste_hands
+from train.data import load_split
+from train.evaluate import score_predictions
 from train.labels import BACKGROUND, HAND, IGNORE, cut_at_wrist
 
 
@@ -64,3 +67,20 @@ def test_paste_onto_a_real_face_with_a_real_hand(data_dir):
     out, labels = paste_hands(face, np.zeros(face.shape[:2], np.uint8), cutouts, np.random.default_rng(1))
     assert out.shape == face.shape and labels.shape == face.shape[:2]
     assert (labels == HAND).mean() > 0.01 and (out != face).any()
+
+
+def test_validation_scores_forearm_sources_under_the_label_policy(data_dir):
+    """A prediction that is exactly the hand up to the wrist is perfect under the policy training
+    follows, and is penalised only against the source's own hand-plus-forearm masks."""
+    split = load_split(data_dir, sources=["hgr"])
+    masks = [load_mask(split.val[i]["mask"]["path"]) for i in range(len(split.val))]
+    rows = [i for i, m in enumerate(masks) if ((cut_at_wrist(m) == BACKGROUND) & m).any()]  # a forearm was cut
+    example = split.val.select(rows[:1])
+    truth = load_mask(example[0]["mask"]["path"])
+
+    def hand_only(ex: dict) -> np.ndarray:
+        return cut_at_wrist(truth) == HAND
+
+    as_labelled = score_predictions(example, hand_only)[0]
+    policy = score_predictions(example, hand_only, forearm_sources=["hgr"])[0]
+    assert policy["dice"] == pytest.approx(1.0) and as_labelled["dice"] < 0.99

@@ -26,6 +26,7 @@ from handseg.image import load_mask
 from handseg.metrics import METRIC_NAMES, mean_scores, score
 from handseg.visualize import error_map, mask_to_image, side_by_side
 from train.data import DataError, add_data_arguments, image_input, load_split_from_args
+from train.labels import policy_truth
 
 
 def score_predictions(
@@ -34,9 +35,11 @@ def score_predictions(
     *,
     indices: Iterable[int] | None = None,
     progress: bool = False,
+    forearm_sources: Sequence[str] = (),
 ) -> list[dict]:
     """One row per example (source, id and the four metrics) for `predict(example) -> bool mask`,
-    scored against the example's mask at its original resolution."""
+    scored against the example's mask at its original resolution. For `forearm_sources` the truth
+    follows the hand-only label policy (`train.labels.policy_truth`), as training does."""
     indices = list(range(len(ds)) if indices is None else indices)
     if progress:
         from tqdm import tqdm
@@ -51,6 +54,9 @@ def score_predictions(
             raise DataError(f"{example['source']}/{example['id']}: mask {truth.shape} vs image {predicted.shape}")
         row = {"source": example["source"], "id": example["id"], "hand_free": not truth.any()}
         row["marked"] = float(predicted.mean())  # share of pixels marked as hand
+        truth, scored = policy_truth(truth, example["source"], forearm_sources)
+        if scored is not None:
+            predicted, truth = predicted & scored, truth & scored
         rows.append({**row, **score(predicted, truth).as_dict()})
     return rows
 
@@ -64,6 +70,7 @@ def score_dataset(
     max_side: int | str | None = "auto",
     indices: Iterable[int] | None = None,
     progress: bool = False,
+    forearm_sources: Sequence[str] = (),
 ) -> list[dict]:
     """`score_predictions` for a model run through `handseg.segment`."""
 
@@ -71,7 +78,7 @@ def score_dataset(
         options = {"threshold": threshold, "crf": crf, "max_side": max_side}
         return handseg.segment(image_input(example["image"]), model, **options).mask
 
-    return score_predictions(ds, predict, indices=indices, progress=progress)
+    return score_predictions(ds, predict, indices=indices, progress=progress, forearm_sources=forearm_sources)
 
 
 #: A hand-free photo with more than this share of its pixels marked counts as a false alarm.
@@ -170,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m train.evaluate",
         description="Dice, IoU, precision and recall of a model on labelled hand data, at the original resolution.",
     )
-    parser.add_argument("--model", default=None, help="hub folder or repo id (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+    )
     add_data_arguments(parser)
     parser.add_argument(
         "--split",
@@ -182,6 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crf", action="store_true", help="dense-CRF refinement (needs pydensecrf2)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution (default: the model's)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--label-policy",
+        choices=["as-labelled", "hand"],
+        default="as-labelled",
+        help="as-labelled: each source's masks as drawn; hand: the forearm in --forearm-sources is cut at "
+        "the wrist and the band there not scored, as train.run's default policy trains",
+    )
+    parser.add_argument("--forearm-sources", default="hgr,indoor", help="sources whose masks include the forearm")
     parser.add_argument("--json", type=Path, help="write the summary and per-image rows here")
     parser.add_argument("--report", type=Path, help="folder for per_image.csv and worst.png")
     args = parser.parse_args(argv)
@@ -203,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no images in the {args.split} split of {args.data}", file=sys.stderr)
         return 2
     options = {"threshold": args.threshold, "crf": args.crf, "max_side": args.max_side or "auto"}
-    rows = score_dataset(model, ds, progress=True, **options)
+    forearm = args.forearm_sources.split(",") if args.label_policy == "hand" else ()
+    rows = score_dataset(model, ds, progress=True, forearm_sources=forearm, **options)
     summary = summarize(rows)
     print(markdown_table(summary))
     if args.json:

@@ -63,3 +63,12 @@ def cut_at_wrist(mask: np.ndarray) -> np.ndarray:
 def loss_weights(labels: np.ndarray) -> np.ndarray:
     """1 where a pixel is labelled, 0 where it is IGNORE."""
     return (labels != IGNORE).astype(np.float32)
+
+
+def policy_truth(mask: np.ndarray, source: str, forearm_sources) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ground truth under the hand-only policy, for scoring: (hand mask, pixels to score or None for all).
+    Sources in `forearm_sources` have their forearm cut at the wrist and the uncertain band left unscored."""
+    if source not in forearm_sources:
+        return mask, None
+    labels = cut_at_wrist(mask)
+    return labels == HAND, labels != IGNORE

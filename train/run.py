@@ -693,7 +693,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Validation: each rank scores its share of images; rank 0 gets them all.
         model.eval()
-        rows = env.gather(score_dataset(model, split.val, indices=range(env.rank, len(split.val), env.world)))
+        # Scored under the label policy it trains: a forearm it rightly leaves out is no miss.
+        shard = range(env.rank, len(split.val), env.world)
+        rows = env.gather(score_dataset(model, split.val, indices=shard, forearm_sources=train_set.forearm_sources))
         summary = summarize(rows) if rows else None
         val_dice = summary["overall"].get("dice") if summary else None
         hand_free = summary["overall"].get("hand_free") if summary else None

@@ -8,7 +8,7 @@ Models default to every model shipped in the package. Rows:
   marked, and the same per kind (UTKFace face crops, portraits, rooms);
 - `luthaihoc_ego` test split (20, never trained on or used to choose): dice, precision, recall;
 - val dice per source (photos with hands) and overall;
-- HGR val dice against hand-only labels (its forearms cut at the wrist by `train.labels.cut_at_wrist`,
+- HGR val dice against hand-only labels (its forearms cut at the wrist by `train.labels.LabelPolicy`,
   the band at the wrist not scored: the default model's label policy, as `train.evaluate --label-policy
   hand` scores it) beside HGR's own hand-plus-forearm labels;
 - median ms of `handseg.segment` on a 1918x1280 JPEG on this CPU (default threads; benchmarks/speed.py
@@ -32,6 +32,7 @@ from benchmarks.speed import make_frames  # noqa: E402
 from handseg.pretrained import available_models, pretrained_path  # noqa: E402
 from train.data import load_split  # noqa: E402
 from train.evaluate import score_dataset, summarize, summarize_hand_free  # noqa: E402
+from train.labels import LabelPolicy  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "indoor", "negatives"]
@@ -57,7 +58,7 @@ def figures(model_path: str, data: Path, runs: int) -> dict:
     val_rows = score_dataset(model, split.val)
     val = summarize(val_rows)
     test = summarize(score_dataset(model, split.test))
-    hand_only = summarize(score_dataset(model, split.val, forearm_sources=FOREARM_SOURCES))
+    hand_only = summarize(score_dataset(model, split.val, policy=LabelPolicy.hand_only(FOREARM_SOURCES)))
     hand_free = [r for r in val_rows if r["hand_free"]]
     kinds = {
         kind: summarize_hand_free([r for r in hand_free if r["id"].startswith(prefix)])

@@ -11,7 +11,7 @@ from handseg.image import load_mask
 from train.composite import HandCutout, PasteSettings, cutouts_from_photo, paste_hand, paste_hands
 from train.data import load_split
 from train.evaluate import score_predictions
-from train.labels import BACKGROUND, HAND, IGNORE, cut_at_wrist
+from train.labels import BACKGROUND, HAND, IGNORE, LabelPolicy, cut_at_landmarks, cut_at_wrist
 
 
 def arm_and_palm(height: int = 200, width: int = 120) -> np.ndarray:
@@ -82,5 +82,30 @@ def test_validation_scores_forearm_sources_under_the_label_policy(data_dir):
         return cut_at_wrist(truth) == HAND
 
     as_labelled = score_predictions(example, hand_only)[0]
-    policy = score_predictions(example, hand_only, forearm_sources=["hgr"])[0]
+    policy = score_predictions(example, hand_only, policy=LabelPolicy(frozenset({"hgr"})))[0]
     assert policy["dice"] == pytest.approx(1.0) and as_labelled["dice"] < 0.99
+
+
+def test_landmark_cut_follows_the_hand_axis():
+    """Wrist at y=90, middle knuckle 40 px above it: the palm stays hand, the forearm below the wrist
+    becomes a short unlabelled band and then background."""
+    mask = arm_and_palm()
+    labels = cut_at_landmarks(mask, [(60.0, 90.0, 60.0, 50.0)])
+    assert (labels[40:80, 40:80] == HAND).all()
+    assert (labels[100:110, 48:72] == IGNORE).all()  # 0.25-0.5 lengths behind the wrist
+    assert (labels[120:, 48:72] == BACKGROUND).all()  # beyond 0.6 lengths: forearm
+    assert (labels[~mask] == BACKGROUND).all()
+
+
+def test_every_forearm_photo_has_its_wrist(data_dir):
+    """train/wrist_landmarks.csv covers every HGR and indoor photo, and cuts a real one at its wrist."""
+    policy = LabelPolicy.hand_only(["hgr", "indoor"])
+    for source in ("hgr", "indoor"):
+        ids = {p.stem for p in (data_dir / source / "images").iterdir()}
+        assert ids <= {i for s, i in policy.wrists if s == source}
+    photo = "0_A_hgr2B_id01_1"
+    mask = load_mask(data_dir / "hgr" / "masks" / f"{photo}.png")
+    labels = policy.labels(mask, "hgr", photo)
+    (wx, wy, kx, ky), *_ = policy.wrists[("hgr", photo)]
+    assert labels[round(ky), round(kx)] == HAND  # the middle knuckle
+    assert ((labels == BACKGROUND) & mask).sum() > 0.1 * mask.sum()  # a real part of the arm is cut off

@@ -26,7 +26,7 @@ from handseg.image import load_mask
 from handseg.metrics import METRIC_NAMES, mean_scores, score
 from handseg.visualize import error_map, mask_to_image, side_by_side
 from train.data import DataError, add_data_arguments, image_input, load_split_from_args
-from train.labels import policy_truth
+from train.labels import LabelPolicy
 
 
 def score_predictions(
@@ -35,11 +35,12 @@ def score_predictions(
     *,
     indices: Iterable[int] | None = None,
     progress: bool = False,
-    forearm_sources: Sequence[str] = (),
+    policy: LabelPolicy | None = None,
 ) -> list[dict]:
     """One row per example (source, id and the four metrics) for `predict(example) -> bool mask`,
-    scored against the example's mask at its original resolution. For `forearm_sources` the truth
-    follows the hand-only label policy (`train.labels.policy_truth`), as training does."""
+    scored against the example's mask at its original resolution, read under `policy` (default: every
+    mask as drawn; training validates under the label policy it trains, `train.labels.LabelPolicy`)."""
+    policy = policy or LabelPolicy()
     indices = list(range(len(ds)) if indices is None else indices)
     if progress:
         from tqdm import tqdm
@@ -54,7 +55,7 @@ def score_predictions(
             raise DataError(f"{example['source']}/{example['id']}: mask {truth.shape} vs image {predicted.shape}")
         row = {"source": example["source"], "id": example["id"], "hand_free": not truth.any()}
         row["marked"] = float(predicted.mean())  # share of pixels marked as hand
-        truth, scored = policy_truth(truth, example["source"], forearm_sources)
+        truth, scored = policy.truth(truth, example["source"], example["id"])
         if scored is not None:
             predicted, truth = predicted & scored, truth & scored
         rows.append({**row, **score(predicted, truth).as_dict()})
@@ -70,7 +71,7 @@ def score_dataset(
     max_side: int | str | None = "auto",
     indices: Iterable[int] | None = None,
     progress: bool = False,
-    forearm_sources: Sequence[str] = (),
+    policy: LabelPolicy | None = None,
 ) -> list[dict]:
     """`score_predictions` for a model run through `handseg.segment`."""
 
@@ -78,7 +79,7 @@ def score_dataset(
         options = {"threshold": threshold, "crf": crf, "max_side": max_side}
         return handseg.segment(image_input(example["image"]), model, **options).mask
 
-    return score_predictions(ds, predict, indices=indices, progress=progress, forearm_sources=forearm_sources)
+    return score_predictions(ds, predict, indices=indices, progress=progress, policy=policy)
 
 
 #: A hand-free photo with more than this share of its pixels marked counts as a false alarm.
@@ -147,9 +148,17 @@ def markdown_table(summary: dict) -> str:
 
 
 def write_report(
-    report_dir: Path, rows: list[dict], ds: datasets.Dataset, model: handseg.HandUNet, worst: int = 12, **options
+    report_dir: Path,
+    rows: list[dict],
+    ds: datasets.Dataset,
+    model: handseg.HandUNet,
+    worst: int = 12,
+    policy: LabelPolicy | None = None,
+    **options,
 ) -> None:
-    """Per-image CSV and a gallery of the worst images: image | truth | prediction (TP/FP/FN)."""
+    """Per-image CSV and a gallery of the worst images: image | truth | prediction (TP/FP/FN), the
+    truth as it was scored (under `policy`; unscored pixels grey)."""
+    policy = policy or LabelPolicy()
     report_dir.mkdir(parents=True, exist_ok=True)
     with open(report_dir / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["source", "id", "hand_free", "marked", *METRIC_NAMES])
@@ -161,8 +170,13 @@ def write_report(
     for row in sorted(rows, key=lambda r: -r["marked"] if r.get("hand_free") else r["dice"] - 1)[:worst]:
         example = ds[index_of[(row["source"], row["id"])]]
         result = handseg.segment(image_input(example["image"]), model, **options)
-        truth = load_mask(image_input(example["mask"]))
-        panel = side_by_side(result.image, mask_to_image(truth), error_map(result.mask, truth, result.image))
+        truth, scored = policy.truth(load_mask(image_input(example["mask"])), example["source"], example["id"])
+        truth_image = mask_to_image(truth)
+        errors = error_map(result.mask, truth, result.image)
+        if scored is not None:
+            truth_image = np.where(scored, truth_image, 128).astype(np.uint8)
+            errors = np.where(scored[..., None], errors, result.image // 2)
+        panel = side_by_side(result.image, truth_image, errors)
         height = 200
         width = round(panel.shape[1] * height / panel.shape[0])
         panels.append(np.array(Image.fromarray(panel).resize((width, height), Image.BILINEAR)))
@@ -196,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["as-labelled", "hand"],
         default="as-labelled",
         help="as-labelled: each source's masks as drawn; hand: the forearm in --forearm-sources is cut at "
-        "the wrist and the band there not scored, as train.run's default policy trains",
+        "the wrist (train/wrist_landmarks.csv) and the band there not scored, as train.run's default policy trains",
     )
     parser.add_argument("--forearm-sources", default="hgr,indoor", help="sources whose masks include the forearm")
     parser.add_argument("--json", type=Path, help="write the summary and per-image rows here")
@@ -220,14 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no images in the {args.split} split of {args.data}", file=sys.stderr)
         return 2
     options = {"threshold": args.threshold, "crf": args.crf, "max_side": args.max_side or "auto"}
-    forearm = args.forearm_sources.split(",") if args.label_policy == "hand" else ()
-    rows = score_dataset(model, ds, progress=True, forearm_sources=forearm, **options)
+    policy = LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else LabelPolicy()
+    rows = score_dataset(model, ds, progress=True, policy=policy, **options)
     summary = summarize(rows)
     print(markdown_table(summary))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "images": rows}, indent=2))
     if args.report:
-        write_report(args.report, rows, ds, model, **options)
+        write_report(args.report, rows, ds, model, policy=policy, **options)
         print(f"report: {args.report / 'per_image.csv'}, {args.report / 'worst.png'}", file=sys.stderr)
     return 0
 

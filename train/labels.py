@@ -3,8 +3,13 @@
 Training targets are uint8 label maps: BACKGROUND (0), HAND (1) and IGNORE (255,
 no loss either way). The shipped model follows the *hand up to the wrist* policy
 of EgoHands, the held-out egocentric test split and most public benchmarks. HGR
-and indoor label the bare forearm as hand; `cut_at_wrist` turns such a mask into
-the hand-only policy by geometry alone:
+and indoor label the bare forearm as hand; `LabelPolicy` turns such a mask into
+the hand-only policy:
+
+- where MediaPipe found the hand (`train/wrist_landmarks.csv`, made by
+  `train/wrist_landmarks.py`): `cut_at_landmarks` cuts across the hand's axis
+  (wrist -> middle knuckle) at the wrist; the mask beyond it is forearm;
+- elsewhere `cut_at_wrist`, by geometry alone:
 
 - an arm enters the photo from the frame edge, so the part of a mask component
   that touches the border is the forearm and its far end is the hand;
@@ -20,6 +25,11 @@ kept as they are.
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
@@ -30,6 +40,15 @@ WRIST_RADII = 1.1
 FOREARM_RADII = 2.5
 #: Components smaller than this share of the image are left alone (specks, fingertips at the edge).
 MIN_COMPONENT_SHARE = 0.002
+#: With landmarks: the band just behind the wrist line is IGNORE, the forearm beyond it BACKGROUND,
+#: in units of the wrist-to-middle-knuckle length.
+LANDMARK_WRIST_BAND = 0.15
+LANDMARK_FOREARM_AT = 0.6
+#: Wrist landmarks of the forearm sources in ../shared/data (train/wrist_landmarks.py).
+WRIST_LANDMARKS = Path(__file__).with_name("wrist_landmarks.csv")
+
+#: (wrist x, wrist y, middle knuckle x, middle knuckle y) in pixels of the displayed image.
+Hand = tuple[float, float, float, float]
 
 
 def labels_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -38,7 +57,8 @@ def labels_from_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def cut_at_wrist(mask: np.ndarray) -> np.ndarray:
-    """Label map of a hand-plus-forearm mask under the hand-only policy (see the module docstring)."""
+    """Label map of a hand-plus-forearm mask under the hand-only policy, by geometry alone (see the
+    module docstring); for photos without wrist landmarks."""
     labels = labels_from_mask(mask)
     components, count = ndimage.label(mask)
     border = np.zeros(mask.shape, bool)
@@ -65,10 +85,59 @@ def loss_weights(labels: np.ndarray) -> np.ndarray:
     return (labels != IGNORE).astype(np.float32)
 
 
-def policy_truth(mask: np.ndarray, source: str, forearm_sources) -> tuple[np.ndarray, np.ndarray | None]:
-    """Ground truth under the hand-only policy, for scoring: (hand mask, pixels to score or None for all).
-    Sources in `forearm_sources` have their forearm cut at the wrist and the uncertain band left unscored."""
-    if source not in forearm_sources:
-        return mask, None
-    labels = cut_at_wrist(mask)
-    return labels == HAND, labels != IGNORE
+def cut_at_landmarks(mask: np.ndarray, hands: Sequence[Hand]) -> np.ndarray:
+    """Label map of a hand-plus-forearm mask cut at each hand's wrist: mask pixels behind the line
+    through the wrist, across the wrist -> middle-knuckle axis, are IGNORE for a short band and
+    BACKGROUND beyond. Each mask pixel belongs to the hand whose wrist is nearest."""
+    labels = labels_from_mask(mask)
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]].astype(np.float32)
+    owner = np.argmin([(xx - wx) ** 2 + (yy - wy) ** 2 for wx, wy, _, _ in hands], axis=0)
+    for k, (wx, wy, kx, ky) in enumerate(hands):
+        axis = np.array([kx - wx, ky - wy], np.float32)
+        length = float(np.hypot(*axis))
+        if length < 1:
+            continue
+        along = ((xx - wx) * axis[0] + (yy - wy) * axis[1]) / length**2  # in wrist-knuckle lengths
+        mine = mask & (owner == k)
+        labels[mine & (along < -LANDMARK_WRIST_BAND)] = IGNORE
+        labels[mine & (along < -LANDMARK_FOREARM_AT)] = BACKGROUND
+    return labels
+
+
+def read_wrist_landmarks(path: str | Path = WRIST_LANDMARKS) -> dict[tuple[str, str], list[Hand]]:
+    """(source, id) -> the hands found in that photo; empty when the file is not there."""
+    hands: dict[tuple[str, str], list[Hand]] = {}
+    if not Path(path).is_file():
+        return hands
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            point = tuple(float(row[k]) for k in ("wrist_x", "wrist_y", "knuckle_x", "knuckle_y"))
+            hands.setdefault((row["source"], row["id"]), []).append(point)
+    return hands
+
+
+@dataclass
+class LabelPolicy:
+    """What counts as hand, per source. The default (no forearm sources) takes every mask as drawn."""
+
+    forearm_sources: frozenset[str] = frozenset()
+    wrists: dict[tuple[str, str], list[Hand]] = field(default_factory=dict)
+
+    @classmethod
+    def hand_only(cls, forearm_sources: Iterable[str], landmarks: str | Path = WRIST_LANDMARKS) -> LabelPolicy:
+        """The hand up to the wrist: forearms in `forearm_sources` cut at the wrist."""
+        return cls(frozenset(forearm_sources), read_wrist_landmarks(landmarks))
+
+    def labels(self, mask: np.ndarray, source: str, image_id: str) -> np.ndarray:
+        """The training label map of one photo's mask."""
+        if source not in self.forearm_sources:
+            return labels_from_mask(mask)
+        hands = self.wrists.get((source, image_id))
+        return cut_at_landmarks(mask, hands) if hands else cut_at_wrist(mask)
+
+    def truth(self, mask: np.ndarray, source: str, image_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """Ground truth for scoring: (hand mask, pixels to score, or None for all)."""
+        if source not in self.forearm_sources:
+            return mask, None
+        labels = self.labels(mask, source, image_id)
+        return labels == HAND, labels != IGNORE

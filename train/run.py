@@ -46,7 +46,7 @@ from train.data import (
     mask_is_empty,
 )
 from train.evaluate import markdown_table, score_dataset, selection_score, summarize
-from train.labels import HAND, IGNORE, cut_at_wrist, labels_from_mask
+from train.labels import HAND, IGNORE, LabelPolicy
 
 STATE_FILE = "training_state.pt"
 
@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-policy",
         choices=["hand", "as-labelled"],
         default="hand",
-        help="hand: the hand up to the wrist (forearms in --forearm-sources become background); "
-        "as-labelled: every mask as its source drew it",
+        help="hand: the hand up to the wrist (forearms in --forearm-sources are cut at the wrist found in "
+        "train/wrist_landmarks.csv, or by geometry, and become background); as-labelled: every mask as drawn",
     )
     mix.add_argument(
         "--forearm-sources", default="hgr,indoor", help="sources whose masks include the bare forearm (comma-separated)"
@@ -233,11 +233,11 @@ class TrainSet(Dataset):
         asl: AslBank | None = None,
         composite_prob: float = 0.0,
         paste: PasteSettings | None = None,
-        forearm_sources: Sequence[str] = (),
+        policy: LabelPolicy | None = None,
     ) -> None:
         self.ds, self.augmenter, self.seed = ds, augmenter, seed
         self.asl, self.composite_prob, self.paste = asl, composite_prob, paste or PasteSettings()
-        self.forearm_sources = set(forearm_sources)
+        self.policy = policy or LabelPolicy()
         empty = [mask_is_empty(ds[i]) for i in range(len(ds))]
         self.photos = [i for i, e in enumerate(empty) if not e]
         self.hand_free = [i for i, e in enumerate(empty) if e]
@@ -250,7 +250,7 @@ class TrainSet(Dataset):
         self.counts = (len(self.photos), round(total * share[1]), round(total * share[2]))
         # Hands whose own photo shows a bare forearm, now labelled background: pasted often, so that
         # "an arm is not a hand" is learned from many scenes, not only from these photos' own.
-        self.forearm_photos = [i for i in self.photos if ds[i]["source"] in self.forearm_sources]
+        self.forearm_photos = [i for i in self.photos if ds[i]["source"] in self.policy.forearm_sources]
         self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.cutout_cache: dict[int, list[HandCutout]] = {}
         # Decode once, at the largest size augmentation can ask for.
@@ -267,9 +267,10 @@ class TrainSet(Dataset):
         """RGB, label map and the source's own mask (hand plus forearm where the source draws one)."""
         if i not in self.cache:
             example = self.ds[i]
-            rgb, mask = fit_longer_side(*load_pair(example), self.keep_side)
-            labels = cut_at_wrist(mask) if example["source"] in self.forearm_sources else labels_from_mask(mask)
-            self.cache[i] = (rgb, labels, mask)
+            rgb, mask = load_pair(example)
+            labels = self.policy.labels(mask, example["source"], example["id"])  # at full size: landmarks are
+            small_rgb, labels = fit_longer_side(rgb, labels, self.keep_side)
+            self.cache[i] = (small_rgb, labels, fit_longer_side(rgb, mask, self.keep_side)[1])
         return self.cache[i]
 
     def random_hand(self, rng: np.random.Generator) -> HandCutout:
@@ -570,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asl=asl,
         composite_prob=args.composite_prob,
         paste=PasteSettings(size_range=tuple(args.paste_size), edge_prob=args.paste_edge_prob),
-        forearm_sources=args.forearm_sources.split(",") if args.label_policy == "hand" else (),
+        policy=LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else None,
     )
     log("epoch: {} photos with hands, {} hand-free photos, {} composites".format(*train_set.counts), file=sys.stderr)
     sampler = EpochSampler(
@@ -695,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.eval()
         # Scored under the label policy it trains: a forearm it rightly leaves out is no miss.
         shard = range(env.rank, len(split.val), env.world)
-        rows = env.gather(score_dataset(model, split.val, indices=shard, forearm_sources=train_set.forearm_sources))
+        rows = env.gather(score_dataset(model, split.val, indices=shard, policy=train_set.policy))
         summary = summarize(rows) if rows else None
         val_dice = summary["overall"].get("dice") if summary else None
         hand_free = summary["overall"].get("hand_free") if summary else None

@@ -10,14 +10,17 @@ import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from handseg import HandUNet
+from handseg import HandUNet, load_mask
+from handseg.metrics import score
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("HANDSEG_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
 PHOTO_SOURCES = ("egohands", "hgr", "handphotos", "indoor")
+FOREARM_SOURCES = ("hgr", "indoor")  # masks that include the bare forearm (train.run --forearm-sources)
 
 
 def require_data() -> Path:
@@ -52,6 +55,17 @@ def val_pairs(data_dir: Path) -> dict[str, list[tuple[Path, Path]]]:
 def sample_photos(data_dir: Path) -> list[Path]:
     """One real photo from each photo source: several cameras, sizes and aspect ratios."""
     return [sorted((data_dir / source / "images").iterdir())[0] for source in PHOTO_SOURCES]
+
+
+def dice_as_trained(predicted: np.ndarray, mask_path: Path, source: str) -> float:
+    """Dice of a predicted mask against its truth read under the shipped model's label policy: the
+    hand up to the wrist (HGR and indoor forearms cut at the wrist, the band there not scored)."""
+    from train.labels import LabelPolicy
+
+    truth, scored = LabelPolicy.hand_only(FOREARM_SOURCES).truth(load_mask(mask_path), source, Path(mask_path).stem)
+    if scored is not None:
+        predicted, truth = predicted & scored, truth & scored
+    return score(predicted, truth).dice
 
 
 def make_tiny_model(base_channels: int = 4, seed: int = 0, **config) -> HandUNet:

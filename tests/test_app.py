@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handseg.metrics import score
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, dice_as_trained
 
 gradio_client = pytest.importorskip("gradio_client", reason='the app extra is needed: pip install "handseg[demo,dev]"')
 from gradio_client import Client, handle_file  # noqa: E402
@@ -108,8 +107,7 @@ def test_segment_finds_the_hands_of_unseen_photos(client, val_pairs):
     for source in ("egohands", "hgr", "handphotos"):
         photo, truth_path = val_pairs[source][0]
         mask_path = segment(client, photo)[2]
-        truth = np.array(Image.open(truth_path)) > 127
-        assert score(np.array(Image.open(mask_path)) > 127, truth).dice > 0.75, source
+        assert dice_as_trained(np.array(Image.open(mask_path)) > 127, truth_path, source) > 0.75, source
 
 
 def test_compare_with_truth_mask(client, val_pairs):

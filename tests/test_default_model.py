@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -15,15 +16,19 @@ from PIL import Image
 import handseg
 from handseg.metrics import score
 from handseg.pretrained import DEFAULT_MODEL, available_models, pretrained_path
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, dice_as_trained
+from train.labels import LabelPolicy
 
 pytestmark = pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
 
 #: Pinned on the shipped weights (recorded when they were committed): hand probability at a few
-#: pixels of hgr val photo 1_A_hgr2B_id10_1 (inside the hand, background, two on the edge), and dice.
+#: pixels of hgr val photo 1_A_hgr2B_id10_1 (the middle knuckle, the bare forearm, the background, two
+#: on the hand's edge), and dice against its hand-only truth (forearm cut at the wrist, as trained).
 PINNED_PHOTO = ("hgr", "1_A_hgr2B_id10_1")
-PINNED_PIXELS = {(383, 250): 0.99794, (10, 10): 0.00953, (302, 100): 0.01142, (120, 227): 0.36111, (356, 258): 0.6605}
-PINNED_DICE = 0.9856
+PINNED_PIXELS = {(198, 202): 1.0, (383, 250): 0.00348, (10, 10): 0.0029, (173, 197): 0.40532, (209, 162): 0.5471}
+PINNED_DICE = 0.9766
+#: Mean dice on every 4th test-split photo is 0.621 (benchmarks/targets.py: 0.658 on all 20); pinned with margin.
+TEST_SPLIT_DICE_FLOOR = 0.55
 
 
 def test_ships_inside_the_package_and_is_small():
@@ -51,8 +56,11 @@ def test_every_shipped_model_loads_by_name():
 def test_top_level_model_card_is_the_shipped_one():
     shipped = (pretrained_path() / "README.md").read_text()
     top = (REPO_ROOT / "model_card.md").read_text()
-    assert top == shipped.replace("](gtea_gallery.jpg)", f"](handseg/pretrained/{DEFAULT_MODEL}/gtea_gallery.jpg)")
-    assert (pretrained_path() / "gtea_gallery.jpg").is_file()
+    # The same card; images are linked from the model folder in one and from the repo root in the other.
+    assert top == re.sub(r"\]\((\w+\.jpg)\)", rf"](handseg/pretrained/{DEFAULT_MODEL}/\1)", shipped)
+    images = re.findall(r"\]\((\w+\.jpg)\)", shipped)
+    assert {"gtea_gallery.jpg", "faces_gallery.jpg", "faces_with_hands_gallery.jpg", "test_gallery.jpg"} <= set(images)
+    assert all((pretrained_path() / name).is_file() for name in images)
 
 
 def test_from_pretrained_on_the_shipped_folder():
@@ -65,7 +73,7 @@ def test_from_pretrained_on_the_shipped_folder():
 def test_segments_real_hands_well(val_pairs):
     """A handful of val photos per source, through segment() with no model argument."""
     for source, pairs in val_pairs.items():
-        dice = [score(handseg.segment(img).mask, handseg.load_mask(mask)).dice for img, mask in pairs[:4]]
+        dice = [dice_as_trained(handseg.segment(img).mask, mask, source) for img, mask in pairs[:4]]
         assert np.mean(dice) > 0.75, (source, dice)
 
 
@@ -96,13 +104,14 @@ def test_finds_hands_in_a_scene_it_never_saw(data_dir):
 def test_pinned_outputs(data_dir):
     source, name = PINNED_PHOTO
     result = handseg.segment(data_dir / source / "images" / f"{name}.jpg")
-    truth = handseg.load_mask(data_dir / source / "masks" / f"{name}.png")
-    assert result.mask.shape == truth.shape
+    mask = handseg.load_mask(data_dir / source / "masks" / f"{name}.png")
+    assert result.mask.shape == mask.shape
+    truth, scored = LabelPolicy.hand_only([source]).truth(mask, source, name)
     expected = json.loads((pretrained_path() / "config.json").read_text()).get("max_side")
     assert expected == handseg.load_model().max_side
     for (y, x), value in PINNED_PIXELS.items():
         assert result.probability[y, x] == pytest.approx(value, abs=2e-3), (y, x)
-    assert score(result.mask, truth).dice == pytest.approx(PINNED_DICE, abs=2e-3)
+    assert score(result.mask & scored, truth & scored).dice == pytest.approx(PINNED_DICE, abs=2e-3)
 
 
 def test_cli_uses_the_shipped_model(tmp_path, sample_photos):

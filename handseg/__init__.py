@@ -12,7 +12,7 @@ from handseg.inference import Segmentation, iter_segment, load_model, segment, s
 from handseg.model import HandUNet
 from handseg.pretrained import NoDefaultModelError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CRFUnavailableError",

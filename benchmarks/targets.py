@@ -22,13 +22,13 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
 
 import handseg  # noqa: E402
 from benchmarks.speed import make_frames  # noqa: E402
+from benchmarks.threads import time_ms  # noqa: E402
 from handseg.pretrained import available_models, pretrained_path  # noqa: E402
 from train.data import load_split  # noqa: E402
 from train.evaluate import score_dataset, summarize, summarize_hand_free  # noqa: E402
@@ -42,14 +42,8 @@ HAND_FREE_KINDS = {"faces (UTKFace crops)": "utkface_", "portraits": "deepface_"
 
 
 def cpu_ms(model, data: Path, runs: int) -> float:
-    (path,) = make_frames(data, Path(tempfile.mkdtemp(prefix="handseg-targets-")), per_size=1)["1918x1280"]
-    handseg.segment(path, model)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        handseg.segment(path, model)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    frames = make_frames(data, Path(tempfile.mkdtemp(prefix="handseg-targets-")), per_size=1)["1918x1280"]
+    return statistics.median(time_ms(lambda p: handseg.segment(p, model).mask, frames, runs))
 
 
 def figures(model_path: str, data: Path, runs: int) -> dict:

@@ -22,7 +22,7 @@ from handseg.crf import refine_with_crf
 from handseg.image import ImageInput, ImageLoadError, WorkingImage, load_image, load_working_image, to_model_input
 from handseg.model import HandUNet
 from handseg.onnx_backend import OnnxHandUNet, export_onnx
-from handseg.pretrained import available_models, pretrained_path
+from handseg.pretrained import pretrained_path, shipped_model
 
 #: Cap on the longer side the network sees when neither the caller nor the
 #: model's config says otherwise; larger images run down-scaled and the
@@ -76,9 +76,9 @@ def default_threads(concurrent: int = 1) -> int:
     shared among them, at least 1.
 
     Why not all cores (torch's default): when another process keeps one core busy, a team of
-    threads as large as the machine waits on its slowest member at every layer; on a 2-core
-    machine a 1280x720 frame went from 133 ms to about 2 s that way, while one thread costs
-    about twice the idle time (`python benchmarks/speed.py --contended`, README)."""
+    threads as large as the machine waits on its slowest member at every layer. On the 2-core
+    development machine with a core busy, 1280x720 frames at 2 threads had a p90 of 493 ms against
+    102 ms at 1 thread, while 1 thread costs 49 -> 68 ms idle (`python benchmarks/threads.py`, README)."""
     return max(1, usable_cores() // 2 // max(1, concurrent))
 
 
@@ -165,10 +165,8 @@ def load_model(
             net.compile(dynamic=False)
     else:
         device = torch.device(device) if device is not None else default_device()
-        if model is None or str(model) in available_models():  # a shipped model, by its arch.tag name
-            source = str(pretrained_path(None if model is None else str(model)))
-        else:
-            source = str(model)
+        # None: the default model; a shipped model's arch.tag name: its folder; else a folder or repo id.
+        source = str(pretrained_path() if model is None else (shipped_model(str(model)) or model))
         net = _load_cached(source, str(device), compile)
     if backend == "onnx":
         return _as_onnx(net, onnx_threads)

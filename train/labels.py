@@ -80,11 +80,6 @@ def cut_at_wrist(mask: np.ndarray) -> np.ndarray:
     return labels
 
 
-def loss_weights(labels: np.ndarray) -> np.ndarray:
-    """1 where a pixel is labelled, 0 where it is IGNORE."""
-    return (labels != IGNORE).astype(np.float32)
-
-
 def cut_at_landmarks(mask: np.ndarray, hands: Sequence[Hand]) -> np.ndarray:
     """Label map of a hand-plus-forearm mask cut at each hand's wrist: mask pixels behind the line
     through the wrist, across the wrist -> middle-knuckle axis, are IGNORE for a short band and

@@ -65,7 +65,7 @@ def _floats(count: int):
 
 
 #: Peak learning rates: from scratch or ImageNet, and when fine-tuning a trained model (`--init`),
-#: where 1e-3 wrecked what the model knew (one epoch took handphotos val dice from 0.919 to 0.300).
+#: where 1e-3 undid what the model knew (issue #10's report); hands_v3 was fine-tuned at 2e-4.
 LR_FRESH, LR_FINE_TUNE = 1e-3, 2e-4
 
 
@@ -268,7 +268,8 @@ class TrainSet(Dataset):
         if i not in self.cache:
             example = self.ds[i]
             rgb, mask = load_pair(example)
-            labels = self.policy.labels(mask, example["source"], example["id"])  # at full size: landmarks are
+            # Labels at full size: the wrist landmarks are in the full image's pixels.
+            labels = self.policy.labels(mask, example["source"], example["id"])
             small_rgb, labels = fit_longer_side(rgb, labels, self.keep_side)
             self.cache[i] = (small_rgb, labels, fit_longer_side(rgb, mask, self.keep_side)[1])
         return self.cache[i]
@@ -289,26 +290,27 @@ class TrainSet(Dataset):
         cutouts = self.cutout_cache[i]
         return cutouts[int(rng.integers(len(cutouts)))] if cutouts else self.random_hand(rng)
 
-    def item(self, epoch: int, i: int) -> tuple[str, np.ndarray, np.ndarray]:
-        """(kind, RGB, label map) of item i before augmentation."""
+    def item(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """RGB and label map of item i before augmentation: a photo with hands (sometimes with a hand
+        pasted in), a hand-free photo, or a composite, by where i falls in `counts`."""
         rng = np.random.default_rng([self.seed, epoch, i, 1])
         n_photo, n_free, _ = self.counts
         if i < n_photo:
             rgb, labels = self.photo(self.photos[i])
             if (self.photos or self.asl) and rng.random() < self.composite_prob:
                 rgb, labels, _ = paste_hand(rgb, labels, self.random_hand(rng), rng, self.paste)
-            return "photo", rgb, labels
+            return rgb, labels
         if i < n_photo + n_free:  # walk through the hand-free photos over the epochs
             j = self.hand_free[(i - n_photo + epoch * n_free) % len(self.hand_free)]
-            return "hand_free", *self.photo(j)
+            return self.photo(j)
         rgb, labels = self.photo(self.hand_free[int(rng.integers(len(self.hand_free)))])
         draws = [self.random_hand(rng) for _ in range(1 + int(rng.random() > 0.6) + int(rng.random() > 0.9))]
         rgb, labels = paste_hands(rgb, labels, draws, rng, self.paste)
-        return "composite", rgb, labels
+        return rgb, labels
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, i = key
-        _, rgb, labels = self.item(epoch, i)
+        rgb, labels = self.item(epoch, i)
         rng = np.random.default_rng([self.seed, epoch, i])
         rgb, labels = self.augmenter(rgb, labels, rng)
         return to_model_input(rgb), torch.from_numpy(labels[None].copy())

@@ -24,6 +24,14 @@ def available_models() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
 
 
+def shipped_model(name: str) -> Path | None:
+    """The folder of the shipped model called `name` (an `arch.tag` name), or None if there is none."""
+    if not name or any(sep in name for sep in "/\\") or name in (".", ".."):
+        return None
+    path = PRETRAINED_DIR / name
+    return path if (path / "config.json").is_file() else None
+
+
 def pretrained_path(name: str | None = None) -> Path:
     """Folder of a shipped model (`None`: the default one)."""
     if name is None:

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.file_download import _CACHED_NO_EXIST
 
+from handseg.pretrained import PRETRAINED_DIR, available_models, closest_models, shipped_model
+
 #: owner/name, as the Hub spells repo ids.
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -40,6 +42,20 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def resolve_model_source(name: str | Path) -> str | Path:
+    """A folder that exists wins; else the name of a model shipped in the package (`arch.tag`) is that
+    model's folder, from any working directory; anything else (a repo id) is returned unchanged."""
+    if Path(name).expanduser().is_dir():
+        return name
+    return shipped_model(str(name)) or name
+
+
+def model_display_name(source: str | Path) -> str:
+    """How a loaded model is named to users: a shipped model by its `arch.tag` name, else as given."""
+    path = Path(source)
+    return path.name if path.parent == PRETRAINED_DIR else str(source)
+
+
 def check_model_source(name: str | Path, local_files_only: bool = False) -> None:
     """Fail at once, in one line, when `name` cannot be a model: a path-like name with no folder there,
     a folder that is not a model, or a repo id that is neither cached nor reachable."""
@@ -55,7 +71,14 @@ def check_model_source(name: str | Path, local_files_only: bool = False) -> None
     if path.exists():
         raise ModelNotFoundError(f"{text}: is a file; a model is a folder with config.json and model.safetensors")
     if not _REPO_ID.fullmatch(text):
-        hint = "" if "/" in text or "\\" in text else " (a Hub repo id has the form owner/name)"
+        close = closest_models(text)
+        if close:
+            hint = f"; did you mean the shipped model {close[0]}?"
+        elif "/" in text or "\\" in text:
+            hint = ""
+        else:
+            shipped = ", ".join(available_models())
+            hint = f" or shipped model (shipped: {shipped}; a Hub repo id has the form owner/name)"
         raise ModelNotFoundError(f"{text}: no such model folder{hint}")
     if try_to_load_from_cache(text, constants.CONFIG_NAME) not in (None, _CACHED_NO_EXIST):
         return  # in the local cache: the mixin loads it without the network
@@ -77,7 +100,7 @@ MODEL_CARD_TEMPLATE = """---
 
 # {{ title | default("HandUNet hand segmentation model", true) }}
 
-A [handseg](https://github.com/handseg/handseg) `HandUNet`: a U-Net that maps an RGB
+A handseg `HandUNet`: a U-Net that maps an RGB
 image to one logit map (hand vs background).
 
 ```python
@@ -101,10 +124,19 @@ class HandsegHubMixin(PyTorchModelHubMixin):
     """`PyTorchModelHubMixin` with strict, safetensors-only loading and one-line errors for models
     that are not there or a Hub that cannot be reached."""
 
+    #: Where a loaded model came from: a shipped model's name, a folder or a repo id (None: built in code).
+    name_or_path: str | None = None
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
-        check_model_source(pretrained_model_name_or_path, kwargs.get("local_files_only", False))
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        """Load from a hub folder, a Hub repo id, or the name of a model shipped in handseg
+        (`handseg.available_models()`, e.g. "handunet_lite0.hands_v3"). The loaded model's
+        `name_or_path` says which."""
+        source = resolve_model_source(pretrained_model_name_or_path)
+        check_model_source(source, kwargs.get("local_files_only", False))
+        model = super().from_pretrained(source, **kwargs)
+        model.name_or_path = model_display_name(source)
+        return model
 
     def push_to_hub(self, repo_id: str, **kwargs: Any):
         if constants.HF_HUB_OFFLINE or not hub_reachable():

@@ -79,7 +79,6 @@ class HandUNet(
     library_name="handseg",
     tags=["image-segmentation", "hand-segmentation", "unet"],
     license="other",
-    repo_url="https://github.com/handseg/handseg",
     pipeline_tag="image-segmentation",
     model_card_template=MODEL_CARD_TEMPLATE,
 ):

@@ -123,3 +123,27 @@ def test_cli_uses_the_shipped_model(tmp_path, sample_photos):
     )
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "m.png").size == Image.open(sample_photos[1]).size
+
+
+def test_from_pretrained_takes_shipped_names_from_any_folder(tmp_path):
+    """As a user's script does, run from its own folder, not from the checkout."""
+    code = (
+        "import handseg; "
+        f"m = handseg.HandUNet.from_pretrained({DEFAULT_MODEL!r}); "
+        "print(m.name_or_path, sum(p.numel() for p in m.parameters())); "
+        "print(handseg.available_models())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first == f"{DEFAULT_MODEL} 3600817"
+    assert DEFAULT_MODEL in second
+    with pytest.raises(handseg.ModelNotFoundError, match=f"did you mean the shipped model {DEFAULT_MODEL}"):
+        handseg.HandUNet.from_pretrained(DEFAULT_MODEL[:-1] + "9")
+
+
+def test_a_result_prints_short_and_names_its_model(sample_photos):
+    result = handseg.segment(sample_photos[0])
+    text = repr(result)
+    h, w = result.mask.shape
+    assert text == f"Segmentation({w}x{h}, hand {100 * result.hand_fraction:.1f}%, model={DEFAULT_MODEL!r})"

@@ -7,6 +7,7 @@ next to this file, named `arch.tag`. `DEFAULT_MODEL` names the one that
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -22,6 +23,21 @@ class NoDefaultModelError(RuntimeError):
 def available_models() -> list[str]:
     """Names of the hub folders shipped inside the package."""
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def model_summary(name: str) -> str:
+    """One line about a shipped model, from its card's title (`# arch.tag: what it is`)."""
+    card = PRETRAINED_DIR / name / "README.md"
+    if card.is_file():
+        for line in card.read_text(encoding="utf-8").splitlines():
+            if line.startswith("# "):
+                return line[2:].removeprefix(f"{name}:").strip()
+    return ""
+
+
+def closest_models(name: str) -> list[str]:
+    """Shipped model names that look like `name` (a typo), closest first."""
+    return difflib.get_close_matches(name, available_models(), n=3, cutoff=0.6)
 
 
 def shipped_model(name: str) -> Path | None:
@@ -43,5 +59,8 @@ def pretrained_path(name: str | None = None) -> Path:
         name = DEFAULT_MODEL
     path = PRETRAINED_DIR / name
     if not (path / "config.json").is_file():
-        raise NoDefaultModelError(f"no shipped model named {name!r}; shipped: {available_models() or 'none'}")
+        close = closest_models(name)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        shipped = ", ".join(available_models()) or "none"
+        raise NoDefaultModelError(f"no shipped model named {name!r}{hint}; shipped: {shipped}")
     return path

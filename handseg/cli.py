@@ -1,4 +1,4 @@
-"""The `handseg` command line: `handseg segment ...`, `handseg convert ...`."""
+"""The `handseg` command line: `handseg segment ...`, `handseg models`, `handseg convert ...`, `handseg export ...`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,28 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
-
 import handseg
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
-from handseg.image import IMAGE_FILE_SUFFIXES, ImageLoadError
-from handseg.inference import AUTO, BACKENDS, DEFAULT_MAX_SIDE, Segmentation, iter_segment, load_model
+from handseg.image import (
+    IMAGE_FILE_SUFFIXES,
+    LOSSY_IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    ImageLoadError,
+    save_image,
+    written_by_handseg,
+)
+from handseg.inference import (
+    AUTO,
+    BACKENDS,
+    DEFAULT_MAX_SIDE,
+    DeviceUnavailableError,
+    Segmentation,
+    iter_segment,
+    load_model,
+)
 from handseg.onnx_backend import export_onnx
-from handseg.pretrained import NoDefaultModelError
+from handseg.pretrained import DEFAULT_MODEL, NoDefaultModelError, available_models, model_summary
 from handseg.video import VIDEO_SUFFIXES, VideoError, segment_video
 from handseg.visualize import mask_to_image, overlay, side_by_side
 
@@ -25,19 +38,37 @@ class UsageError(ValueError):
     """The command line asks for something impossible (exit status 2)."""
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path]:
-    """Files as given; folders -> their image files; globs -> their matches. Order kept, no repeats."""
-    paths: list[Path] = []
+#: What handseg appends to an input's stem when it names an output (`photo_mask.png`, `photo_viz.png`).
+OUTPUT_TAGS = ("_mask", "_overlay", "_viz")
+
+
+def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """(inputs, skipped). Files as given; folders -> their image and video files; globs -> their matches.
+    Order kept, no repeats. What handseg itself wrote is skipped when a folder or glob is expanded (never
+    a file named on its own): a `<stem>_mask.png` (or `_overlay`, `_viz`) beside a `<stem>.*` source, or
+    a PNG marked as written by handseg, so that a second run does not segment the first run's masks."""
+    entries: list[tuple[Path, bool]] = []  # (path, found by expanding a folder or glob)
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
             known = IMAGE_FILE_SUFFIXES | VIDEO_SUFFIXES
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in known and p.is_file())
+            entries += [(p, True) for p in sorted(path.iterdir()) if p.suffix.lower() in known and p.is_file()]
         elif any(ch in pattern for ch in "*?[") and not path.exists():
-            paths += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            entries += [(Path(p), True) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
         else:
-            paths.append(path)  # a missing file is reported by name when it is read
-    return list(dict.fromkeys(paths))
+            entries.append((path, False))  # a missing file is reported by name when it is read
+    stems = {(p.parent, p.stem) for p, _ in entries}
+    named = {p for p, expanded in entries if not expanded}
+    skipped = {p for p, expanded in entries if expanded and p not in named and _is_own_output(p, stems)}
+    inputs = [p for p, _ in entries if p not in skipped]
+    return list(dict.fromkeys(inputs)), sorted(skipped)
+
+
+def _is_own_output(path: Path, stems: set[tuple[Path, str]]) -> bool:
+    tag = next((t for t in OUTPUT_TAGS if path.stem.endswith(t)), None)
+    if tag is None:
+        return False
+    return (path.parent, path.stem[: -len(tag)]) in stems or written_by_handseg(path)
 
 
 def output_paths(inputs: list[Path], outputs: Sequence[str] | None, overlay_video: bool = False) -> list[Path]:
@@ -69,6 +100,11 @@ def output_paths(inputs: list[Path], outputs: Sequence[str] | None, overlay_vide
                 f"-o {target}: {Path(target).suffix!r} is not {kind} file extension; use e.g. {example}, "
                 "or give a folder"
             )
+        if not is_video and Path(target).suffix.lower() in LOSSY_IMAGE_SUFFIXES:
+            raise UsageError(
+                f"-o {target}: JPEG is lossy and would blur the mask's 0/255 edges into grey levels; "
+                "use .png (or .webp, .tif, .bmp: written losslessly)"
+            )
     return [Path(o) for o in outputs]
 
 
@@ -79,18 +115,24 @@ def _sibling(mask_path: Path, kind: str) -> Path:
 
 def _save(result: Segmentation, mask_path: Path, want_overlay: bool, want_viz: bool) -> None:
     mask_path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask_to_image(result.mask)).save(mask_path)
+    save_image(mask_to_image(result.mask), mask_path)
     if want_overlay or want_viz:
         tinted = overlay(result.image, result.mask)
         if want_overlay:
-            Image.fromarray(tinted).save(_sibling(mask_path, "overlay"))
+            save_image(tinted, _sibling(mask_path, "overlay"))
         if want_viz:
-            panel = side_by_side(result.image, mask_to_image(result.mask), tinted)
-            Image.fromarray(panel).save(_sibling(mask_path, "viz"))
+            save_image(side_by_side(result.image, mask_to_image(result.mask), tinted), _sibling(mask_path, "viz"))
+
+
+def _say_skipped(skipped: list[Path], why: str, quiet: bool) -> None:
+    if skipped and not quiet:
+        examples = ", ".join(p.name for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        print(f"handseg: skipped {len(skipped)} file(s) {why}: {examples}", file=sys.stderr)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    inputs = expand_inputs(args.input)
+    inputs, own_outputs = expand_inputs(args.input)
+    _say_skipped(own_outputs, "that handseg wrote (name them on their own to segment them)", args.quiet)
     if not inputs:
         print("handseg: error: no input images found", file=sys.stderr)
         return 1
@@ -99,11 +141,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"handseg: error: {exc}", file=sys.stderr)
         return 2
+    if args.skip_existing:
+        done = [p for p, o in zip(inputs, outputs) if o.exists()]
+        _say_skipped(done, "whose output already exists (--skip-existing)", args.quiet)
+        todo = [(p, o) for p, o in zip(inputs, outputs) if not o.exists()]
+        inputs, outputs = [p for p, _ in todo], [o for _, o in todo]
+        if not inputs:
+            return 0
     if args.crf and not crf_available():
         print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
         return 2
+    if args.max_pixels < 1:
+        print(f"handseg: error: --max-pixels must be at least 1, got {args.max_pixels}", file=sys.stderr)
+        return 2
     try:
         model = load_model(args.model, args.device, backend=args.backend, compile=args.compile, threads=args.threads)
+    except DeviceUnavailableError as exc:
+        print(f"handseg: error: --device: {exc}", file=sys.stderr)
+        return 2
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
         return 2
@@ -113,7 +168,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         max_side = AUTO
     else:
         max_side = args.max_side or None  # 0: full resolution
-    options = {"threshold": args.threshold, "crf": args.crf, "scale": args.scale, "max_side": max_side}
+    options = {
+        "threshold": args.threshold,
+        "crf": args.crf,
+        "scale": args.scale,
+        "max_side": max_side,
+        "max_pixels": args.max_pixels,
+    }
     is_video = [p.suffix.lower() in VIDEO_SUFFIXES for p in inputs]
     failed = sum(_segment_video(p, o, model, args, **options) for p, o, v in zip(inputs, outputs, is_video) if v)
     images = [(p, o) for p, o, v in zip(inputs, outputs, is_video) if not v]
@@ -167,6 +228,20 @@ def _segment_video(source: Path, target: Path, model, args: argparse.Namespace, 
         return 1
     if not args.quiet:
         print(f"{source} -> {target} ({stats.frames} frames, {stats.fps:.1f} frames/s)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the models shipped in the package, the default first, each with its card's one-line summary."""
+    names = sorted(available_models(), key=lambda n: n != DEFAULT_MODEL)
+    if not names:
+        print("no models are shipped in this handseg build")
+        return 0
+    width = max(len(n) for n in names)
+    for name in names:
+        mark = "*" if name == DEFAULT_MODEL else " "
+        print(f"{mark} {name:<{width}}  {model_summary(name)}")
+    print("(* the default; use another with --model NAME, or handseg.load_model(NAME))")
     return 0
 
 
@@ -225,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
     seg.add_argument("--overlay", action="store_true", help="also save <stem>_overlay.png")
     seg.add_argument("--viz", action="store_true", help="also save <stem>_viz.png: image | mask | overlay")
-    seg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    seg.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     size = seg.add_mutually_exclusive_group()
     size.add_argument("--scale", type=float, help="run the network at this scale (the original used 0.5)")
     size.add_argument(
@@ -254,8 +329,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile the model: a one-off compilation per frame size (seconds), then faster "
         "frames; pays for videos and long runs of same-sized images (needs a C++ compiler)",
     )
+    seg.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose mask (or mask video) already exists, to continue an interrupted run",
+    )
+    seg.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help="refuse larger images, a guard against decompression bombs (default: 100 MP); raise it for bigger photos",
+    )
     seg.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     seg.set_defaults(func=cmd_segment)
+
+    mod = sub.add_parser(
+        "models",
+        help="list the models shipped with handseg",
+        description="List the models shipped inside the handseg package, usable by name with --model, "
+        "handseg.load_model(NAME) and HandUNet.from_pretrained(NAME).",
+    )
+    mod.set_defaults(func=cmd_models)
 
     exp = sub.add_parser(
         "export",

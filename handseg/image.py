@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 #: Decompression-bomb guard: larger images are refused before their pixels are
 #: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
@@ -24,6 +25,11 @@ MAX_PIXELS = 100_000_000
 
 #: File name endings treated as images when scanning folders and archives.
 IMAGE_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
+
+#: Endings a mask cannot be saved with: JPEG is lossy, and blurs a 0/255 mask's edges into grey levels.
+LOSSY_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg"})
+#: The PNG "Software" text that marks images handseg wrote, so a re-run on a folder can tell them from photos.
+WRITTEN_BY = "handseg"
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
@@ -104,7 +110,8 @@ def _decode(
             if width * height > max_pixels:
                 raise ImageLoadError(
                     f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
-                    f"{max_pixels / 1e6:.0f} MP limit (a guard against decompression bombs)"
+                    f"{max_pixels / 1e6:.0f} MP limit, a guard against decompression bombs; for a larger photo "
+                    "raise it with max_pixels= (Python) or --max-pixels (handseg segment)"
                 )
             if width == 0 or height == 0:
                 raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
@@ -212,3 +219,35 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def to_model_input(rgb: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], the scaling the model expects."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+def save_image(picture: np.ndarray, path: str | Path) -> Path:
+    """Save a mask (uint8 (H, W)) or picture (uint8 (H, W, 3)) losslessly, marked as written by handseg.
+
+    The format follows the extension; JPEG is refused (ValueError) because it is lossy, WebP is written
+    in its lossless mode, and PNGs carry `Software: handseg` (see `written_by_handseg`)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in LOSSY_IMAGE_SUFFIXES:
+        raise ValueError(f"{path.name}: JPEG is lossy and would blur the mask's 0/255 edges into grey levels; use .png")
+    image = Image.fromarray(picture)
+    if suffix == ".png":
+        info = PngInfo()
+        info.add_text("Software", WRITTEN_BY)
+        image.save(path, pnginfo=info)
+    elif suffix == ".webp":
+        image.save(path, lossless=True)
+    else:
+        image.save(path)
+    return path
+
+
+def written_by_handseg(path: str | Path) -> bool:
+    """Whether `path` is a PNG that handseg saved (its `Software` text, read from the header only)."""
+    if Path(path).suffix.lower() != ".png":
+        return False
+    try:
+        with Image.open(path) as image:
+            return image.info.get("Software") == WRITTEN_BY
+    except (OSError, SyntaxError, ValueError):
+        return False

@@ -11,7 +11,7 @@ import os
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,19 @@ import torch
 import torch.nn.functional as F
 
 from handseg.crf import refine_with_crf
-from handseg.image import ImageInput, ImageLoadError, WorkingImage, load_image, load_working_image, to_model_input
+from handseg.hub import resolve_model_source
+from handseg.image import (
+    MAX_PIXELS,
+    ImageInput,
+    ImageLoadError,
+    WorkingImage,
+    load_image,
+    load_working_image,
+    to_model_input,
+)
 from handseg.model import HandUNet
 from handseg.onnx_backend import OnnxHandUNet, export_onnx
-from handseg.pretrained import pretrained_path, shipped_model
+from handseg.pretrained import pretrained_path
 
 #: Cap on the longer side the network sees when neither the caller nor the
 #: model's config says otherwise; larger images run down-scaled and the
@@ -35,14 +44,24 @@ ModelInput = HandUNet | OnnxHandUNet | str | Path | None
 BACKENDS = ("torch", "onnx")
 
 
-@dataclass
+class DeviceUnavailableError(ValueError):
+    """The device asked for is not one torch knows, or not available on this machine (CUDA without a GPU)."""
+
+
+@dataclass(repr=False)
 class Segmentation:
     """The result for one image, at the image's original (displayed) size."""
 
     mask: np.ndarray  #: bool (H, W): True where a hand is
     probability: np.ndarray  #: float32 (H, W): hand probability in [0, 1]
-    _image: np.ndarray | None = field(default=None, repr=False)
-    _source: ImageInput | None = field(default=None, repr=False)
+    model: str | None = None  #: the model that made it: a shipped model's name, a folder or a repo id
+    _image: np.ndarray | None = None
+    _source: ImageInput | None = None
+    _max_pixels: int = MAX_PIXELS
+
+    def __repr__(self) -> str:
+        height, width = self.mask.shape
+        return f"Segmentation({width}x{height}, hand {100 * self.hand_fraction:.1f}%, model={self.model!r})"
 
     @property
     def image(self) -> np.ndarray:
@@ -51,7 +70,7 @@ class Segmentation:
         A JPEG the network saw through a reduced decode is decoded in full here, on first use,
         so callers that only want the mask never pay for it."""
         if self._image is None:
-            self._image = load_image(self._source)
+            self._image = load_image(self._source, max_pixels=self._max_pixels)
         return self._image
 
     @property
@@ -62,6 +81,38 @@ class Segmentation:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device that this machine has (None: CUDA when available, else the CPU).
+
+    Raises DeviceUnavailableError, in one line, for a name torch does not know ("cuda:x", "gpu") and for
+    CUDA on a machine without it, instead of a traceback from deep inside loading."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceUnavailableError(
+            f"device {str(device)!r} is not one torch knows; use cpu, cuda or cuda:N"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"device {str(device)!r}: CUDA is not available here (no NVIDIA GPU, or a CPU build of torch); "
+                "use cpu, or leave the device out to use CUDA only where there is one"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(f"device {str(device)!r}: Apple's MPS is not available here; use cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, resolved.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise DeviceUnavailableError(f"device {str(device)!r} is not available here; use cpu or cuda")
+    return resolved
 
 
 def usable_cores() -> int:
@@ -141,6 +192,9 @@ def load_model(
     None: `default_threads()`, set for torch the first time a model is loaded on a CPU unless
     OMP_NUM_THREADS is set (see `set_cpu_threads`).
 
+    `device`: "cpu", "cuda", "cuda:N" (None: CUDA when available); one this machine lacks raises
+    DeviceUnavailableError.
+
     `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use).
     `compile=True` compiles the PyTorch model with `torch.compile` (a given module in place, like
     `nn.Module.compile`), for fixed shapes: torch 2.13's dynamic-shape compilation fails on this
@@ -160,13 +214,13 @@ def load_model(
             raise ValueError("compile=True applies to PyTorch models, not to an .onnx file")
         return _load_onnx_cached(str(model), onnx_threads)
     if isinstance(model, HandUNet):
-        net = model.eval() if device is None else model.to(device).eval()
+        net = model.eval() if device is None else model.to(resolve_device(device)).eval()
         if compile:
             net.compile(dynamic=False)
     else:
-        device = torch.device(device) if device is not None else default_device()
+        device = resolve_device(device)
         # None: the default model; a shipped model's arch.tag name: its folder; else a folder or repo id.
-        source = str(pretrained_path() if model is None else (shipped_model(str(model)) or model))
+        source = str(pretrained_path() if model is None else resolve_model_source(model))
         net = _load_cached(source, str(device), compile)
     if backend == "onnx":
         return _as_onnx(net, onnx_threads)
@@ -217,16 +271,19 @@ def iter_segment(
     backend: str = "torch",
     compile: bool = False,
     threads: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
     """Segment images lazily, yielding `(index, Segmentation)` pairs in input order.
 
     An input that cannot be loaded yields `(index, ImageLoadError)` in its place, and the
-    others go on. Consecutive images whose working sizes match run as one batch of up
+    others go on; so does one larger than `max_pixels` (100 MP: a guard against decompression
+    bombs; raise it for larger photos). Consecutive images whose working sizes match run as one batch of up
     to `batch_size` (default: 8 on a GPU, 1 on a CPU).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     net = load_model(model, device, backend=backend, compile=compile, threads=threads)
+    name = _model_name(net)
     if batch_size is None:
         batch_size = default_batch_size(net)
     if max_side == AUTO:
@@ -237,12 +294,14 @@ def iter_segment(
         batch = torch.stack([to_model_input(loaded.small) for _, _, loaded in pending])
         logits = predict_logits(net, batch)
         for (index, source, loaded), logit in zip(pending, logits):
-            yield index, _finish(source, loaded, logit[None], threshold, crf)
+            result = _finish(source, loaded, logit[None], threshold, crf)
+            result.model, result._max_pixels = name, max_pixels
+            yield index, result
         pending.clear()
 
     for index, source in enumerate(images):
         try:
-            loaded = load_working_image(source, scale=scale, max_side=max_side)
+            loaded = load_working_image(source, scale=scale, max_side=max_side, max_pixels=max_pixels)
         except ImageLoadError as exc:
             if pending:  # the images before it first, so results stay in input order
                 yield from flush()
@@ -253,6 +312,12 @@ def iter_segment(
         pending.append((index, source, loaded))
     if pending:
         yield from flush()
+
+
+def _model_name(net: HandUNet | OnnxHandUNet) -> str | None:
+    if isinstance(net, OnnxHandUNet):
+        return str(net.path)
+    return net.name_or_path
 
 
 def _finish(
@@ -290,8 +355,8 @@ def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentat
     Options: `threshold` (0.5), `crf` (False), `scale` or `max_side` ("auto":
     the model's training resolution; None: full size), `batch_size`, `device`,
     `backend` ("torch" or "onnx"), `compile` (torch.compile), `threads` (CPU threads;
-    see `load_model`).
-    Raises ImageLoadError for unusable input.
+    see `load_model`), `max_pixels` (larger images are refused; 100 MP).
+    Raises ImageLoadError for unusable input, DeviceUnavailableError for a device this machine lacks.
     """
     ((_, result),) = iter_segment([image], model, **options)
     if isinstance(result, ImageLoadError):

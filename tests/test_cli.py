@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 import handseg
@@ -149,3 +151,92 @@ def test_threads_flag(tmp_path, sample_photos, tiny_model_dir):
     )
     assert done.returncode == 0, done.stderr
     assert out.is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is missing")
+def test_unavailable_or_unknown_device_is_one_line_and_exit_2(sample_photos, tiny_model_dir, tmp_path):
+    for device, said in (("cuda", "CUDA is not available here"), ("foo", "not one torch knows")):
+        done = run_cli("segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "m.png"), "--device", device)
+        assert done.returncode == 2, done.stderr
+        assert said in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_a_second_run_on_a_folder_does_not_segment_its_own_outputs(tmp_path, sample_photos, tiny_model_dir):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sample_photos[:2]:
+        shutil.copy(path, folder / path.name)
+    common = ["segment", "-i", str(folder), "--model", str(tiny_model_dir), "--viz", "--overlay"]
+    assert run_cli(*common).returncode == 0
+    first = sorted(p.name for p in folder.iterdir())
+    assert len(first) == 2 * 4  # each photo, its mask, overlay and viz
+    done = run_cli(*common)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == first  # no photo_mask_mask.png
+    assert "skipped 6 file(s) that handseg wrote" in done.stderr
+    # Recognised by handseg's own mark too, when the photo it came from is not beside it.
+    shutil.move(folder / f"{sample_photos[0].stem}_mask.png", tmp_path / "moved_mask.png")
+    shutil.copy(sample_photos[2], tmp_path / sample_photos[2].name)
+    done = run_cli("segment", "-i", str(tmp_path / "*.*"), "--model", str(tiny_model_dir), "-o", str(tmp_path / "o"))
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [f"{sample_photos[2].stem}_mask.png"]
+    # Named on its own, a mask is an input like any other file.
+    done = run_cli("segment", "-i", str(tmp_path / "moved_mask.png"), "--model", str(tiny_model_dir))
+    assert done.returncode == 0 and (tmp_path / "moved_mask_mask.png").is_file()
+
+
+def test_skip_existing_continues_a_folder_run(tmp_path, sample_photos, tiny_model_dir):
+    folder, out = tmp_path / "photos", tmp_path / "masks"
+    folder.mkdir()
+    for path in sample_photos:
+        shutil.copy(path, folder / path.name)
+    common = ["segment", "-i", str(folder), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert run_cli(*common, "-i", str(sample_photos[0])).returncode == 0  # an earlier run did one photo
+    done_first = out / f"{sample_photos[0].stem}_mask.png"
+    stamp = done_first.stat().st_mtime_ns
+    done = run_cli(*common, "--skip-existing")
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1 file(s) whose output already exists" in done.stderr
+    assert done_first.stat().st_mtime_ns == stamp  # not written again
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}_mask.png" for p in sample_photos)
+
+
+def test_masks_are_lossless_whatever_the_extension(tmp_path, sample_photos, tiny_model_dir):
+    common = ["segment", "-i", str(sample_photos[1]), "--model", str(tiny_model_dir)]
+    done = run_cli(*common, "-o", str(tmp_path / "m.jpg"))
+    assert done.returncode == 2 and "JPEG is lossy" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "m.jpg").exists()
+    for suffix in (".png", ".webp", ".tif"):
+        target = tmp_path / f"m{suffix}"
+        done = run_cli(*common, "-o", str(target))
+        assert done.returncode == 0, done.stderr
+        assert set(np.unique(np.array(Image.open(target).convert("L")))) <= {0, 255}
+
+
+def test_max_pixels_guard_can_be_raised(tmp_path, sample_photos, tiny_model_dir):
+    photo = sample_photos[0]  # 1280x720: 0.92 MP
+    common = ["segment", "-i", str(photo), "-o", str(tmp_path / "m.png"), "--model", str(tiny_model_dir)]
+    done = run_cli(*common, "--max-pixels", "500000")
+    assert done.returncode == 1 and "--max-pixels" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli(*common, "--max-pixels", "1000000")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.png").is_file()
+
+
+def test_models_command_lists_the_shipped_models():
+    done = run_cli("models")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"* {handseg.pretrained.DEFAULT_MODEL}")  # the default first, marked
+    assert "default hand segmenter" in lines[0]  # the summary from its card's title
+    for name in handseg.available_models():
+        assert any(name in line for line in lines)
+
+
+def test_a_mistyped_model_name_suggests_the_shipped_one(sample_photos, tmp_path):
+    typo = handseg.pretrained.DEFAULT_MODEL.replace("hands_", "hand_")
+    done = run_cli("segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "m.png"), "--model", typo)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"did you mean the shipped model {handseg.pretrained.DEFAULT_MODEL}" in done.stderr

@@ -233,3 +233,23 @@ def test_unreachable_hub_is_said_in_one_line(monkeypatch):
         handseg.HandUNet.from_pretrained("someone/no-such-hand-model")
     with pytest.raises(HubUnreachableError, match="login"):
         handseg.HandUNet(base_channels=4).push_to_hub("someone/no-such-hand-model")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_a_device_this_machine_lacks_is_one_clear_error(sample_photos, tiny_model_dir):
+    for device in ("cuda", "cuda:0", "foo", "gpu"):
+        with pytest.raises(handseg.DeviceUnavailableError) as caught:
+            handseg.segment(sample_photos[0], tiny_model_dir, device=device)
+        assert repr(device) in str(caught.value)
+    assert handseg.segment(sample_photos[0], tiny_model_dir, device="cpu").mask.ndim == 2
+
+
+def test_a_phone_photo_over_the_pixel_guard_is_segmented_with_max_pixels(tmp_path, model):
+    """12000x9000 (108 MP), as some phone cameras take: refused at the default 100 MP, with the way out
+    named; accepted when max_pixels is raised, and its mask is full size."""
+    Image.new("RGB", (12000, 9000), (90, 120, 80)).save(tmp_path / "phone.jpg", quality=70)
+    with pytest.raises(ImageLoadError, match="max_pixels="):
+        handseg.segment(tmp_path / "phone.jpg", model)
+    result = handseg.segment(tmp_path / "phone.jpg", model, max_pixels=120_000_000)
+    assert result.mask.shape == (9000, 12000)
+    assert result.image.shape == (9000, 12000, 3)  # the full decode obeys the raised limit too

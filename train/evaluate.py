@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--crf", action="store_true", help="dense-CRF refinement (needs pydensecrf2)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution (default: the model's)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument(
         "--label-policy",
         choices=["as-labelled", "hand"],
@@ -222,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--data is required")
         split = load_split_from_args(args)
         model = handseg.load_model(args.model, args.device)
+    except handseg.DeviceUnavailableError as exc:
+        print(f"error: --device: {exc}", file=sys.stderr)
+        return 2
     except (DataError, handseg.NoDefaultModelError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

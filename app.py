@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
 
 # Offline by design: no usage analytics, no version check. Set before gradio is imported.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -13,9 +15,28 @@ MAX_FILE_SIZE = "50mb"
 CONCURRENCY_LIMIT = 2
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether another program already listens on host:port (checked before the slow start-up)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def fail(message: str) -> None:
+    """A start-up problem the user can fix: one line naming the flag, exit status 2."""
+    print(f"handseg app: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="handseg web app")
-    parser.add_argument("--model", help="hub folder or repo id to use (default: the shipped model)")
+    parser.add_argument(
+        "--model", help="hub folder, repo id or shipped model name to use (default: the shipped default model)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs internet)")
@@ -26,27 +47,39 @@ def main() -> None:
         "segmentations that run at once, at least 1: fast when other programs are busy too)",
     )
     args = parser.parse_args()
+    if port_taken(args.host, args.port):
+        fail(
+            f"port {args.port} on {args.host} is already in use (is the app running already?); choose another "
+            "with --port N"
+        )
 
     import gradio as gr
 
+    import handseg
     from demo import build_demo
     from handseg.inference import default_threads
 
     # Each of the concurrent requests runs its own team of torch threads: share the cores among them.
     threads = args.threads or default_threads(concurrent=CONCURRENCY_LIMIT)
     print(f"handseg app: {CONCURRENCY_LIMIT} segmentations at a time, {threads} CPU thread(s) each", flush=True)
-    demo = build_demo(model=args.model, threads=threads)
+    try:
+        demo = build_demo(model=args.model, threads=threads)
+    except (handseg.NoDefaultModelError, handseg.DeviceUnavailableError, OSError, ValueError) as exc:
+        fail(f"--model: {exc}" if args.model else f"cannot load the shipped model: {exc}")
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=64)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        max_file_size=MAX_FILE_SIZE,
-        show_error=True,
-        theme=theme,
-        ssr_mode=False,
-    )
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            max_file_size=MAX_FILE_SIZE,
+            show_error=True,
+            theme=theme,
+            ssr_mode=False,
+        )
+    except OSError as exc:  # the port was taken while the models loaded
+        fail(f"cannot serve on {args.host}:{args.port} ({exc.strerror or 'port in use'}); choose another with --port N")
 
 
 if __name__ == "__main__":

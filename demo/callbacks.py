@@ -44,23 +44,20 @@ def _display(rgb: np.ndarray) -> np.ndarray:
     return np.array(Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.BILINEAR))
 
 
-def _load_photo(image) -> np.ndarray:
-    """The uploaded photo, decoded once in full: the page shows it, so a reduced decode would not save work."""
+def _segment(model: handseg.HandUNet, image, **options) -> handseg.Segmentation:
+    """Segment the uploaded file as the command line and `handseg.segment(path)` do: the same file gives
+    the same mask everywhere (a JPEG is read through the same reduced decode; `result.image`, the full
+    photo the page shows, is decoded on first use)."""
     if image is None:
         raise user_error("Upload a photo first (or paste one, or take a webcam snapshot).")
     try:
-        return handseg.load_image(image)
+        return handseg.segment(image, model, **options)
     except handseg.ImageLoadError as exc:
         message = _without_temp_dir(str(exc), image)
         name = Path(image).name if isinstance(image, (str, Path)) else None
         if name and name not in message:
             message = f"{name}: {message}"
         raise user_error(f"Cannot use this file: {message}") from None
-
-
-def _segment(model: handseg.HandUNet, rgb: np.ndarray, **options) -> handseg.Segmentation:
-    try:
-        return handseg.segment(rgb, model, **options)
     except CRFUnavailableError as exc:
         raise user_error(str(exc)) from None
 
@@ -111,7 +108,7 @@ def segment_photo(
 ):
     """-> (before/after pair, overlay, mask PNG path, stats markdown)."""
     started = time.perf_counter()
-    result = _segment(model, _load_photo(image), threshold=threshold, crf=crf, max_side=int(max_side) or None)
+    result = _segment(model, image, threshold=threshold, crf=crf, max_side=int(max_side) or None)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
     folder = _work_dir()
@@ -160,12 +157,11 @@ def compare(
             raise user_error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
     outputs = []
     folder = _work_dir()
-    rgb = _load_photo(image)  # once, for both sides
     for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
         name = name or next(iter(models))  # API callers may leave the model out: the app's main model
         if name not in models:
             raise user_error(f"Unknown model {name!r}; choose one of {', '.join(models)}")
-        result = _segment(models[name], rgb, threshold=threshold, crf=crf)
+        result = _segment(models[name], image, threshold=threshold, crf=crf)
         if truth is not None and truth.shape != result.mask.shape:
             raise user_error(
                 f"The truth mask is {truth.shape[1]}×{truth.shape[0]} px but the photo is "

@@ -110,6 +110,44 @@ def test_segment_finds_the_hands_of_unseen_photos(client, val_pairs):
         assert dice_as_trained(np.array(Image.open(mask_path)) > 127, truth_path, source) > 0.75, source
 
 
+def test_the_app_and_the_command_line_give_the_same_mask(client, tmp_path, sample_photos):
+    """One file, one answer: the app reads an upload through the same path as `handseg segment`
+    (a JPEG's reduced decode included), so its mask equals the CLI's pixel for pixel."""
+    frame = tmp_path / "frame.jpg"  # the original project's frame size, where the reduced decode applies
+    Image.open(sample_photos[0]).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(frame, quality=90)
+    for photo in (frame, sample_photos[1]):
+        app_mask = np.array(Image.open(segment(client, photo)[2]))
+        cli_mask_path = tmp_path / f"{photo.stem}_cli.png"
+        done = subprocess.run(
+            [sys.executable, "-m", "handseg", "segment", "-i", str(photo), "-o", str(cli_mask_path), "-q"],
+            capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert np.array_equal(app_mask, np.array(Image.open(cli_mask_path))), photo.name
+
+
+def start_app(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "app.py", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+
+
+def test_a_missing_model_stops_the_app_with_one_line():
+    done = start_app("--model", "no_such_dir", "--port", str(free_port()))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "--model" in done.stderr and "no_such_dir" in done.stderr
+
+
+def test_a_taken_port_stops_the_app_with_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = start_app("--port", str(port))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert f"port {port}" in done.stderr and "--port" in done.stderr and "launch()" not in done.stderr
+
+
 def test_compare_with_truth_mask(client, val_pairs):
     photo, truth = val_pairs["hgr"][0]
     a_img, a_err, a_md, b_img, b_err, b_md = client.predict(

@@ -91,11 +91,19 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data
     assert state["epoch"] == 4 and not state["interrupted"]
 
 
-def test_resume_continues_exactly(tmp_path, data_dir):
+def test_resume_continues_exactly(tmp_path, data_dir, capsys):
     common = ["--data", str(data_dir), "--sources", "handphotos", "--seed", "3", *TINY]
     assert run.main([*common, "--out", str(tmp_path / "straight"), "--epochs", "2"]) == 0
     assert run.main([*common, "--out", str(tmp_path / "split"), "--epochs", "1"]) == 0
     assert run.main(["--resume", str(tmp_path / "split"), "--epochs", "2"]) == 0
+    capsys.readouterr()
+    # Already at epoch 2: nothing to do is an error that says what to change, not a silent success.
+    assert run.main(["--resume", str(tmp_path / "split"), "--epochs", "2"]) == 2
+    assert "raise --epochs" in capsys.readouterr().err
+    # No hand-free photos in handphotos: the card says what the epochs held, not the --mix asked for.
+    card = (tmp_path / "split" / "last" / "README.md").read_text()
+    assert "30 photos with hands, 0 hand-free photos, 0 composites an epoch" in card
+    assert "--mix asked for 0.5/0.2/0.3" in card
     straight, resumed = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "split")
     assert len(resumed) == 2
     for a, b in zip(straight, resumed):
@@ -206,6 +214,22 @@ def test_gpu_flag_without_cuda_exits_2(tmp_path, data_dir):
     assert not (tmp_path / "x").exists()
 
 
+def test_curves_have_whole_epoch_ticks():
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_dice": 0.5 + e / 10, "val_per_source": {}} for e in (1, 2)]
+    figure = run.curves_figure(rows)
+    figure.canvas.draw()
+    for axes in figure.axes:
+        ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
+def test_evaluate_on_a_device_this_machine_lacks_exits_2(data_dir):
+    done = run_module("train.evaluate", "--data", str(data_dir), "--sources", "handphotos", "--device", "cuda")
+    assert done.returncode == 2
+    assert "CUDA is not available" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path, data_dir):
     out = tmp_path / "ddp"
@@ -307,15 +331,15 @@ def test_test_split_never_reaches_training(data_dir):
     with open(data_dir / "splits.csv", newline="") as f:
         listed = {(r["source"], r["id"]) for r in csv.DictReader(f) if r["split"] == "test"}
     ids = {name: set(zip(ds["source"], ds["id"])) for name, ds in [("train", split.train), ("val", split.val)]}
-    assert set(zip(split.test["source"], split.test["id"])) == listed and len(listed) == 20
+    assert set(zip(split.test["source"], split.test["id"])) == listed and len(listed) == 20 + 41
     assert not listed & ids["train"] and not listed & ids["val"]
-    assert "test 20 (luthaihoc_ego 20), not used" in split.describe()
+    assert "test 61 (hand_free_scenes 41, luthaihoc_ego 20), not used" in split.describe()
     # What train.run trains on is split.train: its epoch draws only from those rows.
     augmenter = Augmenter(64)
     train_set = run.TrainSet(split.train, augmenter, 0, mix=(0.5, 0.2, 0.3))
     drawn = set(train_set.photos) | set(train_set.hand_free)
     assert drawn == set(range(len(split.train)))
-    assert len(train_set.hand_free) == 297  # negatives, train split
+    assert len(train_set.hand_free) == 297 + 90  # negatives and hand_free_scenes, train split
 
 
 def test_unknown_split_names_are_reported_not_trained(tmp_path, data_dir):

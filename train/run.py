@@ -65,7 +65,7 @@ def _floats(count: int):
 
 
 #: Peak learning rates: from scratch or ImageNet, and when fine-tuning a trained model (`--init`),
-#: where 1e-3 undid what the model knew (issue #10's report); hands_v3 was fine-tuned at 2e-4.
+#: where one epoch at 1e-3 from hands_v2 undid what the model knew; hands_v3 was fine-tuned at 2e-4.
 LR_FRESH, LR_FINE_TUNE = 1e-3, 2e-4
 
 
@@ -442,7 +442,22 @@ def recover_checkpoint(target: Path) -> None:
         old.rename(target)
 
 
-def model_card_details(args: argparse.Namespace, split: SplitData, epoch: int, summary: dict | None) -> str:
+def describe_epoch_mix(counts: Sequence[int], asked: Sequence[float]) -> str:
+    """What an epoch actually held (TrainSet.counts), and the --mix asked for when it differs (no
+    hand-free photos in the data: no hand-free or composite items, whatever --mix says)."""
+    total = max(1, sum(counts))
+    used = "/".join(f"{c / total:.2f}" for c in counts)
+    text = f"{counts[0]} photos with hands, {counts[1]} hand-free photos, {counts[2]} composites an epoch"
+    text += f" (shares {used})"
+    asked_shares = np.asarray(asked, float) / sum(asked)
+    if not np.allclose(asked_shares, np.asarray(counts, float) / total, atol=0.01):
+        text += f"; --mix asked for {'/'.join(str(v) for v in asked)}"
+    return text
+
+
+def model_card_details(
+    args: argparse.Namespace, split: SplitData, epoch: int, summary: dict | None, counts: Sequence[int]
+) -> str:
     lines = [
         "## Training",
         "",
@@ -452,8 +467,8 @@ def model_card_details(args: argparse.Namespace, split: SplitData, epoch: int, s
         f"scaled to about {args.max_side} px (the working resolution); seed {args.seed}",
     ]
     lines.append(
-        f"- Epoch mix (photos with hands / hand-free photos / hands pasted onto hand-free photos): "
-        f"{'/'.join(str(v) for v in args.mix)}; extra hand pasted onto photos with p={args.composite_prob}; "
+        f"- Epoch mix: {describe_epoch_mix(counts, args.mix)}; extra hand pasted onto photos with "
+        f"p={args.composite_prob}; "
         f"pasted size {args.paste_size[0]}-{args.paste_size[1]} of the shorter side, "
         f"{args.paste_edge_prob} entering from an edge; strong colour cast or grey p={args.cast_prob}"
     )
@@ -476,13 +491,14 @@ def model_card_details(args: argparse.Namespace, split: SplitData, epoch: int, s
     return "\n".join(lines)
 
 
-def plot_curves(metrics_path: Path, png_path: Path) -> None:
+def curves_figure(rows: list[dict]):
+    """Loss and validation curves over whole-numbered epochs, from metrics.jsonl rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
@@ -498,7 +514,17 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
             ax_dice.plot(epochs, marked, linestyle="--", color="black", label="hand-free: share marked")
         ax_dice.legend(fontsize=8)
     ax_dice.set(title="validation dice (photos with hands)", xlabel="epoch")
+    for ax in (ax_loss, ax_dice):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(metrics_path: Path, png_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    fig = curves_figure(rows)
     tmp = png_path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
@@ -605,6 +631,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = torch.load(args.resume / "last" / STATE_FILE, map_location=env.device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"]
+        if start_epoch >= args.epochs:
+            print(
+                f"error: {args.resume} has already trained {start_epoch} epochs and --epochs is {args.epochs}: "
+                f"nothing to do; raise --epochs (e.g. --epochs {start_epoch + 10}) to train on",
+                file=sys.stderr,
+            )
+            return 2
         best_score = state.get("best_score", state.get("best_dice", -math.inf))  # older runs: "best_dice"
         random.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"].cpu())
@@ -646,7 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
 
         title = f"HandUNet, last checkpoint (epoch {epoch_done})"
-        save_checkpoint(out / "last", model, title, model_card_details(args, split, epoch_done, None), state)
+        details = model_card_details(args, split, epoch_done, None, train_set.counts)
+        save_checkpoint(out / "last", model, title, details, state)
 
     use_amp = args.gpu and args.amp
     for epoch in range(start_epoch, args.epochs):
@@ -729,7 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_last(epoch + 1, interrupted=False)
             if improved:
                 title = f"HandUNet, best validation epoch (epoch {epoch + 1})"
-                save_checkpoint(out / "best", model, title, model_card_details(args, split, epoch + 1, summary))
+                details = model_card_details(args, split, epoch + 1, summary, train_set.counts)
+                save_checkpoint(out / "best", model, title, details)
             dice_text = f"{val_dice:.4f}" if val_dice is not None else "n/a"
             marked_text = f", hand-free marked {100 * hand_free['mean_marked']:.1f}%" if hand_free else ""
             print(

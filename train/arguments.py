@@ -1,0 +1,157 @@
+"""`python -m train.run`'s command line: flags, their defaults, and how --resume and --init fill them in."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+import handseg
+from handseg.encoders import LITE_VARIANTS
+from handseg.model import DEFAULT_DECODER_CHANNELS
+from train.checkpoints import STATE_FILE
+from train.data import add_data_arguments
+
+
+def _floats(count: int):
+    def parse(text: str) -> tuple[float, ...]:
+        values = tuple(float(v) for v in text.split(","))
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+#: Peak learning rates: from scratch or ImageNet, and when fine-tuning a trained model (`--init`),
+#: where one epoch at 1e-3 from hands_v2 undid what the model knew; hands_v3 was fine-tuned at 2e-4.
+LR_FRESH, LR_FINE_TUNE = 1e-3, 2e-4
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m train.run",
+        description="Train a HandUNet hand segmenter. Multi-GPU: torchrun --nproc_per_node N -m train.run --gpu ...",
+        formatter_class=_HelpFormatter,
+    )
+    add_data_arguments(p)
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<time>; with --resume: that folder)")
+    p.add_argument("--epochs", type=int, default=30, help="train until this epoch (also with --resume)")
+    p.add_argument("--batch-size", type=int, default=8, help="per process")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help=f"peak AdamW learning rate, cosine decay per epoch (default: {LR_FRESH}; {LR_FINE_TUNE} with --init)",
+    )
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--img-size", type=int, default=256, help="side of the square training crops")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        help="working resolution: images are scaled so their longer side is about "
+        "this before cropping, and segment() runs the model at it (default: the --init model's, else --img-size)",
+    )
+    p.add_argument(
+        "--base-channels", type=int, default=64, help="width of the original U-Net (64 = the original network)"
+    )
+    p.add_argument(
+        "--encoder",
+        choices=list(LITE_VARIANTS),
+        help="pretrained-capable encoder under a U-Net decoder (default: none, the original U-Net)",
+    )
+    p.add_argument("--pretrained", action="store_true", help="start the encoder from ImageNet weights")
+    p.add_argument(
+        "--decoder-channels",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=list(DEFAULT_DECODER_CHANNELS),
+        help="decoder widths with --encoder (5, comma-separated)",
+    )
+    p.add_argument(
+        "--init",
+        help="start from this hub folder or repo id (e.g. a converted MODEL.pth); its architecture, "
+        "normalization and working resolution are kept unless given",
+    )
+    p.add_argument("--resume", type=Path, help="continue the run in this folder from its last/ checkpoint")
+    p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
+    mix = p.add_argument_group("hand-free photos, compositing and labels")
+    mix.add_argument(
+        "--mix",
+        type=_floats(3),
+        default=(0.5, 0.2, 0.3),
+        help="shares of an epoch: photos with hands, hand-free photos (empty masks), and hands pasted onto "
+        "hand-free photos; each photo with hands is seen once an epoch",
+    )
+    mix.add_argument("--composite", help="folder of hand cut-outs on black (images/ + masks/), e.g. ASL cut-outs")
+    mix.add_argument(
+        "--composite-prob", type=float, default=0.3, help="share of photos with hands given an extra pasted hand"
+    )
+    mix.add_argument(
+        "--paste-size", type=_floats(2), default=(0.3, 0.9), help="pasted hand's longer side / background's shorter"
+    )
+    mix.add_argument("--paste-edge-prob", type=float, default=0.6, help="share of pasted hands entering from an edge")
+    mix.add_argument("--cast-prob", type=float, default=0.25, help="share given a strong colour cast or made grey")
+    mix.add_argument(
+        "--label-policy",
+        choices=["hand", "as-labelled"],
+        default="hand",
+        help="hand: the hand up to the wrist (forearms in --forearm-sources are cut at the wrist found in "
+        "train/wrist_landmarks.csv, or by geometry, and become background); as-labelled: every mask as drawn",
+    )
+    mix.add_argument(
+        "--forearm-sources", default="hgr,indoor", help="sources whose masks include the bare forearm (comma-separated)"
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is not None:
+        # Flags given now override those the run was started with.
+        given = build_parser()
+        for action in given._actions:
+            action.default = argparse.SUPPRESS
+        explicit = vars(given.parse_args(argv))
+        state_path = args.resume / "last" / STATE_FILE
+        if not state_path.is_file():
+            parser.error(f"--resume: {state_path} not found")
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)["args"]
+        merged = {**saved, **explicit}
+        args = argparse.Namespace(**{**vars(args), **merged})
+        args.resume = Path(args.resume)
+        args.out = Path(args.out) if args.out else args.resume
+    if not args.data:
+        parser.error("--data is required")
+    if args.init and args.resume is None:
+        if args.encoder or args.pretrained:
+            parser.error("--init keeps the initial model's architecture: drop --encoder/--pretrained")
+        if args.max_side is None:  # keep the working resolution the model was made for
+            args.max_side = handseg.HandUNet.from_pretrained(args.init).max_side
+    if args.lr is None:
+        args.lr = LR_FINE_TUNE if args.init else LR_FRESH
+    if getattr(args, "max_side", None) is None:
+        args.max_side = args.img_size
+    if sum(args.mix) <= 0 or min(args.mix) < 0 or args.mix[0] <= 0:
+        parser.error("--mix: three non-negative shares, the first (photos with hands) above 0")
+    if args.out is None:
+        args.out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    args.out = Path(args.out)
+    return args
+
+
+def args_to_json(args: argparse.Namespace) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "resume"}

@@ -1,0 +1,108 @@
+"""One epoch of training and one of validation, with the loss and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+
+import datasets
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+import handseg
+from train.distributed import Distributed
+from train.evaluate import score_dataset, summarize
+from train.labels import HAND, IGNORE, LabelPolicy
+
+
+def bce_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft dice (per image, then averaged) over labelled pixels.
+
+    `labels` is a uint8 label map batch (N, 1, H, W): HAND, BACKGROUND or IGNORE (no loss).
+    On a hand-free image the dice term is 1/(sum of predicted probability + 1): any hand
+    painted there costs."""
+    logits = logits.float()
+    target = (labels == HAND).float()
+    weight = (labels != IGNORE).float()
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / weight.sum().clamp(
+        min=1
+    )
+    prob = torch.sigmoid(logits) * weight
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    total = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+    dice = (2 * inter + 1.0) / (total + 1.0)
+    return bce + (1 - dice).mean()
+
+
+def cosine_factor(epoch_index: int, total_epochs: int, floor: float = 0.02) -> float:
+    """LR multiplier for 0-based epoch `epoch_index`: 1 at the first epoch, cosine down to `floor`.
+
+    Depends only on the epoch, so a resumed run with more epochs continues the
+    same curve for the epochs already trained."""
+    progress = epoch_index / max(1, total_epochs)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, peak_lr: float, epoch_index: int, total_epochs: int) -> float:
+    """The schedule is a pure function of the epoch (see cosine_factor), so a resumed run with a new
+    --epochs continues exactly where it stopped."""
+    lr = peak_lr * cosine_factor(epoch_index, total_epochs)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def train_one_epoch(
+    net: torch.nn.Module,
+    model: handseg.HandUNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    env: Distributed,
+    *,
+    use_amp: bool,
+    stop_requested: Callable[[], bool],
+    description: str,
+) -> float:
+    """Mean loss over this process's batches; stops early, after a batch, once `stop_requested()` on
+    any rank. `net` runs forward (the model, or its DistributedDataParallel wrapper); `model` holds
+    the parameters."""
+    net.train()
+    total, batches = 0.0, 0
+    progress = None
+    if env.main:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(loader), desc=description, unit="batch", file=sys.stderr, leave=False)
+    for x, y in loader:
+        x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+        # channels_last on every device: on a CPU too it halves the step time (the model keeps the
+        # layout through its padding; `python benchmarks/stages.py`, training-step rows).
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = net(x)
+        loss = bce_dice_loss(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        total += float(loss.detach())
+        batches += 1
+        if progress:
+            progress.update()
+            progress.set_postfix(loss=f"{total / batches:.4f}")
+        if env.any(stop_requested()):
+            break
+    if progress:
+        progress.close()
+    return total / max(1, batches)
+
+
+def validate(model: handseg.HandUNet, val: datasets.Dataset, policy: LabelPolicy, env: Distributed) -> dict | None:
+    """Each rank scores its share of the val images through handseg.segment; every rank gets the summary.
+    Scored under the label policy it trains: a forearm it rightly leaves out is no miss."""
+    model.eval()
+    shard = range(env.rank, len(val), env.world)
+    rows = env.gather(score_dataset(model, val, indices=shard, policy=policy))
+    return summarize(rows) if rows else None

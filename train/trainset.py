@@ -1,0 +1,153 @@
+"""The training set: an epoch of augmented crops of photos with hands, hand-free photos and composites,
+and the sampler that hands out (epoch, index) keys so every item is reproducible."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+from handseg.image import to_model_input
+from train.augment import Augmenter, fit_longer_side
+from train.composite import HandCutout, PasteSettings, cutout_from_black, cutouts_from_photo, paste_hand, paste_hands
+from train.data import load_pair, load_split, mask_is_empty
+from train.labels import LabelPolicy
+
+
+class AslBank:
+    """Hand cut-outs on black (with masks), decoded on first use and kept small."""
+
+    def __init__(self, folder: str | Path, max_side: int) -> None:
+        self.items = load_split(folder, val_percent=0).train
+        self.max_side = max_side
+        self.cache: dict[int, HandCutout] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> HandCutout:
+        if i not in self.cache:
+            self.cache[i] = cutout_from_black(*fit_longer_side(*load_pair(self.items[i]), self.max_side))
+        return self.cache[i]
+
+
+class TrainSet(Dataset):
+    """An epoch of augmented training crops: every photo with hands once, then hand-free photos
+    and composites (hands pasted onto hand-free photos) in the shares of `mix`.
+
+    Indexed by (epoch, i) so each item is a pure function of (seed, epoch, i): identical with any
+    number of workers or ranks. Photos are decoded once, at the largest size augmentation can ask
+    for, and given their label map under the label policy (`train.labels`)."""
+
+    def __init__(
+        self,
+        ds: datasets.Dataset,
+        augmenter: Augmenter,
+        seed: int,
+        *,
+        mix: Sequence[float] = (1.0, 0.0, 0.0),
+        asl: AslBank | None = None,
+        composite_prob: float = 0.0,
+        paste: PasteSettings | None = None,
+        policy: LabelPolicy | None = None,
+    ) -> None:
+        self.ds, self.augmenter, self.seed = ds, augmenter, seed
+        self.asl, self.composite_prob, self.paste = asl, composite_prob, paste or PasteSettings()
+        self.policy = policy or LabelPolicy()
+        empty = [mask_is_empty(ds[i]) for i in range(len(ds))]
+        self.photos = [i for i, e in enumerate(empty) if not e]
+        self.hand_free = [i for i, e in enumerate(empty) if e]
+        share = np.asarray(mix, float) / sum(mix)
+        if not self.hand_free:
+            share = np.array([1.0, 0.0, 0.0])
+        if not self.photos and share[0] > 0:
+            share = np.array([0.0, 1.0, 0.0])  # only hand-free photos: nothing to paste either
+        total = round(len(self.photos) / share[0]) if share[0] > 0 else len(self.hand_free)
+        self.counts = (len(self.photos), round(total * share[1]), round(total * share[2]))
+        # Hands whose own photo shows a bare forearm, now labelled background: pasted often, so that
+        # "an arm is not a hand" is learned from many scenes, not only from these photos' own.
+        self.forearm_photos = [i for i in self.photos if ds[i]["source"] in self.policy.forearm_sources]
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.cutout_cache: dict[int, list[HandCutout]] = {}
+        # Decode once, at the largest size augmentation can ask for.
+        self.keep_side = int(augmenter.working_side * augmenter.scale_range[1] * 1.1)
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def photo(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row i of the dataset: RGB and label map (under the label policy), at most keep_side."""
+        return self.photo_and_mask(i)[:2]
+
+    def photo_and_mask(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB, label map and the source's own mask (hand plus forearm where the source draws one)."""
+        if i not in self.cache:
+            example = self.ds[i]
+            rgb, mask = load_pair(example)
+            # Labels at full size: the wrist landmarks are in the full image's pixels.
+            labels = self.policy.labels(mask, example["source"], example["id"])
+            small_rgb, labels = fit_longer_side(rgb, labels, self.keep_side)
+            self.cache[i] = (small_rgb, labels, fit_longer_side(rgb, mask, self.keep_side)[1])
+        return self.cache[i]
+
+    def random_hand(self, rng: np.random.Generator) -> HandCutout:
+        """A hand cut from a labelled photo, with whatever forearm its mask drew (labelled as the policy
+        says); a quarter of draws are ASL cut-outs when there are any, and a third of the rest come from
+        photos with a bare forearm."""
+        if self.asl is not None and (not self.photos or rng.random() < 0.25):
+            return self.asl[int(rng.integers(len(self.asl)))]
+        pool = self.forearm_photos if self.forearm_photos and rng.random() < 1 / 3 else self.photos
+        i = pool[int(rng.integers(len(pool)))]
+        if i not in self.cutout_cache:
+            rgb, labels, mask = self.photo_and_mask(i)
+            self.cutout_cache[i] = cutouts_from_photo(rgb, mask, labels) or cutouts_from_photo(
+                rgb, mask, labels, min_share=0
+            )
+        cutouts = self.cutout_cache[i]
+        return cutouts[int(rng.integers(len(cutouts)))] if cutouts else self.random_hand(rng)
+
+    def item(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """RGB and label map of item i before augmentation: a photo with hands (sometimes with a hand
+        pasted in), a hand-free photo, or a composite, by where i falls in `counts`."""
+        rng = np.random.default_rng([self.seed, epoch, i, 1])
+        n_photo, n_free, _ = self.counts
+        if i < n_photo:
+            rgb, labels = self.photo(self.photos[i])
+            if (self.photos or self.asl) and rng.random() < self.composite_prob:
+                rgb, labels, _ = paste_hand(rgb, labels, self.random_hand(rng), rng, self.paste)
+            return rgb, labels
+        if i < n_photo + n_free:  # walk through the hand-free photos over the epochs
+            j = self.hand_free[(i - n_photo + epoch * n_free) % len(self.hand_free)]
+            return self.photo(j)
+        rgb, labels = self.photo(self.hand_free[int(rng.integers(len(self.hand_free)))])
+        draws = [self.random_hand(rng) for _ in range(1 + int(rng.random() > 0.6) + int(rng.random() > 0.9))]
+        rgb, labels = paste_hands(rgb, labels, draws, rng, self.paste)
+        return rgb, labels
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = key
+        rgb, labels = self.item(epoch, i)
+        rng = np.random.default_rng([self.seed, epoch, i])
+        rgb, labels = self.augmenter(rgb, labels, rng)
+        return to_model_input(rgb), torch.from_numpy(labels[None].copy())
+
+
+class EpochSampler(Sampler):
+    """Wraps a DistributedSampler and yields (epoch, index) keys for TrainSet."""
+
+    def __init__(self, base: DistributedSampler) -> None:
+        self.base, self.epoch = base, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)

@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="stop after this many training steps in all (a smoke test: the last epoch is cut short, then "
+        "validated and saved as usual)",
+    )
     mix = p.add_argument_group("hand-free photos, compositing and labels")
     mix.add_argument(
         "--mix",
@@ -104,6 +110,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mix.add_argument("--paste-edge-prob", type=float, default=0.6, help="share of pasted hands entering from an edge")
     mix.add_argument("--cast-prob", type=float, default=0.25, help="share given a strong colour cast or made grey")
+    mix.add_argument(
+        "--distractor-prob",
+        type=float,
+        default=0.5,
+        help="share of hand-free photos and composites given one or two distractors: patches of hand-free photos "
+        "(faces, hair, skin, flowers, fabrics) pasted exactly like hands and labelled background (photos with "
+        "hands: half this share)",
+    )
+    mix.add_argument(
+        "--distractor-hand-shaped", type=float, default=0.5, help="share of distractors cut with a hand's silhouette"
+    )
+    mix.add_argument(
+        "--distractor-warm-bias",
+        type=float,
+        default=0.5,
+        help="share of distractors taken from the warmest of four windows (skin, pink, orange, gold)",
+    )
+    mix.add_argument(
+        "--face-overlap-prob",
+        type=float,
+        default=0.3,
+        help="share of hands pasted onto face photos that go over the face (cheek, chin, mouth)",
+    )
+    mix.add_argument(
+        "--jpeg-prob", type=float, default=0.5, help="share of pasted-on photos re-encoded as JPEG (quality 40-95)"
+    )
+    mix.add_argument(
+        "--match-sharpness",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="blur pasted hands and distractors and add grain to match the background around them",
+    )
     mix.add_argument(
         "--label-policy",
         choices=["hand", "as-labelled"],

@@ -82,6 +82,12 @@ def model_card_details(
         f"pasted size {args.paste_size[0]}-{args.paste_size[1]} of the shorter side, "
         f"{args.paste_edge_prob} entering from an edge; strong colour cast or grey p={args.cast_prob}"
     )
+    lines.append(
+        f"- Distractors (hand-free patches pasted like hands, labelled background): p={args.distractor_prob} "
+        f"(hand-shaped {args.distractor_hand_shaped}, warmest window {args.distractor_warm_bias}); hands over "
+        f"faces p={args.face_overlap_prob}; pasted-on photos re-encoded as JPEG p={args.jpeg_prob}; sharpness "
+        f"and grain matched: {'yes' if args.match_sharpness else 'no'}"
+    )
     if args.composite:
         lines.append(f"- Hand cut-outs on black from `{args.composite}` among the pasted hands")
     policy = "hand up to the wrist" if args.label_policy == "hand" else "masks as labelled"

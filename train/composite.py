@@ -9,14 +9,23 @@ way hands appear in photographs:
   and forearm cut by the frame, as in real photos), or anywhere, partly outside;
 - the background's colour cast and brightness transferred onto it, a light
   gradient for shading, sometimes blurred to the background's sharpness;
+- its sharpness and noise matched to the background's around it (blurred where it is
+  sharper, grain added where the background is noisier), so the seam does not show;
 - soft edges: the hand is alpha-blended with a feathered matte, its label map
   is taken where the matte is at least one half, so the mask follows the pasted
   pixels exactly, and the cut-out's outermost pixel ring (the source photo's
   background) is never pasted, so there is no halo.
+
+Distractors (`distractor_cutout`) go through exactly the same pipeline: patches of hand-free
+photos (faces, hair, necks, flowers, fabrics, warm-coloured things), cut with a hand's silhouette
+or a blob and labelled background everywhere, so that "looks pasted" says nothing about "hand".
+`jpeg_roundtrip` re-encodes a finished composite, so pasted edges carry the same artefacts as the
+rest of the photo.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +83,18 @@ class PasteSettings:
     match_colour: tuple[float, float] = (0.4, 1.0)  #: how much of the background's cast is transferred
     blur_prob: float = 0.3
     feather: tuple[float, float] = (0.6, 1.5)  #: matte blur sigma in pixels
+    match_sharpness: bool = True  #: blur and add grain so the paste looks as sharp and noisy as its surroundings
+    face_overlap_prob: float = 0.3  #: share of hands pasted onto a face photo that go over the face itself
+    jpeg_prob: float = 0.5  #: share of pasted-on photos re-encoded as JPEG (quality 40-95) afterwards
+
+
+@dataclass
+class DistractorSettings:
+    """Non-hand patches pasted like hands and labelled background (`python -m train.run --help`)."""
+
+    prob: float = 0.5  #: share of hand-free photos and composites given one or two (photos with hands: half that)
+    hand_shaped: float = 0.5  #: share cut with a real hand's silhouette (the rest: blobs)
+    warm_bias: float = 0.5  #: share taken from the warmest of four candidate windows (skin, pink, gold)
 
 
 def _rotate(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, degrees: float):
@@ -112,18 +133,109 @@ def _colour_matched(hand: np.ndarray, shape: np.ndarray, background: np.ndarray,
     return np.clip(x, 0, 255)
 
 
+def _detail(grey: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Mean absolute difference from a slightly blurred copy: how much fine detail (sharpness) there is."""
+    diff = np.abs(grey - ndimage.gaussian_filter(grey, 1.0))
+    return float(diff[where].mean() if where is not None and where.any() else diff.mean())
+
+
+def _noise_sigma(grey: np.ndarray) -> float:
+    """Immerkaer's fast estimate of white-noise sigma, from a Laplacian-difference kernel."""
+    if min(grey.shape) < 3:
+        return 0.0
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    response = ndimage.convolve(grey, kernel)[1:-1, 1:-1]
+    return float(np.abs(response).mean() * np.sqrt(np.pi / 2) / 6)
+
+
+def match_sharpness_and_noise(
+    paste: np.ndarray, inner: np.ndarray, surroundings: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Blur `paste` (float RGB) until it is no sharper than `surroundings` (uint8 RGB, the background
+    under and around it), then add the grain the surroundings have and it lacks."""
+    grey = paste.mean(axis=2)
+    around = surroundings.astype(np.float32).mean(axis=2)
+    target = _detail(around)
+    if _detail(grey, inner) > 1.1 * target:
+        for sigma in (0.5, 0.8, 1.2, 1.7, 2.4):
+            blurred = ndimage.gaussian_filter(paste, (sigma, sigma, 0))
+            if _detail(blurred.mean(axis=2), inner) <= 1.1 * target:
+                break
+        paste = blurred
+    missing = _noise_sigma(around) ** 2 - _noise_sigma(paste.mean(axis=2)) ** 2
+    if missing > 0.25:
+        paste = paste + rng.normal(0, np.sqrt(missing), paste.shape[:2])[..., None]
+    return np.clip(paste, 0, 255)
+
+
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """The image as a JPEG at `quality` would decode: pasted and photographed pixels alike get its artefacts."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    return np.array(Image.open(buffer).convert("RGB"))
+
+
+def blob_shape(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random blob filling much of a (height, width) box: two to four overlapping ellipses."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    shape = np.zeros((height, width), bool)
+    for _ in range(int(rng.integers(2, 5))):
+        cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+        ry, rx = rng.uniform(0.15, 0.45) * height, rng.uniform(0.15, 0.45) * width
+        angle = rng.uniform(0, np.pi)
+        dy, dx = ys - cy, xs - cx
+        u = dx * np.cos(angle) + dy * np.sin(angle)
+        v = -dx * np.sin(angle) + dy * np.cos(angle)
+        shape |= (u / rx) ** 2 + (v / ry) ** 2 <= 1
+    return shape
+
+
+def _warmth(rgb: np.ndarray) -> float:
+    """Share of pink, orange, gold and skin-coloured pixels (red above green above blue)."""
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    return float(((r > g + 10) & (g > b) & (r > 80)).mean())
+
+
+def distractor_cutout(
+    photo: np.ndarray,
+    shape: np.ndarray,
+    entry_edge: str | None,
+    rng: np.random.Generator,
+    warm_bias: float = 0.5,
+) -> HandCutout:
+    """A patch of a hand-free `photo` cut with `shape` (a hand's silhouette, or a blob), labelled
+    background everywhere. With probability `warm_bias` the warmest of four candidate windows is
+    taken (skin, pink petals, gold), the colours a hand segmenter might mistake for a hand."""
+    ph, pw = photo.shape[:2]
+    factor = min(1.0, 0.95 * ph / shape.shape[0], 0.95 * pw / shape.shape[1])
+    if factor < 1.0:
+        size = (max(2, round(shape.shape[1] * factor)), max(2, round(shape.shape[0] * factor)))
+        shape = np.array(Image.fromarray(shape.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
+    h, w = shape.shape
+    windows = []
+    for _ in range(4):
+        y0, x0 = int(rng.integers(0, ph - h + 1)), int(rng.integers(0, pw - w + 1))
+        windows.append(photo[y0 : y0 + h, x0 : x0 + w])
+    patch = max(windows, key=_warmth) if rng.random() < warm_bias else windows[0]
+    labels = np.full(shape.shape, BACKGROUND, np.uint8)
+    return HandCutout(np.ascontiguousarray(patch), labels, shape, entry_edge)
+
+
 def paste_hand(
     background: np.ndarray,
     labels: np.ndarray,
     cutout: HandCutout,
     rng: np.random.Generator,
     settings: PasteSettings | None = None,
+    centre: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paste `cutout` onto `background` (uint8 RGB) whose label map is `labels`.
 
-    Returns the new image, the new label map and the matte (float32 alpha in [0, 1]) used:
-    pixel = alpha * hand + (1 - alpha) * background, and the label is the cut-out's wherever
-    alpha >= 0.5, the background's elsewhere."""
+    `centre` = (y, x) as shares of the frame puts the cut-out's centre there (a hand over a face)
+    instead of at an edge or anywhere. Returns the new image, the new label map and the matte
+    (float32 alpha in [0, 1]) used: pixel = alpha * hand + (1 - alpha) * background, and the label
+    is the cut-out's wherever alpha >= 0.5, the background's elsewhere."""
     s = settings or PasteSettings()
     bh, bw = labels.shape
     rgb, lab, shape = cutout.rgb, cutout.labels, cutout.shape
@@ -131,7 +243,7 @@ def paste_hand(
     if rng.random() < 0.5:
         rgb, lab, shape = rgb[:, ::-1], lab[:, ::-1], shape[:, ::-1]
         edge = {"left": "right", "right": "left"}.get(edge, edge)
-    from_edge = edge is not None and rng.random() < s.edge_prob
+    from_edge = centre is None and edge is not None and rng.random() < s.edge_prob
     if from_edge:
         # Turn the cut-out so its arm side faces a chosen frame edge, give or take 20 degrees.
         target = EDGES[int(rng.integers(4))]
@@ -145,7 +257,9 @@ def paste_hand(
     factor = rng.uniform(*s.size_range) * min(bh, bw) / max(shape.shape)
     rgb, lab, shape = _resize(rgb, lab, shape, factor)
     h, w = shape.shape
-    if target is None:  # anywhere, up to a third of it outside the frame
+    if centre is not None:
+        y0, x0 = round(centre[0] * bh - h / 2), round(centre[1] * bw - w / 2)
+    elif target is None:  # anywhere, up to a third of it outside the frame
         y0 = int(rng.integers(-h // 3, max(bh - 2 * h // 3, -h // 3 + 1)))
         x0 = int(rng.integers(-w // 3, max(bw - 2 * w // 3, -w // 3 + 1)))
     else:  # flush with the edge, the arm side cut by it (a quarter of the cut-out may be outside)
@@ -175,6 +289,11 @@ def paste_hand(
     )
     matte_full *= ndimage.binary_dilation(inner, iterations=3)  # blur never reaches past the cut-out
     hand = _colour_matched(rgb, inner if inner.any() else shape, background, rng.uniform(*s.match_colour), rng)
+    if s.match_sharpness:
+        # Judge the background where the paste lands, plus a margin: what the seam sits in.
+        my, mx = (ty1 - ty0) // 4 + 2, (tx1 - tx0) // 4 + 2
+        around = background[max(0, ty0 - my) : ty1 + my, max(0, tx0 - mx) : tx1 + mx]
+        hand = match_sharpness_and_noise(hand, inner if inner.any() else shape, around, rng)
     if rng.random() < s.blur_prob:
         blurred = Image.fromarray(hand.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
         hand = np.asarray(blurred, np.float32)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from handseg.hub import hub_reachable
 from handseg.image import IMAGE_FILE_SUFFIXES, load_image, load_mask
 
 FEATURES = datasets.Features(
@@ -35,6 +37,17 @@ FEATURES = datasets.Features(
         "id": datasets.Value("string"),
     }
 )
+#: A set made by `python -m train.prepare`: the same columns plus each training photo's label map.
+PREPARED_FEATURES = datasets.Features(
+    {
+        **FEATURES,
+        # train.labels values (0 background, 1 hand, 255 not scored) at the stored size; None for
+        # validation and test photos, whose labels come from their full-size mask.
+        "labels": datasets.Image(decode=False),
+    }
+)
+#: The record train.prepare writes beside the Arrow files.
+PREPARED_FILE = "handseg_prepared.json"
 
 
 class DataError(ValueError):
@@ -69,6 +82,10 @@ class SplitData:
     val: datasets.Dataset
     problems: Problems
     test: datasets.Dataset = field(default_factory=lambda: _to_dataset([]))
+    #: Hand cut-outs carried by a prepared set (train.prepare --composite), for compositing.
+    cutouts: datasets.Dataset | None = None
+    #: How a prepared set was made (its handseg_prepared.json); None for any other data.
+    prepared: dict | None = None
 
     def describe(self) -> str:
         def counts(ds: datasets.Dataset) -> str:
@@ -171,22 +188,42 @@ def _from_folder_of_sources(root: Path, sources: Sequence[str] | None, problems:
     return rows_by_split
 
 
+def read_prepared_info(folder: str | Path) -> dict | None:
+    """The record of a set made by train.prepare, or None for any other saved dataset."""
+    path = Path(folder) / PREPARED_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not a readable record of a prepared dataset ({exc})") from None
+
+
 def _from_saved_or_hub(
     spec: str, image_column: str, mask_column: str, problems: Problems
-) -> tuple[datasets.Dataset, datasets.Dataset | None, datasets.Dataset | None]:
+) -> tuple[datasets.Dataset, datasets.Dataset | None, datasets.Dataset | None, datasets.Dataset | None]:
     path = Path(spec)
+    if not path.is_dir() and not hub_reachable():
+        raise DataError(
+            f"{spec}: no such folder here, and the Hugging Face Hub cannot be reached to load it as a dataset id "
+            "(for a prepared set, run python -m train.prepare --out FOLDER first)"
+        )
     try:
         loaded = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(spec)
-    except Exception as exc:  # datasets raises many types for a wrong id or folder
-        raise DataError(f"cannot load dataset {spec!r}: {exc}") from None
+        if isinstance(loaded, datasets.DatasetDict):
+            for part in loaded.values():
+                len(part) and part[len(part) - 1]  # touch the last row: a truncated Arrow file fails here
+    except Exception as exc:  # datasets and pyarrow raise many types for a wrong id or a broken folder
+        raise DataError(f"cannot load dataset {spec!r}: {type(exc).__name__}: {exc}") from None
     if isinstance(loaded, datasets.DatasetDict):
         train = next((loaded[k] for k in ("train",) if k in loaded), None)
         val = next((loaded[k] for k in ("validation", "val") if k in loaded), None)
         test = loaded["test"] if "test" in loaded else None
+        cutouts = loaded["cutouts"] if "cutouts" in loaded else None
         if train is None:
             raise DataError(f"{spec}: no 'train' split among {list(loaded)}")
     else:
-        train, val, test = loaded, None, None
+        train, val, test, cutouts = loaded, None, None, None
 
     def normalize(ds: datasets.Dataset) -> datasets.Dataset:
         for column in (image_column, mask_column):
@@ -196,16 +233,16 @@ def _from_saved_or_hub(
         ds = ds.cast_column(mask_column, datasets.Image(decode=False))
         source = ds["source"] if "source" in ds.column_names else [path.name or spec] * len(ds)
         ids = ds["id"] if "id" in ds.column_names else [str(i) for i in range(len(ds))]
-        out = datasets.Dataset.from_dict(
-            {"image": ds[image_column], "mask": ds[mask_column], "source": source, "id": [str(i) for i in ids]},
-            features=FEATURES,
-        )
-        return out
+        columns = {"image": ds[image_column], "mask": ds[mask_column], "source": source, "id": [str(i) for i in ids]}
+        if "labels" in ds.column_names:  # a prepared set's label maps
+            return datasets.Dataset.from_dict({**columns, "labels": ds["labels"]}, features=PREPARED_FEATURES)
+        return datasets.Dataset.from_dict(columns, features=FEATURES)
 
     return (
         normalize(train),
         normalize(val) if val is not None else None,
         normalize(test) if test is not None else None,
+        normalize(cutouts) if cutouts is not None else None,
     )
 
 
@@ -245,12 +282,28 @@ def load_split(
             "a folder of those with splits.csv, or a saved datasets directory"
         )
     else:
-        everything, explicit_val, explicit_test = _from_saved_or_hub(str(data), image_column, mask_column, problems)
-    test = explicit_test if explicit_test is not None else _to_dataset([])
-    if explicit_val is not None:
-        return _finish(SplitData(everything, explicit_val, problems, test))
+        everything, explicit_val, explicit_test, cutouts = _from_saved_or_hub(
+            str(data), image_column, mask_column, problems
+        )
+        prepared = read_prepared_info(root) if root.is_dir() else None
+        if sources:  # a saved set holds every source it was made from: keep those asked for
+            everything, explicit_val, explicit_test = (
+                _only_sources(ds, sources) for ds in (everything, explicit_val, explicit_test)
+            )
+        test = explicit_test if explicit_test is not None else _to_dataset([])
+        if explicit_val is not None:
+            return _finish(SplitData(everything, explicit_val, problems, test, cutouts, prepared))
+        train, val = _random_split(everything, val_percent, seed)
+        return _finish(SplitData(train, val, problems, test, cutouts, prepared))
     train, val = _random_split(everything, val_percent, seed)
-    return _finish(SplitData(train, val, problems, test))
+    return _finish(SplitData(train, val, problems, _to_dataset([])))
+
+
+def _only_sources(ds: datasets.Dataset | None, sources: Sequence[str]) -> datasets.Dataset | None:
+    if ds is None:
+        return None
+    wanted = set(sources)
+    return ds.select([i for i, s in enumerate(ds["source"]) if s in wanted])
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

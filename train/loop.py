@@ -64,10 +64,11 @@ def train_one_epoch(
     use_amp: bool,
     stop_requested: Callable[[], bool],
     description: str,
-) -> float:
-    """Mean loss over this process's batches; stops early, after a batch, once `stop_requested()` on
-    any rank. `net` runs forward (the model, or its DistributedDataParallel wrapper); `model` holds
-    the parameters."""
+    max_batches: int | None = None,
+) -> tuple[float, int]:
+    """(mean loss over this process's batches, batches run). Stops early, after a batch, once
+    `stop_requested()` on any rank, or after `max_batches`. `net` runs forward (the model, or its
+    DistributedDataParallel wrapper); `model` holds the parameters."""
     net.train()
     total, batches = 0.0, 0
     progress = None
@@ -92,11 +93,11 @@ def train_one_epoch(
         if progress:
             progress.update()
             progress.set_postfix(loss=f"{total / batches:.4f}")
-        if env.any(stop_requested()):
+        if env.any(stop_requested()) or (max_batches is not None and batches >= max_batches):
             break
     if progress:
         progress.close()
-    return total / max(1, batches)
+    return total / max(1, batches), batches
 
 
 def validate(model: handseg.HandUNet, val: datasets.Dataset, policy: LabelPolicy, env: Distributed) -> dict | None:

@@ -37,7 +37,7 @@ from train.checkpoints import (
     save_checkpoint,
     training_state,
 )
-from train.composite import PasteSettings
+from train.composite import DistractorSettings, PasteSettings
 from train.data import DataError, SplitData, load_split_from_args
 from train.distributed import Distributed
 from train.evaluate import selection_score
@@ -89,9 +89,25 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     return handseg.HandUNet(base_channels=args.base_channels, max_side=args.max_side)
 
 
+def check_prepared(args: argparse.Namespace, prepared: dict) -> str | None:
+    """Why a prepared set (train.prepare) does not fit this run's flags, or None when it does."""
+    policy = prepared.get("label_policy")
+    if policy != args.label_policy:
+        return f"it holds label maps under --label-policy {policy}, this run asks for {args.label_policy}"
+    if policy == "hand" and sorted(args.forearm_sources.split(",")) != prepared.get("forearm_sources"):
+        return f"its forearms were cut in {','.join(prepared.get('forearm_sources', []))}, not {args.forearm_sources}"
+    if prepared.get("side", 0) < args.max_side:
+        return f"its photos are stored at {prepared.get('side')} px, below this run's --max-side {args.max_side}"
+    return None
+
+
 def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
     # Cut-outs are pasted at most about the working side, so keep them that small.
-    asl = AslBank(args.composite, max_side=args.max_side) if args.composite else None
+    asl = None
+    if args.composite:
+        asl = AslBank.from_folder(args.composite, max_side=args.max_side)
+    elif split.cutouts is not None and len(split.cutouts):  # carried by a prepared set
+        asl = AslBank(split.cutouts, max_side=args.max_side)
     augmenter = Augmenter(args.img_size, working_side=args.max_side, cast_prob=args.cast_prob)
     return TrainSet(
         split.train,
@@ -100,8 +116,17 @@ def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
         mix=args.mix,
         asl=asl,
         composite_prob=args.composite_prob,
-        paste=PasteSettings(size_range=tuple(args.paste_size), edge_prob=args.paste_edge_prob),
+        paste=PasteSettings(
+            size_range=tuple(args.paste_size),
+            edge_prob=args.paste_edge_prob,
+            match_sharpness=args.match_sharpness,
+            face_overlap_prob=args.face_overlap_prob,
+            jpeg_prob=args.jpeg_prob,
+        ),
         policy=LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else None,
+        distractors=DistractorSettings(
+            prob=args.distractor_prob, hand_shaped=args.distractor_hand_shaped, warm_bias=args.distractor_warm_bias
+        ),
     )
 
 
@@ -171,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(split.train) == 0:
         print("error: no training pairs (only val/test): " + split.describe(), file=sys.stderr)
         return 2
+    if split.prepared is not None:
+        mismatch = check_prepared(args, split.prepared)
+        if mismatch:
+            print(f"error: --data {args.data} was prepared differently: {mismatch}", file=sys.stderr)
+            return 2
+        log(f"prepared data: {split.prepared.get('image_format')} at {split.prepared.get('side')} px", file=sys.stderr)
     train_set = build_train_set(args, split)
     log("epoch: {} photos with hands, {} hand-free photos, {} composites".format(*train_set.counts), file=sys.stderr)
     loader, sampler = build_loader(train_set, args, env)
@@ -204,11 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             details = model_card_details(args, split, epoch_done, None, train_set.counts)
             save_checkpoint(out / "last", model, title, details, state)
 
+    steps_left = args.max_steps
     for epoch in range(start_epoch, args.epochs):
+        if steps_left is not None and steps_left <= 0:
+            break
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         lr = set_learning_rate(optimizer, args.lr, epoch, args.epochs)
-        train_loss = train_one_epoch(
+        train_loss, steps = train_one_epoch(
             net,
             model,
             loader,
@@ -217,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             use_amp=args.gpu and args.amp,
             stop_requested=stop.requested,
             description=f"epoch {epoch + 1}/{args.epochs}",
+            max_batches=steps_left,
         )
+        if steps_left is not None:
+            steps_left -= steps
         if env.any(stop.requested()):
             save_last(epoch, interrupted=True)  # weights mid-epoch; --resume redoes this epoch
             log(f"saved {out / 'last'} (interrupted in epoch {epoch + 1})", file=sys.stderr)

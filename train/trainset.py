@@ -3,17 +3,29 @@ and the sampler that hands out (epoch, index) keys so every item is reproducible
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from handseg.image import to_model_input
 from train.augment import Augmenter, fit_longer_side
-from train.composite import HandCutout, PasteSettings, cutout_from_black, cutouts_from_photo, paste_hand, paste_hands
+from train.composite import (
+    DistractorSettings,
+    HandCutout,
+    PasteSettings,
+    blob_shape,
+    cutout_from_black,
+    cutouts_from_photo,
+    distractor_cutout,
+    jpeg_roundtrip,
+    paste_hand,
+)
 from train.data import load_pair, load_split, mask_is_empty
 from train.labels import LabelPolicy
 
@@ -21,10 +33,15 @@ from train.labels import LabelPolicy
 class AslBank:
     """Hand cut-outs on black (with masks), decoded on first use and kept small."""
 
-    def __init__(self, folder: str | Path, max_side: int) -> None:
-        self.items = load_split(folder, val_percent=0).train
+    def __init__(self, items: datasets.Dataset, max_side: int) -> None:
+        self.items = items
         self.max_side = max_side
         self.cache: dict[int, HandCutout] = {}
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, max_side: int) -> AslBank:
+        """Cut-outs from an images/ + masks/ folder (e.g. ../shared/data/asl_cutouts)."""
+        return cls(load_split(folder, val_percent=0).train, max_side)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -33,6 +50,11 @@ class AslBank:
         if i not in self.cache:
             self.cache[i] = cutout_from_black(*fit_longer_side(*load_pair(self.items[i]), self.max_side))
         return self.cache[i]
+
+
+#: Hand-free photos whose subject is a face or a person (../shared/data ids): a pasted hand may go over
+#: the face itself, as fingers across a cheek or a chin on a fist.
+FACE_ID_PREFIXES = ("utkface_", "deepface_", "realfaces_", "gfpgan_")
 
 
 class TrainSet(Dataset):
@@ -54,9 +76,11 @@ class TrainSet(Dataset):
         composite_prob: float = 0.0,
         paste: PasteSettings | None = None,
         policy: LabelPolicy | None = None,
+        distractors: DistractorSettings | None = None,
     ) -> None:
         self.ds, self.augmenter, self.seed = ds, augmenter, seed
         self.asl, self.composite_prob, self.paste = asl, composite_prob, paste or PasteSettings()
+        self.distractors = distractors or DistractorSettings(prob=0.0)
         self.policy = policy or LabelPolicy()
         empty = [mask_is_empty(ds[i]) for i in range(len(ds))]
         self.photos = [i for i, e in enumerate(empty) if not e]
@@ -71,6 +95,7 @@ class TrainSet(Dataset):
         # Hands whose own photo shows a bare forearm, now labelled background: pasted often, so that
         # "an arm is not a hand" is learned from many scenes, not only from these photos' own.
         self.forearm_photos = [i for i in self.photos if ds[i]["source"] in self.policy.forearm_sources]
+        self.face_photos = {i for i in self.hand_free if str(ds[i]["id"]).startswith(FACE_ID_PREFIXES)}
         self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.cutout_cache: dict[int, list[HandCutout]] = {}
         # Decode once, at the largest size augmentation can ask for.
@@ -88,8 +113,10 @@ class TrainSet(Dataset):
         if i not in self.cache:
             example = self.ds[i]
             rgb, mask = load_pair(example)
-            # Labels at full size: the wrist landmarks are in the full image's pixels.
-            labels = self.policy.labels(mask, example["source"], example["id"])
+            if example.get("labels") is not None:  # a prepared set (train.prepare): made at full size already
+                labels = np.array(Image.open(io.BytesIO(example["labels"]["bytes"])))
+            else:  # at full size: the wrist landmarks are in the full image's pixels
+                labels = self.policy.labels(mask, example["source"], example["id"])
             small_rgb, labels = fit_longer_side(rgb, labels, self.keep_side)
             self.cache[i] = (small_rgb, labels, fit_longer_side(rgb, mask, self.keep_side)[1])
         return self.cache[i]
@@ -110,22 +137,55 @@ class TrainSet(Dataset):
         cutouts = self.cutout_cache[i]
         return cutouts[int(rng.integers(len(cutouts)))] if cutouts else self.random_hand(rng)
 
+    def random_distractor(self, rng: np.random.Generator) -> HandCutout:
+        """A patch of a hand-free photo, hand-shaped or a blob, labelled background (train.composite)."""
+        photo = self.photo(self.hand_free[int(rng.integers(len(self.hand_free)))])[0]
+        if rng.random() < self.distractors.hand_shaped and (self.photos or self.asl):
+            hand = self.random_hand(rng)
+            shape, edge = hand.shape, hand.entry_edge
+        else:
+            side = min(photo.shape[:2])
+            height, width = (int(rng.integers(side // 4, side // 2 + 2)) for _ in range(2))
+            shape = blob_shape(height, width, rng)
+            edge = None
+        return distractor_cutout(photo, shape, edge, rng, self.distractors.warm_bias)
+
     def item(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """RGB and label map of item i before augmentation: a photo with hands (sometimes with a hand
-        pasted in), a hand-free photo, or a composite, by where i falls in `counts`."""
+        """RGB and label map of item i before augmentation: a photo with hands, a hand-free photo, or a
+        composite (hands pasted onto a hand-free photo), by where i falls in `counts`; any of them may
+        get pasted hands and distractors (pasted like hands, labelled background)."""
         rng = np.random.default_rng([self.seed, epoch, i, 1])
         n_photo, n_free, _ = self.counts
+        can_paste_hands = bool(self.photos or self.asl)
+        can_distract = bool(self.hand_free) and self.distractors.prob > 0
+        hands = distractors = 0
+        on_face = False
         if i < n_photo:
             rgb, labels = self.photo(self.photos[i])
-            if (self.photos or self.asl) and rng.random() < self.composite_prob:
-                rgb, labels, _ = paste_hand(rgb, labels, self.random_hand(rng), rng, self.paste)
-            return rgb, labels
-        if i < n_photo + n_free:  # walk through the hand-free photos over the epochs
-            j = self.hand_free[(i - n_photo + epoch * n_free) % len(self.hand_free)]
-            return self.photo(j)
-        rgb, labels = self.photo(self.hand_free[int(rng.integers(len(self.hand_free)))])
-        draws = [self.random_hand(rng) for _ in range(1 + int(rng.random() > 0.6) + int(rng.random() > 0.9))]
-        rgb, labels = paste_hands(rgb, labels, draws, rng, self.paste)
+            hands = int(can_paste_hands and rng.random() < self.composite_prob)
+            distractors = int(can_distract and rng.random() < self.distractors.prob / 2)
+        else:
+            if i < n_photo + n_free:  # walk through the hand-free photos over the epochs
+                j = self.hand_free[(i - n_photo + epoch * n_free) % len(self.hand_free)]
+            else:
+                j = self.hand_free[int(rng.integers(len(self.hand_free)))]
+                hands = 1 + int(rng.random() > 0.6) + int(rng.random() > 0.9)  # 1-3: 60/30/10%
+                on_face = j in self.face_photos
+            rgb, labels = self.photo(j)
+            if can_distract and rng.random() < self.distractors.prob:
+                distractors = 1 + int(rng.random() > 0.7)
+        order = rng.permutation(["hand"] * hands + ["distractor"] * distractors)
+        for kind in order:
+            centre = None
+            if kind == "hand":
+                cutout = self.random_hand(rng)
+                if on_face and rng.random() < self.paste.face_overlap_prob:
+                    centre = (rng.uniform(0.4, 0.85), rng.uniform(0.25, 0.75))  # cheek, chin, mouth
+            else:
+                cutout = self.random_distractor(rng)
+            rgb, labels, _ = paste_hand(rgb, labels, cutout, rng, self.paste, centre=centre)
+        if len(order) and rng.random() < self.paste.jpeg_prob:
+            rgb = jpeg_roundtrip(rgb, int(rng.integers(40, 96)))
         return rgb, labels
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

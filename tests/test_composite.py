@@ -5,13 +5,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import handseg
 from handseg.image import load_mask
-from train.composite import HandCutout, PasteSettings, cutouts_from_photo, paste_hand, paste_hands
+from tests.conftest import REPO_ROOT
+from train.augment import Augmenter
+from train.composite import (
+    HandCutout,
+    PasteSettings,
+    blob_shape,
+    cutout_from_black,
+    cutouts_from_photo,
+    distractor_cutout,
+    match_sharpness_and_noise,
+    paste_hand,
+    paste_hands,
+)
 from train.data import load_split
 from train.evaluate import score_predictions
 from train.labels import BACKGROUND, HAND, IGNORE, LabelPolicy, cut_at_landmarks, cut_at_wrist
+from train.pseudo_labels import main as pseudo_labels_main
+from train.pseudo_labels import pseudo_label
 
 
 def arm_and_palm(height: int = 200, width: int = 120) -> np.ndarray:
@@ -109,3 +124,102 @@ def test_every_forearm_photo_has_its_wrist(data_dir):
     (wx, wy, kx, ky), *_ = policy.wrists[("hgr", photo)]
     assert labels[round(ky), round(kx)] == HAND  # the middle knuckle
     assert ((labels == BACKGROUND) & mask).sum() > 0.1 * mask.sum()  # a real part of the arm is cut off
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distractors_are_background_and_hands_stay_hands_exactly(seed, data_dir):
+    """A hand, then a distractor over part of it, then another hand: the label map is background
+    wherever the distractor's pixels dominate and hand wherever a hand's do, nothing else changes."""
+    rng = np.random.default_rng(seed)
+    faces = sorted((data_dir / "negatives" / "images").iterdir())
+    background = handseg.load_image(faces[seed])
+    other_face = handseg.load_image(faces[seed + 10])
+    photo = sorted((data_dir / "hgr" / "images").iterdir())[seed]
+    rgb, mask = handseg.load_image(photo), handseg.load_mask(data_dir / "hgr" / "masks" / f"{photo.stem}.png")
+    hand = cutout_from_black(np.where(mask[..., None], rgb, 0).astype(np.uint8), mask)  # all of it labelled hand
+    settings = PasteSettings(size_range=(0.6, 0.9))
+    labels = np.zeros(background.shape[:2], np.uint8)
+    image, labels, _ = paste_hand(background, labels, hand, rng, settings, centre=(0.5, 0.5))
+    before = labels.copy()
+    silhouette = hand.shape if seed % 2 else blob_shape(80, 60, rng)
+    distractor = distractor_cutout(other_face, silhouette, "bottom", rng)
+    assert (distractor.labels == BACKGROUND).all()
+    image, labels, alpha = paste_hand(image, labels, distractor, rng, settings, centre=(0.5, 0.5))
+    assert (alpha >= 0.5).any()
+    assert (labels[alpha >= 0.5] == BACKGROUND).all()  # background wherever the distractor shows
+    assert (labels[alpha < 0.5] == before[alpha < 0.5]).all()  # untouched elsewhere
+    image, labels, alpha = paste_hand(image, labels, hand, rng, settings)
+    assert (labels[alpha >= 0.5] == HAND).all()  # and hand wherever the next hand shows
+
+
+def test_a_hand_over_a_face_lands_where_it_is_asked(data_dir):
+    face = handseg.load_image(sorted((data_dir / "negatives" / "images").iterdir())[0])
+    _, _, alpha = paste_hand(
+        face, np.zeros(face.shape[:2], np.uint8), solid_cutout(), np.random.default_rng(0), centre=(0.7, 0.5)
+    )
+    ys, xs = np.nonzero(alpha >= 0.5)
+    assert abs(ys.mean() / face.shape[0] - 0.7) < 0.05 and abs(xs.mean() / face.shape[1] - 0.5) < 0.05
+
+
+def test_a_sharp_clean_paste_is_blurred_and_given_the_grain_of_its_surroundings():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    sharp = np.where(((yy // 4 + xx // 4) % 2)[..., None] == 1, 200.0, 60.0) * np.ones(3)  # a crisp checkerboard
+    soft = np.full((96, 96, 3), 128.0) + rng.normal(0, 6, (96, 96, 1))  # flat and grainy
+    soft = np.clip(soft, 0, 255).astype(np.uint8)
+    inside = np.ones((64, 64), bool)
+    matched = match_sharpness_and_noise(sharp.copy(), inside, soft, rng)
+    edges = np.abs(np.diff(matched.mean(axis=2), axis=1)).max()
+    assert edges < 140 * 0.8  # the checkerboard's 140-level steps are softened
+    flat = match_sharpness_and_noise(np.full((64, 64, 3), 100.0), inside, soft, rng)
+    assert 3 < flat.std() < 9  # grain like the surroundings' (sigma 6)
+
+
+def test_training_items_paste_distractors_as_background_only(data_dir):
+    """Hand-free items with distractors pasted in: something was pasted, and nothing is labelled hand."""
+    from train.composite import DistractorSettings
+    from train.trainset import TrainSet
+
+    split = load_split(data_dir, sources=["hgr", "negatives"])
+    train_set = TrainSet(
+        split.train, Augmenter(64, working_side=128), 0, mix=(0.5, 0.5, 0.0),
+        policy=LabelPolicy.hand_only(["hgr"]), distractors=DistractorSettings(prob=1.0),
+    )  # fmt: skip
+    n_photo, n_free, _ = train_set.counts
+    changed = 0
+    for i in range(n_photo, n_photo + 6):
+        rgb, labels = train_set.item(0, i)
+        j = train_set.hand_free[(i - n_photo) % len(train_set.hand_free)]
+        original = train_set.photo(j)[0]
+        assert (labels != HAND).all()
+        changed += int(not np.array_equal(rgb, original))
+    assert changed == 6
+
+
+def test_pseudo_labels_are_never_written_for_a_frame_without_a_detected_hand(tmp_path, data_dir):
+    """Three real gesture frames: one with MediaPipe's landmarks, one whose landmarks are taken away (as
+    if no hand had been found), one of a held-out person. Only the first may be written."""
+    lines = (REPO_ROOT / "train" / "gesture_landmarks.csv").read_text().splitlines()
+    found = {line.split(",")[1] for line in lines[1:]}
+    frames = sorted((data_dir / "gestures_unlabeled" / "images").iterdir())
+    usable = [p for p in frames if p.stem in found and not p.stem.startswith(("tongam", "viany"))]
+    with_hand, no_hand = usable[0], usable[1]
+    held_out = next(p for p in frames if p.stem in found and p.stem.startswith("tongam"))
+    folder = tmp_path / "data" / "gestures_unlabeled" / "images"
+    folder.mkdir(parents=True)
+    for path in (with_hand, no_hand, held_out):
+        (folder / path.name).write_bytes(path.read_bytes())
+    landmarks = tmp_path / "landmarks.csv"
+    kept_rows = [line for line in lines[1:] if line.split(",")[1] in (with_hand.stem, held_out.stem)]
+    landmarks.write_text("\n".join([lines[0], *kept_rows]) + "\n")
+    out = tmp_path / "pseudo"
+    assert pseudo_labels_main(["--data", str(tmp_path / "data"), "--landmarks", str(landmarks), "--out", str(out)]) == 0
+    report = {row.split(",")[0]: row for row in (out / "pseudo_labels.csv").read_text().splitlines()[1:]}
+    assert len(report) == 3 and "no hand found" in report[no_hand.stem]
+    written = {p.stem for p in out.glob("*/*.*")}
+    assert no_hand.stem not in written and held_out.stem not in written
+    assert written <= {with_hand.stem}
+    if written:  # kept: a label map of hand, not-scored and background values, with some hand
+        labels = np.array(Image.open(out / "labels" / f"{with_hand.stem}.png"))
+        assert set(np.unique(labels).tolist()) <= {BACKGROUND, HAND, IGNORE} and (labels == HAND).any()
+    assert not pseudo_label("x", np.zeros((8, 8, 3), np.uint8), [], np.zeros((8, 8), np.float32)).kept

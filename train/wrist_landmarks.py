@@ -1,13 +1,17 @@
-"""Find the wrist in the photos whose masks include the forearm, for the hand-only label policy.
+"""Find the wrist in the photos whose masks include the forearm, for the hand-only label policy, and
+the hands in unlabelled frames, for pseudo-labels (train/pseudo_labels.py).
 
     pip install mediapipe==0.10.21   # a training-time helper only; never a dependency of handseg
     python train/wrist_landmarks.py --data ../shared/data --sources hgr,indoor --out train/wrist_landmarks.csv
+    python train/wrist_landmarks.py --data ../shared/data --sources gestures_unlabeled \
+        --out train/gesture_landmarks.csv
 
 MediaPipe Hands (Apache-2.0, its palm and landmark models ship inside the package) gives 21
-landmarks per hand; this keeps the wrist (0) and the middle finger's knuckle (9), in pixels of
-the image as displayed (EXIF-rotated). `train.labels.LabelPolicy` cuts each mask at the line
-through the wrist across the hand's axis. Photos where no hand is found are left out of the file,
-and the geometric rule of `train.labels.cut_at_wrist` applies to them.
+landmarks per hand; the file has the wrist (0) and the middle finger's knuckle (9), in pixels of
+the image as displayed (EXIF-rotated), and all 21 in its `landmarks` column ("x,y" pairs).
+`train.labels.LabelPolicy` cuts each mask at the line through the wrist across the hand's axis.
+Photos where no hand is found are left out of the file, and the geometric rule of
+`train.labels.cut_at_wrist` applies to them.
 
 Standalone on purpose (numpy, Pillow, mediapipe): MediaPipe pins its own numpy, so it can live in
 a virtual environment of its own.
@@ -23,7 +27,7 @@ import mediapipe as mp
 import numpy as np
 from PIL import Image, ImageOps
 
-COLUMNS = ["source", "id", "hand", "wrist_x", "wrist_y", "knuckle_x", "knuckle_y", "score"]
+COLUMNS = ["source", "id", "hand", "wrist_x", "wrist_y", "knuckle_x", "knuckle_y", "score", "landmarks"]
 
 
 def main() -> None:
@@ -47,9 +51,11 @@ def main() -> None:
                     continue
                 for n, (marks, side) in enumerate(zip(found.multi_hand_landmarks, found.multi_handedness)):
                     wrist, knuckle = marks.landmark[0], marks.landmark[9]
+                    every = " ".join(f"{m.x * w:.1f},{m.y * h:.1f}" for m in marks.landmark)
                     rows.append(
                         [source, path.stem, n, round(wrist.x * w, 1), round(wrist.y * h, 1),
-                         round(knuckle.x * w, 1), round(knuckle.y * h, 1), round(side.classification[0].score, 3)]
+                         round(knuckle.x * w, 1), round(knuckle.y * h, 1), round(side.classification[0].score, 3),
+                         every]
                     )  # fmt: skip
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)

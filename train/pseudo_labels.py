@@ -1,0 +1,204 @@
+"""Pseudo-labels for unlabelled frames of real hands beside faces (../shared/data/gestures_unlabeled).
+
+    python train/wrist_landmarks.py --data ../shared/data --sources gestures_unlabeled --out train/gesture_landmarks.csv
+    python -m train.pseudo_labels --data ../shared/data --out cache/gestures_pseudo --gallery cache/gestures_gallery
+
+A training-time teacher, never a runtime dependency of handseg:
+
+1. the current model (default: the shipped one) with flips and three working resolutions averaged,
+   refined by the dense CRF;
+2. kept only where MediaPipe Hands found a hand (train/gesture_landmarks.csv, made beforehand in
+   MediaPipe's own virtual environment): connected regions that hold none of its landmarks go;
+3. cut at the wrist landmark under the label policy (train.labels: hand, a band behind the wrist
+   left unlabelled, forearm background), and a thin band along the hand's outline left unlabelled;
+4. a frame is dropped when teacher and landmarks disagree: a hand whose landmarks mostly fall
+   outside the teacher's mask, or a sizeable region the teacher marks where no hand was found.
+
+Frames without a detected hand are never written. People named by `--hold-out` are never written
+either: they are kept out of training to look at. Output: `images/` (the frames' own bytes),
+`labels/` (0 background, 1 hand, 255 not scored) and `masks/` (0/255, the hand), plus
+`pseudo_labels.csv` with what happened to every frame; `--gallery` draws every frame, kept or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+import handseg
+from handseg.crf import refine_with_crf
+from train.labels import HAND, IGNORE, cut_at_landmarks
+
+SOURCE = "gestures_unlabeled"
+DEFAULT_LANDMARKS = Path(__file__).with_name("gesture_landmarks.csv")
+#: Working resolutions the teacher averages over (each also mirrored).
+TEACHER_SIDES = (384, 512, 640)
+
+
+@dataclass
+class FoundHand:
+    """MediaPipe's 21 landmarks of one hand, in pixels: (x, y) rows; 0 is the wrist, 9 the middle knuckle."""
+
+    points: np.ndarray
+
+    @property
+    def wrist_and_knuckle(self) -> tuple[float, float, float, float]:
+        (wx, wy), (kx, ky) = self.points[0], self.points[9]
+        return float(wx), float(wy), float(kx), float(ky)
+
+
+@dataclass
+class PseudoLabel:
+    frame_id: str
+    kept: bool
+    reason: str  #: why it was dropped, or what was kept
+    labels: np.ndarray | None = None  #: uint8 (H, W): BACKGROUND, HAND, IGNORE
+
+
+def read_landmarks(path: str | Path) -> dict[str, list[FoundHand]]:
+    """id -> hands found in that frame (rows of train/wrist_landmarks.py's file with a `landmarks` column)."""
+    hands: dict[str, list[FoundHand]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            points = np.array([[float(v) for v in pair.split(",")] for pair in row["landmarks"].split()])
+            hands.setdefault(row["id"], []).append(FoundHand(points))
+    return hands
+
+
+def teacher_probability(model, rgb: np.ndarray) -> np.ndarray:
+    """The model's hand probability averaged over TEACHER_SIDES, each as is and mirrored."""
+    total = np.zeros(rgb.shape[:2], np.float32)
+    for side in TEACHER_SIDES:
+        total += handseg.segment(rgb, model, max_side=side).probability
+        total += handseg.segment(np.ascontiguousarray(rgb[:, ::-1]), model, max_side=side).probability[:, ::-1]
+    return total / (2 * len(TEACHER_SIDES))
+
+
+def pseudo_label(
+    frame_id: str,
+    rgb: np.ndarray,
+    hands: list[FoundHand],
+    probability: np.ndarray,
+    *,
+    min_landmarks_inside: float = 0.8,
+    max_unexplained: float = 0.005,
+    outline_band: int = 2,
+) -> PseudoLabel:
+    """Labels for one frame from the teacher's probability and the hands MediaPipe found, or why not."""
+    if not hands:
+        return PseudoLabel(frame_id, False, "no hand found by MediaPipe")
+    refined = refine_with_crf(rgb, probability)
+    regions, count = ndimage.label(refined > 0.5)
+    h, w = regions.shape
+    near = ndimage.grey_dilation(regions, size=(7, 7))  # a landmark on the outline still counts
+    keep: set[int] = set()
+    for hand in hands:
+        xs = np.clip(hand.points[:, 0].round().astype(int), 0, w - 1)
+        ys = np.clip(hand.points[:, 1].round().astype(int), 0, h - 1)
+        hit = near[ys, xs]
+        if (hit > 0).mean() < min_landmarks_inside:
+            return PseudoLabel(frame_id, False, f"only {100 * (hit > 0).mean():.0f}% of a hand's landmarks in the mask")
+        keep |= set(hit[hit > 0].tolist())
+    mask = np.isin(regions, sorted(keep))
+    unexplained = (regions > 0) & ~mask
+    if unexplained.mean() > max_unexplained:
+        return PseudoLabel(frame_id, False, f"{100 * unexplained.mean():.1f}% marked where no hand was found")
+    labels = cut_at_landmarks(mask, [hand.wrist_and_knuckle for hand in hands])
+    outline = ndimage.binary_dilation(mask, iterations=outline_band) & ~ndimage.binary_erosion(
+        mask, iterations=outline_band
+    )
+    labels[outline] = IGNORE  # the teacher's outline is its least certain part
+    return PseudoLabel(frame_id, True, f"{len(hands)} hand(s), {100 * (labels == HAND).mean():.1f}% hand", labels)
+
+
+def person_of(frame_id: str) -> str:
+    return frame_id.split("_")[0]
+
+
+def write_label(out: Path, image_path: Path, label: PseudoLabel) -> None:
+    for folder in ("images", "labels", "masks"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    (out / "images" / image_path.name).write_bytes(image_path.read_bytes())
+    Image.fromarray(label.labels).save(out / "labels" / f"{label.frame_id}.png")
+    Image.fromarray(((label.labels == HAND) * 255).astype(np.uint8)).save(out / "masks" / f"{label.frame_id}.png")
+
+
+def gallery_tile(rgb: np.ndarray, label: PseudoLabel, hands: list[FoundHand], side: int = 240) -> np.ndarray:
+    """The frame with hand green, not-scored grey, landmarks white; a red frame around dropped ones."""
+    picture = rgb.astype(np.float32) * 0.75
+    if label.labels is not None:
+        picture[label.labels == HAND] = picture[label.labels == HAND] * 0.4 + np.array([0, 200, 0]) * 0.6
+        picture[label.labels == IGNORE] = picture[label.labels == IGNORE] * 0.5 + 90
+    for hand in hands:
+        for x, y in hand.points.round().astype(int):
+            picture[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = 255
+    tile = np.array(Image.fromarray(picture.clip(0, 255).astype(np.uint8)).resize((side, side * 3 // 4)))
+    if not label.kept:
+        tile[:4], tile[-4:], tile[:, :4], tile[:, -4:] = (220, 30, 30), (220, 30, 30), (220, 30, 30), (220, 30, 30)
+    return tile
+
+
+def save_gallery(tiles: list[tuple[str, np.ndarray]], folder: Path, per_page: int = 48, columns: int = 8) -> None:
+    """Pages of tiles, in frame order (names in pseudo_labels.csv, same order)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for page, start in enumerate(range(0, len(tiles), per_page)):
+        chunk = [t for _, t in tiles[start : start + per_page]]
+        while len(chunk) % columns:
+            chunk.append(np.full_like(chunk[0], 255))
+        rows = [np.concatenate(chunk[i : i + columns], axis=1) for i in range(0, len(chunk), columns)]
+        Image.fromarray(np.concatenate(rows, axis=0)).save(folder / f"page_{page + 1:02d}.jpg", quality=85)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.pseudo_labels", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder holding gestures_unlabeled/images")
+    parser.add_argument("--landmarks", type=Path, default=DEFAULT_LANDMARKS)
+    parser.add_argument("--model", default=None, help="teacher model (default: the shipped default)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--hold-out", default="tongam,viany", help="people never written (kept to look at)")
+    parser.add_argument("--gallery", type=Path, help="folder for gallery pages of every frame")
+    args = parser.parse_args(argv)
+    if not args.landmarks.is_file():
+        print(f"error: {args.landmarks} not found: run train/wrist_landmarks.py first (see --help)", file=sys.stderr)
+        return 2
+    landmarks = read_landmarks(args.landmarks)
+    held_out = set(args.hold_out.split(",")) if args.hold_out else set()
+    model = handseg.load_model(args.model, "cpu")
+    frames = sorted((args.data / SOURCE / "images").iterdir())
+    rows, tiles = [], []
+    from tqdm import tqdm
+
+    for path in tqdm(frames, unit="frame", file=sys.stderr):
+        rgb = handseg.load_image(path)
+        hands = landmarks.get(path.stem, [])
+        probability = teacher_probability(model, rgb) if hands else np.zeros(rgb.shape[:2], np.float32)
+        label = pseudo_label(path.stem, rgb, hands, probability)
+        person = person_of(path.stem)
+        written = label.kept and person not in held_out
+        if written:
+            write_label(args.out, path, label)
+        rows.append([path.stem, person, person in held_out, label.kept, written, label.reason])
+        tiles.append((path.stem, gallery_tile(rgb, label, hands)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "pseudo_labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "person", "held_out", "kept", "written", "reason"])
+        writer.writerows(rows)
+    if args.gallery:
+        save_gallery(tiles, args.gallery)
+    kept = sum(r[3] for r in rows)
+    print(f"{len(rows)} frames: {kept} pseudo-labelled, {sum(r[4] for r in rows)} written to {args.out} "
+          f"(held out: {', '.join(sorted(held_out)) or 'none'}), {len(rows) - kept} dropped")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,8 @@ Sets (all from ../shared/data, none trained on):
   faces             hand-free val photos: faces and portraits (nothing should be marked)
   faces_with_hands  fingers on chins and cheeks, phones and microphones held near faces
   test              the held-out egocentric test split (luthaihoc_ego), hand-only labels in green outline
+  hand_free_scenes  the hand-free test split: photos from sources training never sees (nothing should be marked)
+  gestures_held_out the two people train.pseudo_labels holds out (tongam, viany), every third frame
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import handseg
 from handseg.visualize import overlay
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = ("gtea", "faces", "faces_with_hands", "test")
+SETS = ("gtea", "faces", "faces_with_hands", "test", "hand_free_scenes", "gestures_held_out")
+#: The people of gestures_unlabeled that pseudo-labels are never made for (train.pseudo_labels --hold-out).
+HELD_OUT_PEOPLE = ("tongam", "viany")
 
 
 def _split_ids(data: Path, source: str, split: str) -> list[str]:
@@ -44,6 +48,12 @@ def images_of(name: str, data: Path) -> list[Path]:
         return [
             next((data / "luthaihoc_ego" / "images").glob(f"{i}.*")) for i in _split_ids(data, "luthaihoc_ego", "test")
         ][::2]
+    if name == "hand_free_scenes":
+        ids = _split_ids(data, "hand_free_scenes", "test")
+        return [next((data / "hand_free_scenes" / "images").glob(f"{i}.*")) for i in ids]
+    if name == "gestures_held_out":
+        frames = sorted((data / "gestures_unlabeled" / "images").iterdir())
+        return [p for p in frames if p.stem.startswith(HELD_OUT_PEOPLE)][::3]
     raise ValueError(f"unknown set {name!r}; choose one of {', '.join(SETS)}")
 
 

@@ -223,3 +223,22 @@ def test_pseudo_labels_are_never_written_for_a_frame_without_a_detected_hand(tmp
         labels = np.array(Image.open(out / "labels" / f"{with_hand.stem}.png"))
         assert set(np.unique(labels).tolist()) <= {BACKGROUND, HAND, IGNORE} and (labels == HAND).any()
     assert not pseudo_label("x", np.zeros((8, 8, 3), np.uint8), [], np.zeros((8, 8), np.float32)).kept
+
+
+def test_a_hand_the_teacher_missed_is_labelled_from_its_landmarks():
+    """MediaPipe found a hand, the teacher marked nothing: its palm and finger bones become hand, a margin
+    around them is not scored, and the rest of the frame stays background."""
+    from train.pseudo_labels import FoundHand
+
+    wrist, knuckles = np.array([[100.0, 180.0]]), np.array([[70.0 + 15 * i, 120.0] for i in range(4)])
+    thumb = np.array([[75.0, 165.0], [60.0, 150.0], [50.0, 135.0], [45.0, 120.0]])
+    fingers = [np.array([[x, 120.0 - 20 * j] for j in range(1, 4)]) for x, _ in knuckles]
+    # MediaPipe's order: wrist, thumb 1-4, then each finger's knuckle and three joints.
+    points = np.concatenate([wrist, thumb] + [np.concatenate([k[None], f]) for k, f in zip(knuckles, fingers)])
+    rgb = np.full((240, 200, 3), 120, np.uint8)
+    label = pseudo_label("frame", rgb, [FoundHand(points)], np.zeros((240, 200), np.float32))
+    assert label.kept and label.from_landmarks == 1
+    assert label.labels[150, 100] == HAND  # inside the palm
+    assert label.labels[65, 115] == HAND  # on the little finger's bone
+    assert (label.labels == IGNORE).sum() > (label.labels == HAND).sum() / 2  # the outline is not guessed
+    assert (label.labels[:, :20] == BACKGROUND).all() and (label.labels[220:] == BACKGROUND).all()

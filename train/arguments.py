@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--paste-edge-prob", type=float, default=0.6, help="share of pasted hands entering from an edge")
     mix.add_argument("--cast-prob", type=float, default=0.25, help="share given a strong colour cast or made grey")
     mix.add_argument(
+        "--hue-turn-prob",
+        type=float,
+        default=0.0,
+        help="share of training crops whose hue is turned far round the colour circle (hands in any colour)",
+    )
+    mix.add_argument(
         "--distractor-prob",
         type=float,
         default=0.5,

@@ -46,6 +46,9 @@ class Augmenter:
     max_rotation: float = 15.0
     colour_prob: float = 0.9
     cast_prob: float = 0.25  #: share given a strong cast (warm, cold) or made grey
+    #: share whose hue is turned a long way round the colour circle (green, blue, purple hands, pink
+    #: petals turned blue): hue then says nothing about "hand", shape and context must
+    hue_turn_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.working_side is None:
@@ -69,6 +72,8 @@ class Augmenter:
             rgb = colour_jitter(rgb, rng)
         if rng.random() < self.cast_prob:
             rgb = strong_cast(rgb, rng)
+        if self.hue_turn_prob and rng.random() < self.hue_turn_prob:
+            rgb = turn_hue(rgb, float(rng.uniform(0.15, 0.85)))
         return np.ascontiguousarray(rgb), np.ascontiguousarray(mask)
 
     def random_square(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
@@ -120,6 +125,12 @@ def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1
     grey = x.mean(axis=2, keepdims=True)
     x = (x - grey) * rng.uniform(1 - 0.4 * s, 1 + 0.4 * s) + grey
     x = _rotate_hue(x, float(rng.uniform(-0.06, 0.06) * s))
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def turn_hue(rgb: np.ndarray, turns: float) -> np.ndarray:
+    """RGB uint8 with its hue rotated by `turns` of a full circle (brightness and saturation kept)."""
+    x = _rotate_hue(rgb.astype(np.float32) / 255.0, turns)
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

@@ -80,7 +80,8 @@ def model_card_details(
         f"- Epoch mix: {describe_epoch_mix(counts, args.mix)}; extra hand pasted onto photos with "
         f"p={args.composite_prob}; "
         f"pasted size {args.paste_size[0]}-{args.paste_size[1]} of the shorter side, "
-        f"{args.paste_edge_prob} entering from an edge; strong colour cast or grey p={args.cast_prob}"
+        f"{args.paste_edge_prob} entering from an edge; strong colour cast or grey p={args.cast_prob}; "
+        f"hue turned far round p={args.hue_turn_prob}"
     )
     lines.append(
         f"- Distractors (hand-free patches pasted like hands, labelled background): p={args.distractor_prob} "

@@ -192,9 +192,9 @@ def blob_shape(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _warmth(rgb: np.ndarray) -> float:
-    """Share of pink, orange, gold and skin-coloured pixels (red above green above blue)."""
-    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
-    return float(((r > g + 10) & (g > b) & (r > 80)).mean())
+    """Share of pink, magenta, orange, gold and skin-coloured pixels: red clearly above green."""
+    r, g = rgb[..., 0].astype(np.int16), rgb[..., 1].astype(np.int16)
+    return float(((r > g + 15) & (r > 80)).mean())
 
 
 def distractor_cutout(

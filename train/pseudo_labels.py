@@ -8,11 +8,15 @@ A training-time teacher, never a runtime dependency of handseg:
 1. the current model (default: the shipped one) with flips and three working resolutions averaged,
    refined by the dense CRF;
 2. kept only where MediaPipe Hands found a hand (train/gesture_landmarks.csv, made beforehand in
-   MediaPipe's own virtual environment): connected regions that hold none of its landmarks go;
+   MediaPipe's own virtual environment): the regions that hold a hand's landmarks are that hand;
+   small regions that hold none are left unlabelled;
 3. cut at the wrist landmark under the label policy (train.labels: hand, a band behind the wrist
    left unlabelled, forearm background), and a thin band along the hand's outline left unlabelled;
-4. a frame is dropped when teacher and landmarks disagree: a hand whose landmarks mostly fall
-   outside the teacher's mask, or a sizeable region the teacher marks where no hand was found.
+4. a hand whose landmarks mostly fall outside the teacher's mask (the teacher missed it: typically
+   a hand against a face, what the current model gets wrong) is labelled from its landmarks alone:
+   its palm and finger bones, drawn narrower than a hand, are hand, a margin around them is left
+   unlabelled (`--no-skeletons` drops such frames instead);
+5. a frame is dropped when the teacher marks a sizeable region where no hand was found.
 
 Frames without a detected hand are never written. People named by `--hold-out` are never written
 either: they are kept out of training to look at. Output: `images/` (the frames' own bytes),
@@ -30,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import handseg
 from handseg.crf import refine_with_crf
-from train.labels import HAND, IGNORE, cut_at_landmarks
+from train.labels import BACKGROUND, HAND, IGNORE, cut_at_landmarks, labels_from_mask
 
 SOURCE = "gestures_unlabeled"
 DEFAULT_LANDMARKS = Path(__file__).with_name("gesture_landmarks.csv")
@@ -55,12 +59,18 @@ class FoundHand:
         return float(wx), float(wy), float(kx), float(ky)
 
 
+#: MediaPipe's hand skeleton: the palm's outline and each finger's chain of joints.
+PALM = (0, 1, 5, 9, 13, 17)
+FINGERS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 18, 19, 20))
+
+
 @dataclass
 class PseudoLabel:
     frame_id: str
     kept: bool
     reason: str  #: why it was dropped, or what was kept
     labels: np.ndarray | None = None  #: uint8 (H, W): BACKGROUND, HAND, IGNORE
+    from_landmarks: int = 0  #: hands labelled from their skeleton (the teacher missed them)
 
 
 def read_landmarks(path: str | Path) -> dict[str, list[FoundHand]]:
@@ -82,6 +92,27 @@ def teacher_probability(model, rgb: np.ndarray) -> np.ndarray:
     return total / (2 * len(TEACHER_SIDES))
 
 
+def skeleton_masks(shape: tuple[int, int], hand: FoundHand) -> tuple[np.ndarray, np.ndarray]:
+    """(core, outline) of a hand drawn from its landmarks: the core (palm polygon, finger bones a tenth
+    of the wrist-to-knuckle length wide) lies inside any real hand; the outline (bones three times as
+    wide, plus a margin) holds all of it."""
+    wx, wy, kx, ky = hand.wrist_and_knuckle
+    scale = max(4.0, float(np.hypot(kx - wx, ky - wy)))
+    pictures = []
+    for width, margin in ((0.1, 0.0), (0.35, 0.2)):
+        picture = Image.new("L", (shape[1], shape[0]), 0)
+        draw = ImageDraw.Draw(picture)
+        draw.polygon([tuple(hand.points[i]) for i in PALM], fill=255)
+        line_width = max(1, round(width * scale))
+        for finger in FINGERS:
+            draw.line([tuple(hand.points[i]) for i in finger], fill=255, width=line_width, joint="curve")
+        mask = np.array(picture) > 0
+        if margin:
+            mask = ndimage.binary_dilation(mask, iterations=max(1, round(margin * scale)))
+        pictures.append(mask)
+    return pictures[0], pictures[1]
+
+
 def pseudo_label(
     frame_id: str,
     rgb: np.ndarray,
@@ -91,32 +122,46 @@ def pseudo_label(
     min_landmarks_inside: float = 0.8,
     max_unexplained: float = 0.005,
     outline_band: int = 2,
+    skeletons: bool = True,
 ) -> PseudoLabel:
     """Labels for one frame from the teacher's probability and the hands MediaPipe found, or why not."""
     if not hands:
         return PseudoLabel(frame_id, False, "no hand found by MediaPipe")
     refined = refine_with_crf(rgb, probability)
-    regions, count = ndimage.label(refined > 0.5)
+    regions, _ = ndimage.label(refined > 0.5)
     h, w = regions.shape
     near = ndimage.grey_dilation(regions, size=(7, 7))  # a landmark on the outline still counts
     keep: set[int] = set()
+    taught, missed = [], []
     for hand in hands:
         xs = np.clip(hand.points[:, 0].round().astype(int), 0, w - 1)
         ys = np.clip(hand.points[:, 1].round().astype(int), 0, h - 1)
         hit = near[ys, xs]
-        if (hit > 0).mean() < min_landmarks_inside:
+        if (hit > 0).mean() >= min_landmarks_inside:
+            keep |= set(hit[hit > 0].tolist())
+            taught.append(hand)
+        elif skeletons:
+            missed.append(hand)
+        else:
             return PseudoLabel(frame_id, False, f"only {100 * (hit > 0).mean():.0f}% of a hand's landmarks in the mask")
-        keep |= set(hit[hit > 0].tolist())
     mask = np.isin(regions, sorted(keep))
     unexplained = (regions > 0) & ~mask
     if unexplained.mean() > max_unexplained:
         return PseudoLabel(frame_id, False, f"{100 * unexplained.mean():.1f}% marked where no hand was found")
-    labels = cut_at_landmarks(mask, [hand.wrist_and_knuckle for hand in hands])
+    labels = cut_at_landmarks(mask, [hand.wrist_and_knuckle for hand in taught]) if taught else labels_from_mask(mask)
     outline = ndimage.binary_dilation(mask, iterations=outline_band) & ~ndimage.binary_erosion(
         mask, iterations=outline_band
     )
     labels[outline] = IGNORE  # the teacher's outline is its least certain part
-    return PseudoLabel(frame_id, True, f"{len(hands)} hand(s), {100 * (labels == HAND).mean():.1f}% hand", labels)
+    # A small region the teacher marks where no hand was found: a hand MediaPipe missed, or not; unscored.
+    labels[ndimage.binary_dilation(unexplained, iterations=outline_band)] = IGNORE
+    for hand in missed:
+        core, around = skeleton_masks((h, w), hand)
+        labels[around & (labels == BACKGROUND)] = IGNORE
+        labels[core] = HAND
+    share = 100 * (labels == HAND).mean()
+    reason = f"{len(hands)} hand(s), {len(missed)} from landmarks alone, {share:.1f}% hand"
+    return PseudoLabel(frame_id, True, reason, labels, from_landmarks=len(missed))
 
 
 def person_of(frame_id: str) -> str:
@@ -141,8 +186,9 @@ def gallery_tile(rgb: np.ndarray, label: PseudoLabel, hands: list[FoundHand], si
         for x, y in hand.points.round().astype(int):
             picture[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = 255
     tile = np.array(Image.fromarray(picture.clip(0, 255).astype(np.uint8)).resize((side, side * 3 // 4)))
-    if not label.kept:
-        tile[:4], tile[-4:], tile[:, :4], tile[:, -4:] = (220, 30, 30), (220, 30, 30), (220, 30, 30), (220, 30, 30)
+    border = (220, 30, 30) if not label.kept else (250, 170, 0) if label.from_landmarks else None
+    if border:  # red: dropped; orange: a hand labelled from its landmarks alone
+        tile[:4], tile[-4:], tile[:, :4], tile[:, -4:] = border, border, border, border
     return tile
 
 
@@ -165,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--hold-out", default="tongam,viany", help="people never written (kept to look at)")
     parser.add_argument("--gallery", type=Path, help="folder for gallery pages of every frame")
+    parser.add_argument(
+        "--skeletons",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="label a hand the teacher missed from its landmarks (else drop the frame)",
+    )
     args = parser.parse_args(argv)
     if not args.landmarks.is_file():
         print(f"error: {args.landmarks} not found: run train/wrist_landmarks.py first (see --help)", file=sys.stderr)
@@ -180,17 +232,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         rgb = handseg.load_image(path)
         hands = landmarks.get(path.stem, [])
         probability = teacher_probability(model, rgb) if hands else np.zeros(rgb.shape[:2], np.float32)
-        label = pseudo_label(path.stem, rgb, hands, probability)
+        label = pseudo_label(path.stem, rgb, hands, probability, skeletons=args.skeletons)
         person = person_of(path.stem)
         written = label.kept and person not in held_out
         if written:
             write_label(args.out, path, label)
-        rows.append([path.stem, person, person in held_out, label.kept, written, label.reason])
+        rows.append([path.stem, person, person in held_out, label.kept, written, label.from_landmarks, label.reason])
         tiles.append((path.stem, gallery_tile(rgb, label, hands)))
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "pseudo_labels.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["id", "person", "held_out", "kept", "written", "reason"])
+        writer.writerow(["id", "person", "held_out", "kept", "written", "hands_from_landmarks", "reason"])
         writer.writerows(rows)
     if args.gallery:
         save_gallery(tiles, args.gallery)

@@ -108,7 +108,9 @@ def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
         asl = AslBank.from_folder(args.composite, max_side=args.max_side)
     elif split.cutouts is not None and len(split.cutouts):  # carried by a prepared set
         asl = AslBank(split.cutouts, max_side=args.max_side)
-    augmenter = Augmenter(args.img_size, working_side=args.max_side, cast_prob=args.cast_prob)
+    augmenter = Augmenter(
+        args.img_size, working_side=args.max_side, cast_prob=args.cast_prob, hue_turn_prob=args.hue_turn_prob
+    )
     return TrainSet(
         split.train,
         augmenter,

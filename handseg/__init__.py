@@ -20,7 +20,7 @@ from handseg.inference import (
 from handseg.model import HandUNet
 from handseg.pretrained import NoDefaultModelError, available_models
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "CRFUnavailableError",

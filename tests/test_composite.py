@@ -242,3 +242,16 @@ def test_a_hand_the_teacher_missed_is_labelled_from_its_landmarks():
     assert label.labels[65, 115] == HAND  # on the little finger's bone
     assert (label.labels == IGNORE).sum() > (label.labels == HAND).sum() / 2  # the outline is not guessed
     assert (label.labels[:, :20] == BACKGROUND).all() and (label.labels[220:] == BACKGROUND).all()
+
+
+def test_a_hue_turn_makes_skin_another_colour_of_the_same_brightness():
+    from train.augment import turn_hue
+
+    skin = np.full((8, 8, 3), (200, 150, 120), np.uint8)
+    turned = turn_hue(skin, 0.5).astype(int)
+    assert turned[0, 0, 2] > turned[0, 0, 0]  # half way round: blue above red
+    assert abs(turned.mean() - skin.mean()) < 3  # the grey axis is kept
+    assert np.array_equal(turn_hue(skin, 0.0), skin)
+    crops = Augmenter(8, hue_turn_prob=1.0, colour_prob=0.0, cast_prob=0.0, max_rotation=0.0)
+    out, labels = crops(skin, np.ones((8, 8), np.uint8), np.random.default_rng(0))
+    assert not np.array_equal(out, skin) and (labels == 1).all()

@@ -18,7 +18,7 @@ from PIL import Image
 
 import handseg
 from handseg.crf import CRFUnavailableError
-from handseg.image import IMAGE_FILE_SUFFIXES
+from handseg.image import IMAGE_FILE_SUFFIXES, save_image
 from handseg.metrics import score
 from handseg.visualize import error_map, mask_to_image, overlay
 
@@ -112,8 +112,7 @@ def segment_photo(
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
     folder = _work_dir()
-    mask_path = folder / f"{_stem(image)}_mask.png"
-    Image.fromarray(mask_to_image(result.mask)).save(mask_path)
+    mask_path = save_image(mask_to_image(result.mask), folder / f"{_stem(image)}_mask.png")
     h, w = result.mask.shape
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
@@ -157,6 +156,7 @@ def compare(
             raise user_error(f"Cannot use the truth mask: {_without_temp_dir(str(exc), truth_image)}") from None
     outputs = []
     folder = _work_dir()
+    photo = None  # the full photo, decoded once for both sides' pictures
     for label, name, crf in (("A", model_a, crf_a), ("B", model_b, crf_b)):
         name = name or next(iter(models))  # API callers may leave the model out: the app's main model
         if name not in models:
@@ -168,9 +168,10 @@ def compare(
                 f"{result.mask.shape[1]}×{result.mask.shape[0]} px; they must match."
             )
         title = f"{label}: {name}{' + CRF' if crf else ''}"
-        errors = error_map(result.mask, truth, result.image) if truth is not None else None
+        photo = result.image if photo is None else photo
+        errors = error_map(result.mask, truth, photo) if truth is not None else None
         outputs += [
-            _image_file(folder, f"{label}_overlay", overlay(result.image, result.mask)),
+            _image_file(folder, f"{label}_overlay", overlay(photo, result.mask)),
             _image_file(folder, f"{label}_errors", errors) if errors is not None else None,
             _scores_markdown(title, result, truth),
         ]

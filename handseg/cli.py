@@ -13,9 +13,9 @@ from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
 from handseg.image import (
     IMAGE_FILE_SUFFIXES,
-    LOSSY_IMAGE_SUFFIXES,
     MAX_PIXELS,
     ImageLoadError,
+    lossy_suffix_problem,
     save_image,
     written_by_handseg,
 )
@@ -100,11 +100,8 @@ def output_paths(inputs: list[Path], outputs: Sequence[str] | None, overlay_vide
                 f"-o {target}: {Path(target).suffix!r} is not {kind} file extension; use e.g. {example}, "
                 "or give a folder"
             )
-        if not is_video and Path(target).suffix.lower() in LOSSY_IMAGE_SUFFIXES:
-            raise UsageError(
-                f"-o {target}: JPEG is lossy and would blur the mask's 0/255 edges into grey levels; "
-                "use .png (or .webp, .tif, .bmp: written losslessly)"
-            )
+        if not is_video and (problem := lossy_suffix_problem(target)):
+            raise UsageError(f"-o {target}: {problem}; use .png (or .webp, .tif, .bmp: written losslessly)")
     return [Path(o) for o in outputs]
 
 

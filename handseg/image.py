@@ -221,6 +221,13 @@ def to_model_input(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
 
 
+def lossy_suffix_problem(path: str | Path) -> str | None:
+    """Why a mask cannot be saved at `path` (a lossy format), or None when it can."""
+    if Path(path).suffix.lower() in LOSSY_IMAGE_SUFFIXES:
+        return "JPEG is lossy and would blur the mask's 0/255 edges into grey levels"
+    return None
+
+
 def save_image(picture: np.ndarray, path: str | Path) -> Path:
     """Save a mask (uint8 (H, W)) or picture (uint8 (H, W, 3)) losslessly, marked as written by handseg.
 
@@ -228,8 +235,8 @@ def save_image(picture: np.ndarray, path: str | Path) -> Path:
     in its lossless mode, and PNGs carry `Software: handseg` (see `written_by_handseg`)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in LOSSY_IMAGE_SUFFIXES:
-        raise ValueError(f"{path.name}: JPEG is lossy and would blur the mask's 0/255 edges into grey levels; use .png")
+    if problem := lossy_suffix_problem(path):
+        raise ValueError(f"{path.name}: {problem}; use .png")
     image = Image.fromarray(picture)
     if suffix == ".png":
         info = PngInfo()

@@ -212,7 +212,8 @@ def _from_saved_or_hub(
         loaded = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(spec)
         if isinstance(loaded, datasets.DatasetDict):
             for part in loaded.values():
-                len(part) and part[len(part) - 1]  # touch the last row: a truncated Arrow file fails here
+                if len(part):
+                    part[len(part) - 1]  # read the last row: a truncated Arrow file fails here, not mid-training
     except Exception as exc:  # datasets and pyarrow raise many types for a wrong id or a broken folder
         raise DataError(f"cannot load dataset {spec!r}: {type(exc).__name__}: {exc}") from None
     if isinstance(loaded, datasets.DatasetDict):

@@ -9,13 +9,18 @@ a user's machine with a browser or a build running; benchmarks/threads.py compar
 Paths (end to end: JPEG file -> full-size mask):
   original      the 2018 pipeline, re-implemented for reference: 64-wide U-Net (random weights: timing
                 only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size
-  default       handseg.segment with the model at its own working resolution
-  default+crf   the same with CRF (at the working resolution)
-  compiled      the same with torch.compile (compile=True); its one-off compile is in "first call s"
-  onnx          the same through onnxruntime
-  fast          onnxruntime at a lower working resolution (--fast-side)
+  default       handseg.segment with the model at its own working resolution, default backend ("auto":
+                bf16 on a CPU with bf16 arithmetic, else float32)
+  float         the same in float32 (backend="torch"), the default before bf16
+  default+crf   the default with CRF (at the working resolution)
+  compiled      float32 with torch.compile (compile=True); its one-off compile is in "first call s"
+  onnx          onnxruntime, float32
+  int8          onnxruntime with the model's int8 file (backend="int8")
+  fast          int8 at a lower working resolution (--fast-side)
   full-res      the model at full resolution (the quality reference for working-resolution paths)
-Peak RSS is measured per path in a fresh subprocess.
+Peak RSS, and the time from a fresh process's start to its first mask (imports, model load and one
+frame), are measured per path in a fresh subprocess. Paths the model lacks (int8 without an int8 file)
+are left out.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import handseg  # noqa: E402
 from benchmarks.load import busy_core  # noqa: E402
 from handseg.crf import refine_with_crf  # noqa: E402
 from handseg.image import load_image, resize_rgb, to_model_input  # noqa: E402
+from handseg.quantize import Int8UnavailableError  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
@@ -91,17 +97,27 @@ def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, 
     `device` applies to the torch paths; onnxruntime runs on the CPU."""
     needs_model = only is None or only != "original"
     model = handseg.load_model(model_arg, device) if needs_model else None
-    cpu_model = handseg.load_model(model_arg, "cpu") if only in (None, "onnx", "fast") else None
+    cpu_model = handseg.load_model(model_arg, "cpu") if only in (None, "onnx") else None
     onnx_model = handseg.load_model(cpu_model, backend="onnx") if cpu_model is not None else None
+    int8_model = None
+    if only in (None, "int8", "fast"):
+        try:
+            int8_model = handseg.load_model(model_arg, "cpu", backend="int8")
+        except (Int8UnavailableError, ImportError) as exc:
+            print(f"int8 and fast paths left out: {exc}", file=sys.stderr)
     factories = {
         "original": lambda: OriginalPipeline(),
         "default": lambda: lambda p: handseg.segment(p, model).mask,
+        "float": lambda: lambda p: handseg.segment(p, model, backend="torch").mask,
         "default+crf": lambda: lambda p: handseg.segment(p, model, crf=True).mask,
         "compiled": lambda: _masks_of(handseg.load_model(model_arg, device, compile=True)),
         "onnx": lambda: lambda p: handseg.segment(p, onnx_model).mask,
-        "fast": lambda: lambda p: handseg.segment(p, onnx_model, max_side=fast_side).mask,
+        "int8": lambda: lambda p: handseg.segment(p, int8_model).mask,
+        "fast": lambda: lambda p: handseg.segment(p, int8_model, max_side=fast_side).mask,
         "full-res": lambda: lambda p: handseg.segment(p, model, max_side=None).mask,
     }
+    if int8_model is None:
+        del factories["int8"], factories["fast"]
     return {name: make() for name, make in factories.items() if only in (None, name)}
 
 
@@ -109,27 +125,40 @@ def _masks_of(model) -> Callable[[str], np.ndarray]:
     return lambda p: handseg.segment(p, model).mask
 
 
-def models_for_throughput(model_arg: str | None, device: str) -> dict:
+def models_for_throughput(model_arg: str | None, device: str, fast_side: int) -> dict[str, tuple]:
+    """path -> (model, segment options) for the frames/s measure."""
     model = handseg.load_model(model_arg, device)
-    return {
-        "model": model,
-        "compiled": handseg.load_model(model_arg, device, compile=True),
-        "onnx": handseg.load_model(handseg.load_model(model_arg, "cpu"), backend="onnx"),
+    runs = {
+        "default": (model, {}),
+        "float": (model, {"backend": "torch"}),
+        "compiled": (handseg.load_model(model_arg, device, compile=True), {}),
+        "onnx": (handseg.load_model(handseg.load_model(model_arg, "cpu"), backend="onnx"), {}),
     }
+    try:
+        int8_model = handseg.load_model(model_arg, "cpu", backend="int8")
+        runs |= {"int8": (int8_model, {}), "fast": (int8_model, {"max_side": fast_side})}
+    except (Int8UnavailableError, ImportError):
+        pass
+    return runs
 
 
-def peak_rss_mb(path_name: str, frame: str, model_arg: str | None, fast_side: int, device: str) -> float:
-    """Peak resident memory of a fresh process that loads the path and runs one frame twice."""
+def fresh_process(
+    path_name: str, frame: str, model_arg: str | None, fast_side: int, device: str
+) -> tuple[float, float]:
+    """(peak resident MB, seconds from start to the first mask) of a fresh process that imports handseg,
+    loads the path and runs one frame, then the same frame again."""
     repo = str(Path(__file__).resolve().parents[1])
     code = (
+        "import time; started = time.perf_counter(); "
         f"import sys; sys.path.insert(0, {repo!r}); from benchmarks.speed import build_paths; "
         f"f = build_paths({model_arg!r}, {fast_side}, {path_name!r}, {device!r})[{path_name!r}]; "
-        f"f({frame!r}); f({frame!r}); "
+        f"f({frame!r}); print(time.perf_counter() - started); f({frame!r}); "
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
         "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(done.stdout.strip().splitlines()[-1]) / 1024
+    first_s, peak_kb = done.stdout.strip().splitlines()[-2:]
+    return int(peak_kb) / 1024, float(first_s)
 
 
 def dice_on_val(fn, data: Path) -> dict[str, float]:
@@ -168,7 +197,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
     paths = build_paths(args.model, args.fast_side, device=args.device)
     if args.paths:
         paths = {name: fn for name, fn in paths.items() if name in args.paths.split(",")}
-    models = models_for_throughput(args.model, args.device)
+    models = models_for_throughput(args.model, args.device, args.fast_side)
     folder = Path(tempfile.mkdtemp(prefix="handseg-speed-"))
     frames = make_frames(args.data, folder)
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
@@ -193,19 +222,15 @@ def run_benchmark(args: argparse.Namespace) -> None:
 
     throughput = {}
     batch_files = (frames["1918x1280"] * args.batch)[: args.batch]
-    for name, kwargs in {
-        "default": {"model": models["model"]},
-        "compiled": {"model": models["compiled"]},
-        "onnx": {"model": models["onnx"]},
-        "fast": {"model": models["onnx"], "max_side": args.fast_side},
-    }.items():
+    for name, (model, options) in models.items():
         if name not in paths:
             continue
         started = time.perf_counter()
-        handseg.segment_batch(batch_files, kwargs.pop("model"), **kwargs)  # default batch size
+        handseg.segment_batch(batch_files, model, **options)  # default batch size
         throughput[name] = args.batch / (time.perf_counter() - started)
 
-    rss = {name: peak_rss_mb(name, frames["1918x1280"][0], args.model, args.fast_side, args.device) for name in paths}
+    frame = frames["1918x1280"][0]
+    fresh = {name: fresh_process(name, frame, args.model, args.fast_side, args.device) for name in paths}
     val_dice = {}
     if not args.skip_dice:
         for name, fn in paths.items():
@@ -216,9 +241,9 @@ def run_benchmark(args: argparse.Namespace) -> None:
     print()
     print(
         "| path | 1918x1280 median ms | p90 ms | speed-up vs original | 640x480 median ms | peak RSS MB "
-        "| frames/s, segment_batch of 32 1918x1280 | first call s | val dice (all) |"
+        "| frames/s, segment_batch of 32 1918x1280 | first call s | fresh process to first mask s | val dice (all) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     report = {}
     for name in paths:
         big, small = timings[name]["1918x1280"], timings[name]["640x480"]
@@ -229,9 +254,10 @@ def run_benchmark(args: argparse.Namespace) -> None:
             "median_ms_640x480": statistics.median(small),
             "p90_ms_640x480": float(np.percentile(small, 90)),
             "speedup_vs_original": base / med,
-            "peak_rss_mb": rss[name],
+            "peak_rss_mb": fresh[name][0],
             "frames_per_s_batch": throughput.get(name),
             "first_call_s": first_call_s[name],
+            "fresh_process_first_mask_s": fresh[name][1],
             "val_dice": val_dice.get(name),
         }
         fps = f"{throughput[name]:.1f}" if name in throughput else "–"
@@ -245,7 +271,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         )
         print(
             f"| {name} | {med:.0f} | {p90:.0f} | {speedup} | {statistics.median(small):.0f} | "
-            f"{rss[name]:.0f} | {fps} | {first_call_s[name]:.1f} | {d} |"
+            f"{fresh[name][0]:.0f} | {fps} | {first_call_s[name]:.1f} | {fresh[name][1]:.1f} | {d} |"
         )
     if val_dice:
         print()

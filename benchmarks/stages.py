@@ -6,9 +6,10 @@ Every row is a median over --runs after a warm-up, on real photos resized to 191
   decode + resize        load_image, then resize_rgb to the working size (decode everything)
   reduced decode         load_working_image: JPEG draft mode at the smallest DCT scale still at least
                          the working size, then resize (what handseg.segment does)
-  network ...            the model alone at the working size: contiguous input, channels_last input
-                         (what handseg.segment does), a batch of 8 (time per frame), torch.compile'd,
-                         and with one torch thread
+  network ...            the model alone at the working size, at handseg's default threads: float32 with
+                         contiguous and channels_last input, bf16 autocast (the default backend on a
+                         CPU with bf16 arithmetic), a batch of 8 (time per frame), torch.compile'd, on
+                         every core, and with onnxruntime in float32 and int8 (the model's int8 file)
   to full size           bilinear up-sampling of the logits, sigmoid, threshold
   training step          forward, backward and AdamW step of a 16x3x256x256 batch (the shipped model's
                          training crops), contiguous and channels_last (what train.run does)
@@ -31,6 +32,8 @@ from PIL import Image
 
 import handseg
 from handseg.image import load_image, load_working_image, resize_rgb, to_model_input, working_size
+from handseg.inference import usable_cores
+from handseg.quantize import Int8UnavailableError
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -54,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
 
-    model = handseg.load_model(args.model, "cpu")
+    model = handseg.load_model(args.model, "cpu", backend="torch")
     side = model.max_side or 512
     photo = sorted((args.data / "egohands" / "images").glob("*.jpg"))[0]
     frame = Path(tempfile.mkdtemp(prefix="handseg-stages-")) / "frame.jpg"
@@ -76,10 +79,20 @@ def main() -> None:
         rows.append(
             ("network, channels_last, batch of 8, per frame", median_ms(lambda: model(batch_of_8), args.runs) / 8)
         )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rows.append(("network, channels_last, bf16 autocast", median_ms(lambda: model(channels_last), args.runs)))
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        rows.append(("network, channels_last, 1 thread", median_ms(lambda: model(channels_last), args.runs)))
+        torch.set_num_threads(usable_cores())
+        every_core_ms = median_ms(lambda: model(channels_last), args.runs)
+        rows.append((f"network, channels_last, every core ({usable_cores()})", every_core_ms))
         torch.set_num_threads(threads)
+        onnx_model = handseg.load_model(model, backend="onnx")
+        rows.append(("network, onnxruntime float32", median_ms(lambda: onnx_model(batch), args.runs)))
+        try:
+            int8_model = handseg.load_model(args.model, "cpu", backend="int8")
+            rows.append(("network, onnxruntime int8", median_ms(lambda: int8_model(batch), args.runs)))
+        except (Int8UnavailableError, ImportError) as exc:
+            print(f"int8 row left out: {exc}")
         compiled = handseg.load_model(args.model, "cpu", compile=True)
         started = time.perf_counter()
         compiled(channels_last)

@@ -1,9 +1,11 @@
 """The default model's targets, side by side for several models: false alarms on hand-free photos,
 the held-out test split, val dice per source, and CPU time.
 
-    python benchmarks/targets.py [--models A,B,...] [--data ../shared/data] [--runs 9] [--json out.json]
+    python benchmarks/targets.py [--models A,B,...] [--backends torch,bf16,int8] [--data ../shared/data]
+                                 [--runs 9] [--json out.json]
 
-Models default to every model shipped in the package. Rows:
+Models default to every model shipped in the package, each run with every backend in --backends (default
+torch: the float model; a backend a model lacks, such as int8 without its int8 file, is skipped). Rows:
 - hand-free val photos (negatives, 56): mean share of pixels marked as hand, photos with more than 1%
   marked, and the same per kind (UTKFace face crops, portraits, rooms);
 - `hand_free_scenes` test split (41 hand-free photos from sources training never sees): mean share marked
@@ -15,6 +17,10 @@ Models default to every model shipped in the package. Rows:
   hand` scores it) beside HGR's own hand-plus-forearm labels;
 - median ms of `handseg.segment` on a 1918x1280 JPEG on this CPU (default threads; benchmarks/speed.py
   has the full speed table).
+With more than one backend, a second table: each backend's difference from the float model (torch) on
+every figure of the quality bar for a faster path (at most 0.005 dice per source, val and the
+`luthaihoc_ego` test split; at most 0.1 percentage point of marked share on hand-free photos, val and
+`hand_free_scenes` test), and whether it is within the bar.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import handseg  # noqa: E402
 from benchmarks.speed import make_frames  # noqa: E402
 from benchmarks.threads import time_ms  # noqa: E402
 from handseg.pretrained import available_models, pretrained_path  # noqa: E402
+from handseg.quantize import Int8UnavailableError  # noqa: E402
 from train.data import load_split  # noqa: E402
 from train.evaluate import score_dataset, summarize, summarize_hand_free  # noqa: E402
 from train.labels import LabelPolicy  # noqa: E402
@@ -43,18 +50,25 @@ FOREARM_SOURCES = ("hgr", "indoor")  # masks with the bare forearm: train.run's 
 HAND_FREE_KINDS = {"faces (UTKFace crops)": "utkface_", "portraits": "deepface_", "rooms": "densedepth_"}
 
 
-def cpu_ms(model, data: Path, runs: int) -> float:
+#: A faster path may differ from the float model by at most this much dice per source ...
+BAR_DICE = 0.005
+#: ... and this many percentage points of marked share on hand-free photos.
+BAR_HAND_FREE_PP = 0.1
+
+
+def cpu_ms(model, data: Path, runs: int, backend: str) -> float:
     frames = make_frames(data, Path(tempfile.mkdtemp(prefix="handseg-targets-")), per_size=1)["1918x1280"]
-    return statistics.median(time_ms(lambda p: handseg.segment(p, model).mask, frames, runs))
+    return statistics.median(time_ms(lambda p: handseg.segment(p, model, backend=backend).mask, frames, runs))
 
 
-def figures(model_path: str, data: Path, runs: int) -> dict:
-    model = handseg.load_model(model_path, "cpu")
+def figures(model_path: str, data: Path, runs: int, backend: str = "torch") -> dict:
+    model = handseg.load_model(model_path, "cpu", backend=backend)
     split = load_split(data, sources=[*VAL_SOURCES, "luthaihoc_ego", "hand_free_scenes"])
-    val_rows = score_dataset(model, split.val)
+    val_rows = score_dataset(model, split.val, backend=backend)
     val = summarize(val_rows)
-    test = summarize(score_dataset(model, split.test))
-    hand_only = summarize(score_dataset(model, split.val, policy=LabelPolicy.hand_only(FOREARM_SOURCES)))
+    test = summarize(score_dataset(model, split.test, backend=backend))
+    hand_only_policy = LabelPolicy.hand_only(FOREARM_SOURCES)
+    hand_only = summarize(score_dataset(model, split.val, policy=hand_only_policy, backend=backend))
     hand_free = [r for r in val_rows if r["hand_free"]]
     kinds = {
         kind: summarize_hand_free([r for r in hand_free if r["id"].startswith(prefix)])
@@ -67,23 +81,51 @@ def figures(model_path: str, data: Path, runs: int) -> dict:
         "test_hand_free": test["overall"]["hand_free"],
         "val_dice": {s: v["dice"] for s, v in val["per_source"].items() if v["n"]} | {"all": val["overall"]["dice"]},
         "hgr_val_dice_hand_only": hand_only["per_source"]["hgr"]["dice"],
-        "cpu_ms_1918x1280": cpu_ms(model, data, runs) if runs else None,
+        "cpu_ms_1918x1280": cpu_ms(model, data, runs, backend) if runs else None,
     }
+
+
+def bar_differences(fast: dict, reference: dict) -> dict[str, float]:
+    """`fast` minus `reference` on every figure of the quality bar (dice; hand-free shares in points)."""
+    differences = {f"val dice {s}": fast["val_dice"][s] - reference["val_dice"][s] for s in reference["val_dice"]}
+    differences["`luthaihoc_ego` test dice"] = fast["test"]["dice"] - reference["test"]["dice"]
+    for label, key in (("negatives val", "hand_free"), ("`hand_free_scenes` test", "test_hand_free")):
+        differences[f"{label} marked share, points"] = 100 * (fast[key]["mean_marked"] - reference[key]["mean_marked"])
+    return differences
+
+
+def within_bar(differences: dict[str, float]) -> bool:
+    return all(
+        abs(value) <= (BAR_HAND_FREE_PP if label.endswith("points") else BAR_DICE)
+        for label, value in differences.items()
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated hub folders (default: every shipped model)")
+    parser.add_argument("--backends", default="torch", help="comma-separated backends (default: torch)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=9, help="timed runs for the CPU figure (0: no timing)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    models = args.models.split(",") if args.models else [str(pretrained_path(n)) for n in available_models()]
+    paths = args.models.split(",") if args.models else [str(pretrained_path(n)) for n in available_models()]
+    backends = args.backends.split(",")
     results = {}
-    for m in models:
-        print(f"scoring {m} ...", file=sys.stderr, flush=True)
-        results[m] = figures(m, args.data, args.runs)
-    names = [Path(m).name if Path(m).name not in ("best", "last") else "/".join(Path(m).parts[-2:]) for m in models]
+    for path in paths:
+        for backend in backends:
+            print(f"scoring {path} ({backend}) ...", file=sys.stderr, flush=True)
+            try:
+                results[(path, backend)] = figures(path, args.data, args.runs, backend)
+            except (Int8UnavailableError, ImportError) as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+    models = list(results)
+
+    def label(path: str, backend: str) -> str:
+        name = Path(path).name if Path(path).name not in ("best", "last") else "/".join(Path(path).parts[-2:])
+        return name if len(backends) == 1 else f"{name} ({backend})"
+
+    names = [label(*m) for m in models]
 
     def row(label: str, cell) -> None:
         print(f"| {label} | " + " | ".join(cell(results[m]) for m in models) + " |")
@@ -118,8 +160,18 @@ def main() -> None:
     row("val dice hgr, hand-only labels (forearm cut at the wrist)", lambda r: f"{r['hgr_val_dice_hand_only']:.3f}")
     if args.runs:
         row("`handseg.segment`, 1918x1280 JPEG, CPU median ms", lambda r: f"{r['cpu_ms_1918x1280']:.0f}")
+    faster = [(p, b) for p, b in models if b != "torch" and (p, "torch") in results]
+    if faster:
+        differences = {m: bar_differences(results[m], results[(m[0], "torch")]) for m in faster}
+        print()
+        print("| difference from the float model (torch) | " + " | ".join(label(*m) for m in faster) + " |")
+        print("|---|" + "---:|" * len(faster))
+        for figure in differences[faster[0]]:
+            print(f"| {figure} | " + " | ".join(f"{differences[m][figure]:+.4f}" for m in faster) + " |")
+        bar = f"within the bar (dice within {BAR_DICE}, share within {BAR_HAND_FREE_PP} points)"
+        print(f"| {bar} | " + " | ".join("yes" if within_bar(differences[m]) else "**no**" for m in faster) + " |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({f"{p} ({b})": r for (p, b), r in results.items()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def segment_photo(
     h, w = result.mask.shape
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
-        f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''})"
+        f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''}; {result.backend})"
     )
     before, after = _image_file(folder, "photo", result.image), _image_file(folder, "overlay", tinted)
     return (before, after), after, str(mask_path), stats

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from handseg.inference import (
 )
 from handseg.onnx_backend import export_onnx
 from handseg.pretrained import DEFAULT_MODEL, NoDefaultModelError, available_models, model_summary
+from handseg.quantize import INT8_FILE, quantize_int8
 from handseg.video import VIDEO_SUFFIXES, VideoError, segment_video
 from handseg.visualize import mask_to_image, overlay, side_by_side
 
@@ -243,13 +245,31 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.calibration and not args.int8:
+        print("handseg: error: --calibration applies to --int8 only", file=sys.stderr)
+        return 2
+    photos: list[Path] = []
+    if args.int8:
+        if not args.calibration:
+            print(
+                "handseg: error: --int8 needs --calibration PHOTOS: photos like the ones you will segment, "
+                "with and without hands (a folder, a glob or files; a few dozen are enough)",
+                file=sys.stderr,
+            )
+            return 2
+        photos, _ = expand_inputs(args.calibration)
+        photos = [p for p in photos if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
+        if not photos:
+            print(f"handseg: error: --calibration: no image files in {' '.join(args.calibration)}", file=sys.stderr)
+            return 2
     try:
-        model = load_model(args.model, "cpu")
-        path = export_onnx(model, args.onnx)
+        model = load_model(args.model, "cpu", backend="torch")
+        path = quantize_int8(model, args.onnx, photos) if args.int8 else export_onnx(model, args.onnx)
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         print(f"handseg: error: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {args.model or 'the default model'} -> {path}")
+    kind = f"int8, calibrated on {len(photos)} photos" if args.int8 else "float32"
+    print(f"exported {args.model or 'the default model'} -> {path} ({kind})")
     return 0
 
 
@@ -316,8 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="run with PyTorch (default) or onnxruntime (needs handseg[onnx]); a --model ending in "
+        default="auto",
+        help="auto (default): on a CPU, int8 where the model has its int8 file (the shipped default does), "
+        "else bf16 on a CPU with bf16 arithmetic, else torch; on CUDA, torch. torch: PyTorch in float32 "
+        "(bf16 autocast on CUDA); bf16: PyTorch under bf16 autocast; onnx: onnxruntime in float32; int8: "
+        "onnxruntime with the model's model_int8.onnx (handseg export --int8 makes one). A --model ending in "
         ".onnx always uses onnxruntime",
     )
     seg.add_argument(
@@ -350,11 +373,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser(
         "export",
-        help="export a model to ONNX (dynamic height and width)",
+        help="export a model to ONNX (dynamic height and width), in float32 or int8",
         description="Export a model to ONNX for onnxruntime or other runtimes. Input: float32 "
-        "(N, 3, H, W) RGB in [0, 1], any H and W; output: logits (N, 1, H, W).",
+        "(N, 3, H, W) RGB in [0, 1], any H and W; output: logits (N, 1, H, W). With --int8, a statically "
+        f"quantized model for `--backend int8`: write it as {INT8_FILE} in the model's folder.",
     )
     exp.add_argument("--onnx", required=True, type=Path, help="file to write")
+    exp.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize: int8 weights (per channel) and uint8 activations, ranges measured on --calibration",
+    )
+    exp.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="PHOTOS",
+        help="photos like the ones to segment, with and without hands: files, folders or globs",
+    )
     exp.add_argument(
         "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
     )
@@ -373,8 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_notice(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"handseg: note: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_notice  # a notice is one line, not a source listing
     return args.func(args)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import warnings
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from handseg.image import (
 from handseg.model import HandUNet
 from handseg.onnx_backend import OnnxHandUNet, export_onnx
 from handseg.pretrained import pretrained_path
+from handseg.quantize import int8_problem, load_int8
 
 #: Cap on the longer side the network sees when neither the caller nor the
 #: model's config says otherwise; larger images run down-scaled and the
@@ -41,7 +43,11 @@ DEFAULT_MAX_SIDE = 1024
 AUTO = "auto"
 
 ModelInput = HandUNet | OnnxHandUNet | str | Path | None
-BACKENDS = ("torch", "onnx")
+#: "auto": the fastest path that keeps the float model's masks (int8 where the model has its int8 file;
+#: see `resolve_backend`); "torch": PyTorch
+#: in float32 (bf16 autocast on CUDA); "bf16": PyTorch under bf16 autocast; "onnx": onnxruntime in
+#: float32; "int8": onnxruntime with the model's int8 file (`handseg.quantize`).
+BACKENDS = ("auto", "torch", "bf16", "onnx", "int8")
 
 
 class DeviceUnavailableError(ValueError):
@@ -55,13 +61,17 @@ class Segmentation:
     mask: np.ndarray  #: bool (H, W): True where a hand is
     probability: np.ndarray  #: float32 (H, W): hand probability in [0, 1]
     model: str | None = None  #: the model that made it: a shipped model's name, a folder or a repo id
+    backend: str | None = None  #: how it ran: "torch", "bf16", "onnx" or "int8" (see BACKENDS)
     _image: np.ndarray | None = None
     _source: ImageInput | None = None
     _max_pixels: int = MAX_PIXELS
 
     def __repr__(self) -> str:
         height, width = self.mask.shape
-        return f"Segmentation({width}x{height}, hand {100 * self.hand_fraction:.1f}%, model={self.model!r})"
+        return (
+            f"Segmentation({width}x{height}, hand {100 * self.hand_fraction:.1f}%, model={self.model!r}, "
+            f"backend={self.backend!r})"
+        )
 
     @property
     def image(self) -> np.ndarray:
@@ -133,6 +143,63 @@ def default_threads(concurrent: int = 1) -> int:
     return max(1, usable_cores() // 2 // max(1, concurrent))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16, AMX, ARM's BF16 extension).
+
+    There oneDNN runs this model's convolutions in bf16 at about twice the float32 speed; elsewhere
+    bf16 is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_backend(
+    backend: str,
+    device: torch.device,
+    compile: bool = False,
+    model: HandUNet | None = None,
+    threads: int | None = None,
+) -> str:
+    """The backend that runs: `backend` itself, or for "auto" the fastest one that keeps the float
+    model's masks (`python benchmarks/targets.py --backends torch,bf16,int8`, README):
+
+    - on a CPU, "int8" when `model` has its int8 file (`handseg.quantize`) and onnxruntime is
+      installed: about 4x float32 PyTorch, 2x bf16;
+    - else "bf16" on a CPU with bf16 arithmetic (2x float32), with a one-line notice saying why
+      int8 is not used (once per model);
+    - else "torch": float32 on a CPU, bf16 autocast on CUDA; also with `compile=True`.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend in ("onnx", "int8") and device.type != "cpu":
+        raise ValueError(f"backend {backend!r} runs on the CPU (onnxruntime); use backend='torch' on {device.type}")
+    if backend != "auto":
+        return backend
+    if device.type != "cpu" or compile:
+        return "torch"
+    fallback = "bf16" if cpu_has_native_bf16() else "torch"
+    if model is not None:
+        problem = int8_problem(model, threads or default_threads())
+        if problem is None:
+            return "int8"
+        _notice_once(model, f"{problem}; running {fallback} instead (int8 is about twice as fast)")
+    return fallback
+
+
+_noticed: weakref.WeakSet[HandUNet] = weakref.WeakSet()
+
+
+def _notice_once(model: HandUNet, message: str) -> None:
+    if model not in _noticed:
+        _noticed.add(model)
+        warnings.warn(message, FastPathNotice, stacklevel=3)
+
+
+class FastPathNotice(UserWarning):
+    """The default CPU path could not use int8 for a model, and says why (once per model)."""
+
+
 _threads_chosen = False
 
 
@@ -173,6 +240,7 @@ def _as_onnx(model: HandUNet, threads: int) -> OnnxHandUNet:
     if model not in _exported:
         folder = Path(tempfile.mkdtemp(prefix="handseg-onnx-"))
         _exported[model] = OnnxHandUNet(export_onnx(model, folder / "model.onnx"), threads=threads)
+        _exported[model].name_or_path = model.name_or_path or _exported[model].name_or_path
     return _exported[model]
 
 
@@ -180,7 +248,7 @@ def load_model(
     model: ModelInput = None,
     device: str | torch.device | None = None,
     *,
-    backend: str = "torch",
+    backend: str = "auto",
     compile: bool = False,
     threads: int | None = None,
 ) -> HandUNet | OnnxHandUNet:
@@ -195,7 +263,10 @@ def load_model(
     `device`: "cpu", "cuda", "cuda:N" (None: CUDA when available); one this machine lacks raises
     DeviceUnavailableError.
 
-    `backend="onnx"` runs the model with onnxruntime on the CPU (exported on first use).
+    `backend`: see BACKENDS. "auto", "torch" and "bf16" return the PyTorch model: `segment` picks
+    the path when it runs (`resolve_backend`; "auto" then uses the model's int8 file where it can);
+    "onnx" runs it with onnxruntime on the CPU (exported on first use); "int8" loads the model's
+    int8 file (`handseg.quantize.load_int8`).
     `compile=True` compiles the PyTorch model with `torch.compile` (a given module in place, like
     `nn.Module.compile`), for fixed shapes: torch 2.13's dynamic-shape compilation fails on this
     model's padding arithmetic. Each new input size costs a one-off compilation (on a 2-core CPU,
@@ -204,7 +275,7 @@ def load_model(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if compile and backend != "torch":
+    if compile and backend not in ("auto", "torch"):
         raise ValueError("compile=True applies to the torch backend only")
     if isinstance(model, OnnxHandUNet):
         return model
@@ -224,6 +295,8 @@ def load_model(
         net = _load_cached(source, str(device), compile)
     if backend == "onnx":
         return _as_onnx(net, onnx_threads)
+    if backend == "int8":
+        return load_int8(net, onnx_threads)
     if next(net.parameters()).device.type == "cpu":
         set_cpu_threads(threads)
     return net
@@ -245,16 +318,21 @@ def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(model: HandUNet | OnnxHandUNet, batch: torch.Tensor) -> torch.Tensor:
-    """Raw logits for a (N, 3, H, W) batch in [0, 1], on the model's device."""
+def predict_logits(model: HandUNet | OnnxHandUNet, batch: torch.Tensor, bf16: bool | None = None) -> torch.Tensor:
+    """Raw float32 logits for a (N, 3, H, W) batch in [0, 1], on the model's device.
+
+    `bf16`: run a PyTorch model under bf16 autocast (None: on CUDA only)."""
     if isinstance(model, OnnxHandUNet):
         return model(batch).float()
     device = next(model.parameters()).device
     # channels_last input: oneDNN's convolutions then run without layout conversions, twice as fast
     # on a CPU (`python benchmarks/stages.py`); the module's own weights are left as they are.
     batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    # bf16 on GPUs: about twice the throughput, and hand masks do not need fp32 logits.
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    # bf16 on GPUs and on CPUs that have it: about twice the throughput, and the masks stay the float
+    # model's (README, CPU paths).
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         return model(batch).float()
 
 
@@ -268,7 +346,7 @@ def iter_segment(
     max_side: int | str | None = AUTO,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    backend: str = "torch",
+    backend: str = "auto",
     compile: bool = False,
     threads: int | None = None,
     max_pixels: int = MAX_PIXELS,
@@ -283,7 +361,19 @@ def iter_segment(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     net = load_model(model, device, backend=backend, compile=compile, threads=threads)
-    name = _model_name(net)
+    name = net.name_or_path
+    if isinstance(net, HandUNet):
+        device_type = next(net.parameters()).device.type
+        # int8 gets the threads torch was given (load_model set them: `threads`, or the default)
+        cpu_threads = threads or torch.get_num_threads()
+        # a module compiled by load_model(compile=True) earlier (the CLI's --compile) runs as compiled
+        compiled = compile or getattr(net, "_compiled_call_impl", None) is not None
+        ran = resolve_backend(backend, next(net.parameters()).device, compiled, net, cpu_threads)
+        bf16 = ran == "bf16" or (ran == "torch" and device_type == "cuda")
+        if ran == "int8":
+            net = load_int8(net, cpu_threads)
+    else:
+        ran, bf16 = net.precision, False
     if batch_size is None:
         batch_size = default_batch_size(net)
     if max_side == AUTO:
@@ -292,10 +382,10 @@ def iter_segment(
 
     def flush() -> Iterator[tuple[int, Segmentation]]:
         batch = torch.stack([to_model_input(loaded.small) for _, _, loaded in pending])
-        logits = predict_logits(net, batch)
+        logits = predict_logits(net, batch, bf16=bf16)
         for (index, source, loaded), logit in zip(pending, logits):
             result = _finish(source, loaded, logit[None], threshold, crf)
-            result.model, result._max_pixels = name, max_pixels
+            result.model, result.backend, result._max_pixels = name, ran, max_pixels
             yield index, result
         pending.clear()
 
@@ -312,12 +402,6 @@ def iter_segment(
         pending.append((index, source, loaded))
     if pending:
         yield from flush()
-
-
-def _model_name(net: HandUNet | OnnxHandUNet) -> str | None:
-    if isinstance(net, OnnxHandUNet):
-        return str(net.path)
-    return net.name_or_path
 
 
 def _finish(
@@ -354,8 +438,8 @@ def segment(image: ImageInput, model: ModelInput = None, **options) -> Segmentat
 
     Options: `threshold` (0.5), `crf` (False), `scale` or `max_side` ("auto":
     the model's training resolution; None: full size), `batch_size`, `device`,
-    `backend` ("torch" or "onnx"), `compile` (torch.compile), `threads` (CPU threads;
-    see `load_model`), `max_pixels` (larger images are refused; 100 MP).
+    `backend` ("auto", "torch", "bf16", "onnx" or "int8"; see `resolve_backend`), `compile`
+    (torch.compile), `threads` (CPU threads; see `load_model`), `max_pixels` (larger images are refused; 100 MP).
     Raises ImageLoadError for unusable input, DeviceUnavailableError for a device this machine lacks.
     """
     ((_, result),) = iter_segment([image], model, **options)

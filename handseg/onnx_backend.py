@@ -2,7 +2,7 @@
 
 `export_onnx(model, path)` writes a graph with dynamic batch, height and width;
 the model's config (max_side, normalization) rides along as ONNX metadata.
-`OnnxHandUNet(path)` runs it with onnxruntime (`pip install "handseg[onnx]"`).
+`OnnxHandUNet(path)` runs it with onnxruntime (a core dependency; export needs `pip install "handseg[onnx]"`).
 Pre- and post-processing stay in handseg.inference, shared with the torch path.
 """
 
@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 
 from handseg.model import HandUNet
+
+#: ONNX metadata key: "float32" for `export_onnx`'s graphs, "int8" for `handseg.quantize`'s.
+PRECISION_KEY = "handseg_precision"
 
 
 class OnnxUnavailableError(ImportError):
@@ -43,7 +46,12 @@ def export_onnx(model: HandUNet, path: str | Path, opset: int = 17) -> Path:
         )  # fmt: skip
     proto = onnx.load(str(path))
     config = dict(getattr(model, "_hub_mixin_config", None) or {})
-    for key, value in {"handseg_config": json.dumps(config), "max_side": str(model.max_side or "")}.items():
+    metadata = {
+        "handseg_config": json.dumps(config),
+        "max_side": str(model.max_side or ""),
+        PRECISION_KEY: "float32",
+    }
+    for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
@@ -57,19 +65,23 @@ class OnnxHandUNet:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise OnnxUnavailableError('the ONNX backend needs onnxruntime: pip install "handseg[onnx]"') from None
+            raise OnnxUnavailableError("the ONNX and int8 backends need onnxruntime: pip install onnxruntime") from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         # Threads that spin while waiting steal the cores another busy process needs, and then
         # wait on it: off, as for torch (README, performance under load).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # errors only: a quantized graph's unused constants are not news
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata: dict[str, str] = self.session.get_modelmeta().custom_metadata_map
+        meta = self.metadata
         self.max_side = int(meta["max_side"]) if meta.get("max_side") else None
         self.config = json.loads(meta.get("handseg_config", "{}"))
         self.in_channels = self.config.get("in_channels", 3)
+        self.precision = "int8" if meta.get(PRECISION_KEY) == "int8" else "onnx"  #: the backend name it runs as
+        self.name_or_path: str = str(path)  #: how results name the model
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self.session.run(None, {"image": batch.detach().cpu().numpy()})[0]

@@ -44,14 +44,14 @@ def test_parity_on_real_photos(model, onnx_model, sample_photos):
     """Dynamic height and width: every photo size runs, probabilities agree, masks agree to a few pixels."""
     for photo in sample_photos:
         for max_side in (None, 320, 97):
-            ref = handseg.segment(photo, model, max_side=max_side)
+            ref = handseg.segment(photo, model, max_side=max_side, backend="torch")
             got = handseg.segment(photo, onnx_model, max_side=max_side)
             np.testing.assert_allclose(got.probability, ref.probability, atol=1e-4)
             assert (got.mask != ref.mask).sum() <= 5
 
 
 def test_backend_option_and_onnx_file_as_model(model, onnx_model, sample_photos):
-    ref = handseg.segment(sample_photos[1], model)
+    ref = handseg.segment(sample_photos[1], model, backend="torch")
     via_backend = handseg.segment(sample_photos[1], model, backend="onnx")
     via_file = handseg.segment(sample_photos[1], str(onnx_model.path))
     np.testing.assert_allclose(via_backend.probability, ref.probability, atol=1e-4)

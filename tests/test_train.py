@@ -85,6 +85,11 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data
         model = handseg.HandUNet.from_pretrained(out / name)
         assert model.max_side == 64  # segment() runs it at the resolution it was trained at
         assert handseg.segment(next((data_dir / "hgr" / "images").iterdir()), model).mask.ndim == 2
+    # the fine-tuned model gets the default's fast path: best/ has its int8 file, calibrated on train photos
+    photo = next((data_dir / "hgr" / "images").iterdir())
+    fast = handseg.segment(photo, out / "best")
+    assert fast.backend == "int8"
+    assert (fast.mask == handseg.segment(photo, out / "best", backend="torch").mask).mean() > 0.95
     card = (out / "best" / "README.md").read_text()
     assert "handphotos" in card and "python -m train.run" in card and "| **all** | 10 |" in card
     state = torch.load(out / "last" / run.STATE_FILE, weights_only=True)
@@ -272,10 +277,11 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
     photos = sorted((data_dir / "handphotos" / "images").iterdir())[:3]
     model = handseg.load_model(tiny_model_dir, "cpu")
     # A random tiny model: threshold at its median probability so its masks mark about half of each photo.
-    threshold = float(np.median(handseg.segment(photos[0], model).probability))
+    # float32, as train.evaluate scores by default
+    threshold = float(np.median(handseg.segment(photos[0], model, backend="torch").probability))
     expected = {}
     for kind, photo in zip(("same", "half", "inverse"), photos):
-        pred = handseg.segment(photo, model, threshold=threshold).mask
+        pred = handseg.segment(photo, model, threshold=threshold, backend="torch").mask
         assert 0 < pred.mean() < 1
         truth = {
             "same": pred,
@@ -288,7 +294,7 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
     assert expected["same"].dice == 1.0 and expected["inverse"].dice == 0.0
     # A hand-free photo (empty truth): counted as a false alarm by the share it marks, never in dice.
     hand_free = sorted((data_dir / "negatives" / "images").iterdir())[0]
-    marked = handseg.segment(hand_free, model, threshold=threshold).mask
+    marked = handseg.segment(hand_free, model, threshold=threshold, backend="torch").mask
     shutil.copy(hand_free, tmp_path / "set" / "images" / f"handfree{hand_free.suffix}")
     Image.fromarray(np.zeros(marked.shape, np.uint8)).save(tmp_path / "set" / "masks" / "handfree.png")
 

@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "normalization and working resolution are kept unless given",
     )
     p.add_argument("--resume", type=Path, help="continue the run in this folder from its last/ checkpoint")
+    p.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="at the end, write best/model_int8.onnx (calibrated on 6 train photos per source), which "
+        'handseg\'s default CPU path runs (needs onnx: pip install "handseg[onnx]")',
+    )
     p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")

@@ -72,11 +72,15 @@ def score_dataset(
     indices: Iterable[int] | None = None,
     progress: bool = False,
     policy: LabelPolicy | None = None,
+    backend: str = "torch",
 ) -> list[dict]:
-    """`score_predictions` for a model run through `handseg.segment`."""
+    """`score_predictions` for a model run through `handseg.segment`.
+
+    `backend`: "torch" (float32 on a CPU) by default, so a model's figures do not depend on the
+    machine's bf16 support, and a model being trained is never scored through a stale export."""
 
     def predict(example: dict) -> np.ndarray:
-        options = {"threshold": threshold, "crf": crf, "max_side": max_side}
+        options = {"threshold": threshold, "crf": crf, "max_side": max_side, "backend": backend}
         return handseg.segment(image_input(example["image"]), model, **options).mask
 
     return score_predictions(ds, predict, indices=indices, progress=progress, policy=policy)
@@ -206,6 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=None, help="working resolution (default: the model's)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument(
+        "--backend",
+        choices=handseg.inference.BACKENDS,
+        default="torch",
+        help="torch (default: the float model's figures), or the backend to score as users run it "
+        "(auto, bf16, onnx, int8; see handseg segment --help)",
+    )
+    parser.add_argument(
         "--label-policy",
         choices=["as-labelled", "hand"],
         default="as-labelled",
@@ -221,11 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.data:
             parser.error("--data is required")
         split = load_split_from_args(args)
-        model = handseg.load_model(args.model, args.device)
+        model = handseg.load_model(args.model, args.device, backend=args.backend)
     except handseg.DeviceUnavailableError as exc:
         print(f"error: --device: {exc}", file=sys.stderr)
         return 2
-    except (DataError, handseg.NoDefaultModelError, OSError) as exc:
+    except (DataError, handseg.NoDefaultModelError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for line in split.problems.report():
@@ -236,7 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(ds) == 0:
         print(f"error: no images in the {args.split} split of {args.data}", file=sys.stderr)
         return 2
-    options = {"threshold": args.threshold, "crf": args.crf, "max_side": args.max_side or "auto"}
+    options = {
+        "threshold": args.threshold,
+        "crf": args.crf,
+        "max_side": args.max_side or "auto",
+        "backend": args.backend,
+    }
     policy = LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else LabelPolicy()
     rows = score_dataset(model, ds, progress=True, policy=policy, **options)
     summary = summarize(rows)

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
@@ -44,6 +45,7 @@ from train.evaluate import selection_score
 from train.labels import LabelPolicy
 from train.loop import bce_dice_loss, set_learning_rate, train_one_epoch, validate
 from train.metrics_log import append_record, curves_figure, epoch_record, keep_records_until, plot_curves
+from train.quantize import int8_agreement, write_int8
 from train.trainset import AslBank, EpochSampler, TrainSet
 
 #: Importable from here as before the split into modules (scripts and tests use train.run.X).
@@ -280,8 +282,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 save_checkpoint(out / "best", model, title, details)
             log_epoch(record, improved)
         env.barrier()
+    if env.main and args.int8 and (out / "best").is_dir():
+        write_best_int8(out / "best", split, log)
     env.close()
     return 0
+
+
+def write_best_int8(best: Path, split: SplitData, log) -> None:
+    """best/model_int8.onnx for handseg's default CPU path, and how often its masks agree with the float
+    model's on val photos. A failure here is reported and leaves the checkpoints as they are."""
+    try:
+        path = write_int8(best, split.train)
+    except ImportError as exc:
+        log(f"no int8 file written: {exc}", file=sys.stderr)
+        return
+    agree = int8_agreement(best, split.val)
+    detail = f"; masks equal to the float model's on {100 * agree:.2f}% of val pixels" if agree is not None else ""
+    log(f"wrote {path}{detail}")
 
 
 def log_epoch(record: dict, improved: bool) -> None:

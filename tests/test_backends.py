@@ -1,0 +1,205 @@
+"""The CPU backends: which one runs by default (int8 where the model has its int8 file, else bf16 or
+float32, with a notice), how far the faster ones move the float model's masks on real val photos, and
+how a converted or fine-tuned model gets its own int8 file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import handseg
+import handseg.inference
+from handseg.metrics import score
+from handseg.pretrained import DEFAULT_MODEL, pretrained_path
+from tests.conftest import REPO_ROOT, make_tiny_model
+from tests.original_format import original_state_dict, save_torch03
+
+CPU = torch.device("cpu")
+
+#: bf16 against float32, the shipped model on the first 4 val photos of each source (12; measured: mean
+#: equal pixels 99.91%, worst photo 99.53%; mean dice between the two masks 0.997); floors with margin.
+BF16_EQUAL_FLOOR, BF16_WORST_FLOOR, BF16_DICE_FLOOR = 0.998, 0.99, 0.99
+#: int8 (the shipped model_int8.onnx, the default) against float32 on the same photos (measured: 99.77%,
+#: worst 98.77%, dice 0.990); floors with margin.
+INT8_EQUAL_FLOOR, INT8_WORST_FLOOR, INT8_DICE_FLOOR = 0.995, 0.975, 0.98
+
+
+def _val_photos(val_pairs) -> list:
+    return [image for pairs in val_pairs.values() for image, _ in pairs[:4]]
+
+
+def _agreement(photos, backend: str) -> tuple[float, float, float]:
+    """(mean share of equal pixels, the worst photo's, mean dice) of `backend`'s masks against float32's."""
+    equal, dice = [], []
+    for photo in photos:
+        reference = handseg.segment(photo, backend="torch").mask
+        mask = handseg.segment(photo, backend=backend).mask
+        equal.append(float((mask == reference).mean()))
+        if reference.any():
+            dice.append(score(mask, reference).dice)
+    return float(np.mean(equal)), min(equal), float(np.mean(dice))
+
+
+def _int8_model(folder, photos, seed: int = 1) -> handseg.HandUNet:
+    """A tiny model saved in `folder` with an int8 file made by the command, loaded from there."""
+    make_tiny_model(seed=seed).save_pretrained(folder)
+    done = _export_int8(folder, photos, folder / "model_int8.onnx")
+    assert done.returncode == 0, done.stderr
+    return handseg.HandUNet.from_pretrained(folder)
+
+
+def test_auto_runs_int8_where_the_model_has_its_int8_file(tmp_path, sample_photos, monkeypatch):
+    with_int8 = _int8_model(tmp_path / "with_int8", sample_photos[:2])
+    assert handseg.inference.resolve_backend("auto", CPU, model=with_int8) == "int8"
+    assert handseg.segment(sample_photos[0], with_int8).backend == "int8"
+    assert handseg.segment(sample_photos[0], tmp_path / "with_int8").backend == "int8"  # by folder, too
+    assert handseg.inference.resolve_backend("auto", CPU, compile=True, model=with_int8) == "torch"
+    # what the user asks for is what runs
+    for backend in ("torch", "bf16"):
+        assert handseg.segment(sample_photos[0], with_int8, backend=backend).backend == backend
+    with pytest.raises(ValueError, match="unknown backend"):
+        handseg.inference.resolve_backend("fp8", CPU)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        handseg.inference.resolve_backend("int8", torch.device("cuda"))
+
+
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_without_an_int8_file_auto_says_so_once_and_runs_bf16_or_float(bf16_cpu, monkeypatch, sample_photos):
+    monkeypatch.setattr(handseg.inference, "cpu_has_native_bf16", lambda: bf16_cpu)
+    model = make_tiny_model()
+    with pytest.warns(handseg.inference.FastPathNotice, match="has no model_int8.onnx.*handseg export"):
+        result = handseg.segment(sample_photos[0], model)
+    assert result.backend == ("bf16" if bf16_cpu else "torch")
+    assert f"backend={result.backend!r}" in repr(result)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per model: a second image says nothing
+        assert handseg.segment(sample_photos[1], model).backend == result.backend
+
+
+@pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
+def test_the_default_is_int8_on_a_cpu(sample_photos):
+    result = handseg.segment(sample_photos[0])
+    assert result.backend == "int8" and result.model == DEFAULT_MODEL
+
+
+@pytest.mark.skipif(not handseg.inference.cpu_has_native_bf16(), reason="this CPU has no bf16 arithmetic")
+def test_bf16_keeps_the_float_models_masks_on_val_photos(val_pairs):
+    """bf16 is the default for models without an int8 file (and where onnxruntime is missing)."""
+    equal, worst, dice = _agreement(_val_photos(val_pairs), "bf16")
+    assert equal >= BF16_EQUAL_FLOOR and worst >= BF16_WORST_FLOOR and dice >= BF16_DICE_FLOOR, (equal, worst, dice)
+
+
+@pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
+def test_the_shipped_int8_file_agrees_with_float_on_val_photos(val_pairs):
+    photos = _val_photos(val_pairs)
+    assert handseg.segment(photos[0], backend="int8").backend == "int8"
+    equal, worst, dice = _agreement(photos, "int8")
+    assert equal >= INT8_EQUAL_FLOOR and worst >= INT8_WORST_FLOOR and dice >= INT8_DICE_FLOOR, (equal, worst, dice)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
+def test_the_shipped_int8_file_is_what_the_command_makes(data_dir, tmp_path, val_pairs):
+    """`python -m train.quantize` remakes the shipped file from train photos: the same masks."""
+    pytest.importorskip("onnx", reason='making an int8 file needs the onnx extra: pip install "handseg[onnx]"')
+    folder = tmp_path / "model"
+    shutil.copytree(pretrained_path(), folder, ignore=shutil.ignore_patterns("*.jpg", "*.onnx"))
+    done = subprocess.run(
+        [sys.executable, "-m", "train.quantize", "--model", str(folder), "--data", str(data_dir)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "calibrated on 36 train photos" in done.stdout
+    for photo in _val_photos(val_pairs)[::3]:
+        remade = handseg.segment(photo, folder, backend="int8")
+        shipped = handseg.segment(photo, backend="int8")
+        assert remade.backend == "int8"
+        assert (remade.mask == shipped.mask).mean() >= 0.999, photo.name
+
+
+def _export_int8(model_dir, photos, out) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "handseg", "export", "--model", str(model_dir), "--int8", "--onnx", str(out)]
+    return subprocess.run([*command, "--calibration", *map(str, photos)], capture_output=True, text=True, timeout=300)
+
+
+def test_a_converted_model_gets_int8_from_the_command(tmp_path, sample_photos):
+    """An original MODEL.pth, converted, then quantized by `handseg export --int8`: the CLI runs it
+    with --backend int8 and its masks agree with the float model's."""
+    pytest.importorskip("onnx", reason='making an int8 file needs the onnx extra: pip install "handseg[onnx]"')
+    checkpoint = tmp_path / "MODEL.pth"
+    save_torch03(original_state_dict(base=8), checkpoint)
+    folder = tmp_path / "converted"
+    done = subprocess.run(
+        [sys.executable, "-m", "handseg", "convert", str(checkpoint), str(folder)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "a.png"),
+         "--model", str(folder), "--backend", "int8"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "has no model_int8.onnx" in missing.stderr and "handseg export" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    done = _export_int8(folder, sample_photos, folder / "model_int8.onnx")
+    assert done.returncode == 0, done.stderr
+    assert "int8, calibrated on 4 photos" in done.stdout
+    for photo in sample_photos:
+        fast = handseg.segment(photo, folder, backend="int8", max_side=256)
+        reference = handseg.segment(photo, folder, backend="torch", max_side=256)
+        assert fast.backend == "int8"
+        assert (fast.mask == reference.mask).mean() > 0.97, photo.name
+
+
+def test_an_int8_file_from_other_weights_is_never_run(tmp_path, sample_photos):
+    """Fine-tune a model, in memory or saved over its folder: the old int8 file no longer matches its
+    weights, so int8 is refused and the default runs the new weights in PyTorch."""
+    pytest.importorskip("onnx", reason='making an int8 file needs the onnx extra: pip install "handseg[onnx]"')
+    folder = tmp_path / "finetuned"
+    model = _int8_model(folder, sample_photos[:2])
+    assert handseg.segment(sample_photos[0], model).backend == "int8"
+    with torch.no_grad():
+        model.outc.weight.mul_(-1)  # a step of fine-tuning, in place
+    with pytest.warns(handseg.inference.FastPathNotice, match="made from other weights"):
+        assert handseg.segment(sample_photos[0], model).backend in ("bf16", "torch")
+    make_tiny_model(seed=2).save_pretrained(folder)  # saved over the folder, the int8 file left behind
+    fresh = handseg.HandUNet.from_pretrained(folder)
+    with pytest.raises(FileNotFoundError, match="made from other weights"):
+        handseg.segment(sample_photos[0], fresh, backend="int8")
+
+
+def test_export_int8_needs_calibration_photos(tmp_path, tiny_model_dir):
+    out = tmp_path / "m.onnx"
+    base = [sys.executable, "-m", "handseg", "export", "--model", str(tiny_model_dir), "--onnx", str(out)]
+    done = subprocess.run([*base, "--int8"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--calibration" in done.stderr
+    done = subprocess.run([*base, "--int8", "--calibration", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "no image files" in done.stderr
+    assert not out.exists()
+
+
+def test_without_onnxruntime_the_default_falls_back_with_one_line(sample_photos, tmp_path):
+    """onnxruntime missing (uninstalled): the CLI still writes the mask, in PyTorch, and says why in one line;
+    asking for int8 is one clear error."""
+    hide = tmp_path / "hide" / "onnxruntime"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ImportError('onnxruntime is not installed (hidden by the test)')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide.parent), str(REPO_ROOT)])}
+    command = [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[0])]
+    done = subprocess.run([*command, "-o", str(tmp_path / "m.png")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.png").is_file()
+    notes = [line for line in done.stderr.splitlines() if line.startswith("handseg: note:")]
+    assert len(notes) == 1 and "pip install onnxruntime" in notes[0], done.stderr
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "n.png"), "--backend", "int8"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2
+    assert "pip install onnxruntime" in done.stderr and len(done.stderr.strip().splitlines()) == 1

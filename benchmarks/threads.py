@@ -77,7 +77,7 @@ def main() -> None:
     except Int8UnavailableError as exc:
         print(f"int8 rows left out: {exc}", file=sys.stderr)
     onnx = {(kind, n): OnnxHandUNet(path, threads=n) for kind, path in onnx_files.items() for n in counts}
-    default_backend = resolve_backend("auto", torch.device("cpu"))
+    default_backend = resolve_backend("auto", torch.device("cpu"), model=model)
     print(f"torch {torch.__version__}; {cores} usable cores; handseg default: {default_threads()} thread(s)")
     print()
     print("| backend | threads | load | " + " | ".join(f"{s} median ms | {s} p90 ms" for s in SIZES) + " |")

@@ -116,12 +116,14 @@ def _decode(
             if width == 0 or height == 0:
                 raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
             # EXIF orientations 5-8 turn the stored image by 90 degrees.
-            turned = img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+            turned = orientation in (5, 6, 7, 8)
             full_size = (width, height) if turned else (height, width)
             if shrink_to is not None and isinstance(img, JpegImagePlugin.JpegImageFile):  # also MPO (phones)
                 target_h, target_w = shrink_to(*full_size)
                 img.draft(img.mode, (target_h, target_w) if turned else (target_w, target_h))
-            img = ImageOps.exif_transpose(img)
+            if orientation != 1:  # exif_transpose copies even an upright image: a copy per photo saved
+                img = ImageOps.exif_transpose(img)
             img.load()
             return _pil_to_rgb(img), full_size
     except ImageLoadError:

@@ -371,7 +371,7 @@ def iter_segment(
         ran = resolve_backend(backend, next(net.parameters()).device, compiled, net, cpu_threads)
         bf16 = ran == "bf16" or (ran == "torch" and device_type == "cuda")
         if ran == "int8":
-            net = load_int8(net, cpu_threads)
+            net = load_int8(net, cpu_threads)  # found and checked by resolve_backend: cached
     else:
         ran, bf16 = net.precision, False
     if batch_size is None:

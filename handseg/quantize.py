@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import tempfile
 import weakref
@@ -47,7 +48,8 @@ _digests: weakref.WeakKeyDictionary[HandUNet, tuple[tuple[int, ...], str]] = wea
 
 
 def _versions(model: HandUNet) -> tuple[int, ...]:
-    return tuple(t._version for t in model.state_dict().values())
+    # parameters() and buffers(), not state_dict(), which costs milliseconds to build
+    return tuple(t._version for t in itertools.chain(model.parameters(), model.buffers()))
 
 
 def weights_digest(model: HandUNet) -> str:
@@ -184,20 +186,23 @@ def load_int8(model: HandUNet, threads: int) -> OnnxHandUNet:
     except ImportError:
         raise OnnxUnavailableError("int8 needs onnxruntime: pip install onnxruntime") from None
     found = int8_file(model.name_or_path)
+    if found is None:
+        raise Int8UnavailableError(f"{model.name_or_path or 'this model'} has no {INT8_FILE}; {_how_to_make(model)}")
+    net = _load_session(str(found), threads)
+    if net.metadata.get(DIGEST_KEY) != weights_digest(model):
+        raise Int8UnavailableError(f"{found} was made from other weights than the model's; {_how_to_make(model)}")
+    net.name_or_path = model.name_or_path or str(found)
+    return net
+
+
+def _how_to_make(model: HandUNet) -> str:
     name = model.name_or_path or "FOLDER"
     folder = Path(resolve_model_source(name))
     target = folder / INT8_FILE if folder.is_dir() else INT8_FILE
-    make = (
+    return (
         f"make one with: handseg export --model {name} --int8 --calibration PHOTOS --onnx {target} "
         "(PHOTOS: a folder of photos like yours, with and without hands)"
     )
-    if found is None:
-        raise Int8UnavailableError(f"{model.name_or_path or 'this model'} has no {INT8_FILE}; {make}")
-    net = _load_session(str(found), threads)
-    if net.metadata.get(DIGEST_KEY) != weights_digest(model):
-        raise Int8UnavailableError(f"{found} was made from other weights than the model's; {make}")
-    net.name_or_path = model.name_or_path or str(found)
-    return net
 
 
 #: (file, its modification time, threads) -> session: a file written anew is loaded anew.

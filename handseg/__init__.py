@@ -11,6 +11,7 @@ from handseg.hub import HubUnreachableError, ModelNotFoundError
 from handseg.image import ImageLoadError, load_image, load_mask
 from handseg.inference import (
     DeviceUnavailableError,
+    FastPathNotice,
     Segmentation,
     iter_segment,
     load_model,
@@ -25,6 +26,7 @@ __version__ = "0.3.0"
 __all__ = [
     "CRFUnavailableError",
     "DeviceUnavailableError",
+    "FastPathNotice",
     "HandUNet",
     "HubUnreachableError",
     "ImageLoadError",

@@ -408,13 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_notice(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"handseg: note: {message}", file=sys.stderr)
+_show_warning = warnings.showwarning
+
+
+def _show_notice(message, category, filename, lineno, file=None, line=None) -> None:
+    """handseg's own notices in one line, not a source listing; other warnings as Python shows them."""
+    if issubclass(category, handseg.FastPathNotice):
+        print(f"handseg: note: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _one_line_notice  # a notice is one line, not a source listing
+    warnings.showwarning = _show_notice
     return args.func(args)
 
 

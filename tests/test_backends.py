@@ -74,7 +74,7 @@ def test_auto_runs_int8_where_the_model_has_its_int8_file(tmp_path, sample_photo
 def test_without_an_int8_file_auto_says_so_once_and_runs_bf16_or_float(bf16_cpu, monkeypatch, sample_photos):
     monkeypatch.setattr(handseg.inference, "cpu_has_native_bf16", lambda: bf16_cpu)
     model = make_tiny_model()
-    with pytest.warns(handseg.inference.FastPathNotice, match="has no model_int8.onnx.*handseg export"):
+    with pytest.warns(handseg.FastPathNotice, match="has no model_int8.onnx.*handseg export"):
         result = handseg.segment(sample_photos[0], model)
     assert result.backend == ("bf16" if bf16_cpu else "torch")
     assert f"backend={result.backend!r}" in repr(result)
@@ -167,7 +167,7 @@ def test_an_int8_file_from_other_weights_is_never_run(tmp_path, sample_photos):
     assert handseg.segment(sample_photos[0], model).backend == "int8"
     with torch.no_grad():
         model.outc.weight.mul_(-1)  # a step of fine-tuning, in place
-    with pytest.warns(handseg.inference.FastPathNotice, match="made from other weights"):
+    with pytest.warns(handseg.FastPathNotice, match="made from other weights"):
         assert handseg.segment(sample_photos[0], model).backend in ("bf16", "torch")
     make_tiny_model(seed=2).save_pretrained(folder)  # saved over the folder, the int8 file left behind
     fresh = handseg.HandUNet.from_pretrained(folder)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
 
 import handseg  # noqa: E402
+from benchmarks.stages import median_ms  # noqa: E402
 from handseg.image import load_working_image, resize_rgb, to_model_input, working_size  # noqa: E402
 from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
 from handseg.quantize import CalibrationPhotos  # noqa: E402
@@ -44,16 +44,6 @@ from train.quantize import calibration_photos  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "negatives"]
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def quantize_variant(float_path: Path, out: Path, photos, side: int, *, first_conv_float: bool, preprocess: bool):

@@ -96,7 +96,7 @@ def quantize_int8(model: HandUNet, path: str | Path, photos: Iterable[ImageInput
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     reader = CalibrationPhotos(photos, model.max_side or DEFAULT_MAX_SIDE)
-    CalibrationDataReader.register(type(reader))
+    CalibrationDataReader.register(type(reader))  # onnxruntime.quantization needs onnx: imported only here
     with tempfile.TemporaryDirectory(prefix="handseg-int8-") as folder, _quiet_root_logger():
         float_path = export_onnx(model, Path(folder) / "float.onnx")
         float_proto = onnx.load(str(float_path))

@@ -43,10 +43,9 @@ DEFAULT_MAX_SIDE = 1024
 AUTO = "auto"
 
 ModelInput = HandUNet | OnnxHandUNet | str | Path | None
-#: "auto": the fastest path that keeps the float model's masks (int8 where the model has its int8 file;
-#: see `resolve_backend`); "torch": PyTorch
-#: in float32 (bf16 autocast on CUDA); "bf16": PyTorch under bf16 autocast; "onnx": onnxruntime in
-#: float32; "int8": onnxruntime with the model's int8 file (`handseg.quantize`).
+#: "auto": the fastest path within the quality bar (int8 where the model has its int8 file; see
+#: `resolve_backend`); "torch": PyTorch in float32 (bf16 autocast on CUDA); "bf16": PyTorch under bf16
+#: autocast; "onnx": onnxruntime in float32; "int8": onnxruntime with the model's int8 file (`handseg.quantize`).
 BACKENDS = ("auto", "torch", "bf16", "onnx", "int8")
 
 
@@ -161,12 +160,13 @@ def resolve_backend(
     model: HandUNet | None = None,
     threads: int | None = None,
 ) -> str:
-    """The backend that runs: `backend` itself, or for "auto" the fastest one that keeps the float
-    model's masks (`python benchmarks/targets.py --backends torch,bf16,int8`, README):
+    """The backend that runs: `backend` itself, or for "auto" the fastest one within the quality bar
+    (at most 0.005 dice per source and 0.1 point of hand-free share from float32: `python
+    benchmarks/targets.py --backends torch,bf16,int8`; speeds: `python benchmarks/cpu_paths.py`):
 
     - on a CPU, "int8" when `model` has its int8 file (`handseg.quantize`) and onnxruntime is
-      installed: about 4x float32 PyTorch, 2x bf16;
-    - else "bf16" on a CPU with bf16 arithmetic (2x float32), with a one-line notice saying why
+      installed: its network about 3x float32 PyTorch, 2x bf16;
+    - else "bf16" on a CPU with bf16 arithmetic (1.6x float32), with a one-line notice saying why
       int8 is not used (once per model);
     - else "torch": float32 on a CPU, bf16 autocast on CUDA; also with `compile=True`.
     """
@@ -183,7 +183,7 @@ def resolve_backend(
         problem = int8_problem(model, threads or default_threads())
         if problem is None:
             return "int8"
-        _notice_once(model, f"{problem}; running {fallback} instead (int8 is about twice as fast)")
+        _notice_once(model, f"{problem}; running {fallback} instead (int8: about 2x bf16's speed, 3x float32's)")
     return fallback
 
 

@@ -1,6 +1,7 @@
 """Galleries of predictions, for looking rather than scoring: overlay in magenta, as one JPEG.
 
-    python benchmarks/gallery.py --set gtea --out gtea_gallery.jpg [--model DIR] [--data ../shared/data]
+    python benchmarks/gallery.py --set gtea --out gtea_gallery.jpg [--model DIR] [--backend auto]
+                                 [--data ../shared/data]
 
 Sets (all from ../shared/data, none trained on):
   gtea              every other unlabelled GTEA kitchen frame (the original project's kind of scene)
@@ -83,6 +84,9 @@ def main() -> None:
         "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--backend", choices=handseg.inference.BACKENDS, default="auto", help="auto (default): what users get"
+    )
     parser.add_argument("--set", choices=SETS, default="gtea")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--columns", type=int, default=4)
@@ -92,7 +96,7 @@ def main() -> None:
     paths = images_of(args.set, args.data)
     model = handseg.load_model(args.model, "cpu")
     tiles = []
-    for path, (_, result) in zip(paths, handseg.iter_segment(paths, model)):
+    for path, (_, result) in zip(paths, handseg.iter_segment(paths, model, backend=args.backend)):
         tile = overlay(result.image, result.mask, opacity=0.55)
         if args.set == "test":
             tile = _outline(tile, handseg.load_mask(args.data / "luthaihoc_ego" / "masks" / f"{path.stem}.png"))

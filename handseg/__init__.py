@@ -21,7 +21,7 @@ from handseg.inference import (
 from handseg.model import HandUNet
 from handseg.pretrained import NoDefaultModelError, available_models
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "CRFUnavailableError",

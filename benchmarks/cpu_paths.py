@@ -38,7 +38,7 @@ import handseg  # noqa: E402
 from benchmarks.stages import median_ms  # noqa: E402
 from handseg.image import load_working_image, resize_rgb, to_model_input, working_size  # noqa: E402
 from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
-from handseg.quantize import CalibrationPhotos  # noqa: E402
+from handseg.quantize import quantize_int8  # noqa: E402
 from train.data import image_input, load_split  # noqa: E402
 from train.quantize import calibration_photos  # noqa: E402
 
@@ -46,22 +46,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "negatives"]
 
 
-def quantize_variant(float_path: Path, out: Path, photos, side: int, *, first_conv_float: bool, preprocess: bool):
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    source = float_path
-    if preprocess:
-        source = out.with_name(out.stem + "_pre.onnx")
-        quant_pre_process(str(float_path), str(source))
-    first = next(n.name for n in onnx.load(str(source)).graph.node if n.op_type == "Conv")
-    quantize_static(
-        str(source), str(out), CalibrationPhotos(photos, side),
-        quant_format=QuantFormat.QDQ, per_channel=True,
-        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-        nodes_to_exclude=[first] if first_conv_float else [],
-    )  # fmt: skip
+def quantize_variant(model, out: Path, photos, *, first_conv_float: bool, preprocess: bool) -> OnnxHandUNet:
+    quantize_int8(model, out, photos, first_conv_float=first_conv_float, preprocess=preprocess)
     return OnnxHandUNet(out, threads=handseg.inference.default_threads())
 
 
@@ -113,10 +99,10 @@ def main() -> None:
         "onnxruntime float32": OnnxHandUNet(float_path, threads=threads),
         "onnxruntime int8 (the model's int8 file)": handseg.load_model(args.model, "cpu", backend="int8"),
         "onnxruntime int8, first conv quantized too": quantize_variant(
-            float_path, folder / "all.onnx", photos, side, first_conv_float=False, preprocess=False
+            model, folder / "all.onnx", photos, first_conv_float=False, preprocess=False
         ),
         "onnxruntime int8, after quant_pre_process": quantize_variant(
-            float_path, folder / "pre.onnx", photos, side, first_conv_float=True, preprocess=True
+            model, folder / "pre.onnx", photos, first_conv_float=True, preprocess=True
         ),
     }
     notes = []

@@ -362,18 +362,16 @@ def iter_segment(
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     net = load_model(model, device, backend=backend, compile=compile, threads=threads)
     name = net.name_or_path
+    ran = net.backend if isinstance(net, OnnxHandUNet) else "torch"
     if isinstance(net, HandUNet):
-        device_type = next(net.parameters()).device.type
         # int8 gets the threads torch was given (load_model set them: `threads`, or the default)
         cpu_threads = threads or torch.get_num_threads()
         # a module compiled by load_model(compile=True) earlier (the CLI's --compile) runs as compiled
         compiled = compile or getattr(net, "_compiled_call_impl", None) is not None
         ran = resolve_backend(backend, next(net.parameters()).device, compiled, net, cpu_threads)
-        bf16 = ran == "bf16" or (ran == "torch" and device_type == "cuda")
         if ran == "int8":
             net = load_int8(net, cpu_threads)  # found and checked by resolve_backend: cached
-    else:
-        ran, bf16 = net.precision, False
+    bf16 = True if ran == "bf16" else None  # None: predict_logits' own rule (bf16 on CUDA)
     if batch_size is None:
         batch_size = default_batch_size(net)
     if max_side == AUTO:

@@ -80,7 +80,7 @@ class OnnxHandUNet:
         self.max_side = int(meta["max_side"]) if meta.get("max_side") else None
         self.config = json.loads(meta.get("handseg_config", "{}"))
         self.in_channels = self.config.get("in_channels", 3)
-        self.precision = "int8" if meta.get(PRECISION_KEY) == "int8" else "onnx"  #: the backend name it runs as
+        self.backend = "int8" if meta.get(PRECISION_KEY) == "int8" else "onnx"  #: its name in inference.BACKENDS
         self.name_or_path: str = str(path)  #: how results name the model
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

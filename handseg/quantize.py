@@ -83,12 +83,24 @@ class CalibrationPhotos:
         return {"image": to_model_input(small)[None].numpy()}
 
 
-def quantize_int8(model: HandUNet, path: str | Path, photos: Iterable[ImageInput]) -> Path:
+def quantize_int8(
+    model: HandUNet,
+    path: str | Path,
+    photos: Iterable[ImageInput],
+    *,
+    first_conv_float: bool = True,
+    preprocess: bool = False,
+) -> Path:
     """Write an int8 onnxruntime model of `model` to `path`, calibrated on `photos` at the model's
-    working resolution. The same model, photos and onnxruntime version give the same file."""
+    working resolution. The same model, photos and onnxruntime version give the same file.
+
+    The two switches exist for comparison (`python benchmarks/cpu_paths.py`): `first_conv_float=False`
+    quantizes the first convolution too; `preprocess=True` runs onnxruntime's `quant_pre_process`
+    first, as its warning suggests."""
     try:
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise OnnxUnavailableError('int8 quantization needs onnx: pip install "handseg[onnx]"') from None
     from handseg.inference import DEFAULT_MAX_SIDE
@@ -99,18 +111,21 @@ def quantize_int8(model: HandUNet, path: str | Path, photos: Iterable[ImageInput
     CalibrationDataReader.register(type(reader))  # onnxruntime.quantization needs onnx: imported only here
     with tempfile.TemporaryDirectory(prefix="handseg-int8-") as folder, _quiet_root_logger():
         float_path = export_onnx(model, Path(folder) / "float.onnx")
+        float_metadata = {entry.key: entry.value for entry in onnx.load(str(float_path)).metadata_props}
+        if preprocess:
+            quant_pre_process(str(float_path), str(Path(folder) / "pre.onnx"))
+            float_path = Path(folder) / "pre.onnx"
         float_proto = onnx.load(str(float_path))
         # The first convolution, which reads the normalized image, stays float32: quantizing its input
-        # to 8 bits caused a quarter of the int8 masks' disagreement with float on val photos, and it
-        # costs about a millisecond (README, CPU paths).
+        # to 8 bits caused a quarter of the int8 masks' disagreement with float on val photos, at no
+        # measurable cost (README, CPU paths).
         first_conv = next(node.name for node in float_proto.graph.node if node.op_type == "Conv")
         quantize_static(
             str(float_path), str(path), reader,
             quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-            nodes_to_exclude=[first_conv],
+            nodes_to_exclude=[first_conv] if first_conv_float else [],
         )  # fmt: skip
-        float_metadata = {entry.key: entry.value for entry in float_proto.metadata_props}
     if reader.count == 0:
         path.unlink(missing_ok=True)
         raise ValueError("no calibration photos: int8 quantization needs photos like the ones to segment")

@@ -58,7 +58,11 @@ def write_int8(folder: Path, train: datasets.Dataset, per_source: int = 6) -> Pa
     written to a temporary name first, so a stopped run never leaves half a file there."""
     model = handseg.HandUNet.from_pretrained(folder).eval()
     partial = folder / f".{INT8_FILE}.partial"
-    quantize_int8(model, partial, choose_photos(train, per_source))
+    try:
+        quantize_int8(model, partial, choose_photos(train, per_source))
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return partial.replace(folder / INT8_FILE)
 
 

@@ -293,7 +293,7 @@ def write_best_int8(best: Path, split: SplitData, log) -> None:
     model's on val photos. A failure here is reported and leaves the checkpoints as they are."""
     try:
         path = write_int8(best, split.train)
-    except ImportError as exc:
+    except (ImportError, OSError, ValueError) as exc:
         log(f"no int8 file written: {exc}", file=sys.stderr)
         return
     agree = int8_agreement(best, split.val)

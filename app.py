@@ -41,6 +41,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs internet)")
     parser.add_argument(
+        "--backend",
+        choices=["auto", "torch", "bf16", "onnx", "int8"],
+        default="auto",
+        help="how the network runs, as in handseg segment --backend (default auto: int8 on a CPU where the "
+        "model has its int8 file)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         help=f"CPU threads per segmentation (default: half the cores shared by the {CONCURRENCY_LIMIT} "
@@ -57,13 +64,13 @@ def main() -> None:
 
     import handseg
     from demo import build_demo
-    from handseg.inference import default_threads
 
-    # Each of the concurrent requests runs its own team of torch threads: share the cores among them.
-    threads = args.threads or default_threads(concurrent=CONCURRENCY_LIMIT)
-    print(f"handseg app: {CONCURRENCY_LIMIT} segmentations at a time, {threads} CPU thread(s) each", flush=True)
+    # Each of the concurrent requests runs its own team of threads: share the cores among them.
+    threads = args.threads or handseg.default_threads(concurrent=CONCURRENCY_LIMIT)
     try:
-        demo = build_demo(model=args.model, threads=threads)
+        main_model = handseg.Segmenter(args.model, threads=threads, backend=args.backend)
+        print(f"handseg app: {CONCURRENCY_LIMIT} segmentations at a time; {main_model.describe()}", flush=True)
+        demo = build_demo(model=args.model, threads=threads, backend=args.backend)
     except (handseg.NoDefaultModelError, handseg.DeviceUnavailableError, OSError, ValueError) as exc:
         fail(f"--model: {exc}" if args.model else f"cannot load the shipped model: {exc}")
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=64)

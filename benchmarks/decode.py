@@ -12,24 +12,20 @@ share of mask pixels that differ, mean and max over images.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
-
-import handseg  # noqa: E402
-from benchmarks.speed import make_frames  # noqa: E402
-from train.data import load_split  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+import handseg
+from benchmarks.speed import make_frames
+from train import DEFAULT_DATA
+from train.data import load_split
 
 
-def differing_share(model, path: str) -> float:
-    from_file = handseg.segment(path, model).mask
-    from_array = handseg.segment(handseg.load_image(path), model).mask
+def differing_share(segmenter: handseg.Segmenter, path: str) -> float:
+    from_file = segmenter(path).mask
+    from_array = segmenter(handseg.load_image(path)).mask
     return float((from_file != from_array).mean())
 
 
@@ -38,13 +34,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="hub folder or shipped model name (default: the default)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    model = handseg.load_model(args.model, "cpu")
+    model = handseg.Segmenter(args.model, device="cpu")
 
     val = load_split(args.data, sources=["egohands", "hgr", "handphotos", "indoor"]).val
     paths = [row["image"]["path"] or "" for row in val]
     jpegs = [p for p in paths if p.lower().endswith((".jpg", ".jpeg"))]
     frames = make_frames(args.data, Path(tempfile.mkdtemp(prefix="handseg-decode-")), {"1918x1280": (1918, 1280)})
-    print(f"model {model.name_or_path}; share of mask pixels that differ, file vs decoded array")
+    print(f"model {model.name} ({model.backend}); share of mask pixels that differ, file vs decoded array")
     print()
     print("| images | n | mean | max |")
     print("|---|---:|---:|---:|")

@@ -23,8 +23,8 @@ from PIL import Image
 
 import handseg
 from handseg.visualize import overlay
+from train import DEFAULT_DATA
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = ("gtea", "faces", "faces_with_hands", "test", "hand_free_scenes", "gestures_held_out")
 #: The people of gestures_unlabeled that pseudo-labels are never made for (train.pseudo_labels --hold-out).
 HELD_OUT_PEOPLE = ("tongam", "viany")
@@ -84,9 +84,7 @@ def main() -> None:
         "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument(
-        "--backend", choices=handseg.inference.BACKENDS, default="auto", help="auto (default): what users get"
-    )
+    parser.add_argument("--backend", choices=handseg.BACKENDS, default="auto", help="auto (default): what users get")
     parser.add_argument("--set", choices=SETS, default="gtea")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--columns", type=int, default=4)
@@ -94,9 +92,9 @@ def main() -> None:
     args = parser.parse_args()
 
     paths = images_of(args.set, args.data)
-    model = handseg.load_model(args.model, "cpu")
+    segmenter = handseg.Segmenter(args.model, device="cpu", backend=args.backend)
     tiles = []
-    for path, (_, result) in zip(paths, handseg.iter_segment(paths, model, backend=args.backend)):
+    for path, (_, result) in zip(paths, segmenter.iter_segment(paths)):
         tile = overlay(result.image, result.mask, opacity=0.55)
         if args.set == "test":
             tile = _outline(tile, handseg.load_mask(args.data / "luthaihoc_ego" / "masks" / f"{path.stem}.png"))

@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import datasets
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
-
 import handseg
-from handseg.crf import refine_with_crf
-from handseg.image import load_image
+from train import DEFAULT_DATA
 from train.data import image_input, load_split
 from train.evaluate import score_dataset, score_predictions, summarize
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO_SOURCES = "egohands,hgr,handphotos,indoor"
 #: The default sources: the photos with hands and the hand-free photos (scored as false alarms).
 DEFAULT_SOURCES = PHOTO_SOURCES + ",negatives"
@@ -43,16 +38,16 @@ def skin_mask(rgb: np.ndarray) -> np.ndarray:
 
 
 def skin_prediction(example) -> np.ndarray:
-    return skin_mask(load_image(image_input(example["image"])))
+    return skin_mask(handseg.load_image(image_input(example["image"])))
 
 
-def full_size_crf_prediction(model):
+def full_size_crf_prediction(segmenter: handseg.Segmenter):
     """The original's way: CRF on the full-size image and probability map (handseg runs it at the
     working resolution and up-samples, which is what `crf=True` measures)."""
 
     def predict(example) -> np.ndarray:
-        result = handseg.segment(image_input(example["image"]), model)
-        return refine_with_crf(result.image, result.probability) > 0.5
+        result = segmenter(image_input(example["image"]))
+        return handseg.crf.refine_with_crf(result.image, result.probability) > 0.5
 
     return predict
 
@@ -69,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     split = load_split(args.data, sources=args.sources.split(","))
     images = split.val if args.split == "val" else datasets.concatenate_datasets([split.train, split.val])
-    model = handseg.load_model(args.model, "cpu")
+    model = handseg.Segmenter(args.model, device="cpu", backend="torch")
     results = {}
     for name, run in (
         ("handseg model", lambda: score_dataset(model, images)),

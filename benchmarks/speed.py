@@ -41,15 +41,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
+import handseg
+from benchmarks.load import busy_core
+from handseg import load_image, resize_rgb, to_model_input
+from handseg.crf import refine_with_crf
+from train import DEFAULT_DATA
 
-import handseg  # noqa: E402
-from benchmarks.load import busy_core  # noqa: E402
-from handseg.crf import refine_with_crf  # noqa: E402
-from handseg.image import load_image, resize_rgb, to_model_input  # noqa: E402
-from handseg.quantize import Int8UnavailableError  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
 
 
@@ -92,54 +89,37 @@ def make_frames(
     return frames
 
 
-def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, device: str = "cpu") -> dict:
-    """name -> function(path) -> mask; with `only`, builds just that one (for memory measurements).
-    `device` applies to the torch paths; onnxruntime runs on the CPU."""
-    needs_model = only is None or only != "original"
-    model = handseg.load_model(model_arg, device) if needs_model else None
-    cpu_model = handseg.load_model(model_arg, "cpu") if only in (None, "onnx") else None
-    onnx_model = handseg.load_model(cpu_model, backend="onnx") if cpu_model is not None else None
-    int8_model = None
-    if only in (None, "int8", "fast"):
-        try:
-            int8_model = handseg.load_model(model_arg, "cpu", backend="int8")
-        except (Int8UnavailableError, ImportError) as exc:
-            print(f"int8 and fast paths left out: {exc}", file=sys.stderr)
+def build_segmenters(model_arg: str | None, fast_side: int, only: str | None = None, device: str = "cpu") -> dict:
+    """path name -> (Segmenter, segment options) for every path but the original; with `only`, just that
+    one (for memory measurements). `device` applies to the torch paths; onnxruntime runs on the CPU."""
     factories = {
-        "original": lambda: OriginalPipeline(),
-        "default": lambda: lambda p: handseg.segment(p, model).mask,
-        "float": lambda: lambda p: handseg.segment(p, model, backend="torch").mask,
-        "default+crf": lambda: lambda p: handseg.segment(p, model, crf=True).mask,
-        "compiled": lambda: _masks_of(handseg.load_model(model_arg, device, compile=True)),
-        "onnx": lambda: lambda p: handseg.segment(p, onnx_model).mask,
-        "int8": lambda: lambda p: handseg.segment(p, int8_model).mask,
-        "fast": lambda: lambda p: handseg.segment(p, int8_model, max_side=fast_side).mask,
-        "full-res": lambda: lambda p: handseg.segment(p, model, max_side=None).mask,
+        "default": lambda: (handseg.Segmenter(model_arg, device=device), {}),
+        "float": lambda: (handseg.Segmenter(model_arg, device=device, backend="torch"), {}),
+        "default+crf": lambda: (handseg.Segmenter(model_arg, device=device), {"crf": True}),
+        "compiled": lambda: (handseg.Segmenter(model_arg, device=device, compile=True), {}),
+        "onnx": lambda: (handseg.Segmenter(model_arg, device="cpu", backend="onnx"), {}),
+        "int8": lambda: (handseg.Segmenter(model_arg, device="cpu", backend="int8"), {}),
+        "fast": lambda: (handseg.Segmenter(model_arg, device="cpu", backend="int8", max_side=fast_side), {}),
+        "full-res": lambda: (handseg.Segmenter(model_arg, device=device, max_side=None), {}),
     }
-    if int8_model is None:
-        del factories["int8"], factories["fast"]
-    return {name: make() for name, make in factories.items() if only in (None, name)}
+    built = {}
+    for name, make in factories.items():
+        if only in (None, name):
+            try:
+                built[name] = make()
+            except (handseg.Int8UnavailableError, ImportError) as exc:
+                print(f"{name} path left out: {exc}", file=sys.stderr)
+    return built
 
 
-def _masks_of(model) -> Callable[[str], np.ndarray]:
-    return lambda p: handseg.segment(p, model).mask
-
-
-def models_for_throughput(model_arg: str | None, device: str, fast_side: int) -> dict[str, tuple]:
-    """path -> (model, segment options) for the frames/s measure."""
-    model = handseg.load_model(model_arg, device)
-    runs = {
-        "default": (model, {}),
-        "float": (model, {"backend": "torch"}),
-        "compiled": (handseg.load_model(model_arg, device, compile=True), {}),
-        "onnx": (handseg.load_model(handseg.load_model(model_arg, "cpu"), backend="onnx"), {}),
-    }
-    try:
-        int8_model = handseg.load_model(model_arg, "cpu", backend="int8")
-        runs |= {"int8": (int8_model, {}), "fast": (int8_model, {"max_side": fast_side})}
-    except (Int8UnavailableError, ImportError):
-        pass
-    return runs
+def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, device: str = "cpu") -> dict:
+    """name -> function(path) -> mask; with `only`, builds just that one (for memory measurements)."""
+    paths: dict[str, Callable[[str], np.ndarray]] = {}
+    if only in (None, "original"):
+        paths["original"] = OriginalPipeline()
+    for name, (segmenter, options) in build_segmenters(model_arg, fast_side, only, device).items():
+        paths[name] = lambda p, s=segmenter, o=options: s(p, **o).mask
+    return paths
 
 
 def fresh_process(
@@ -147,10 +127,9 @@ def fresh_process(
 ) -> tuple[float, float]:
     """(peak resident MB, seconds from start to the first mask) of a fresh process that imports handseg,
     loads the path and runs one frame, then the same frame again."""
-    repo = str(Path(__file__).resolve().parents[1])
     code = (
         "import time; started = time.perf_counter(); "
-        f"import sys; sys.path.insert(0, {repo!r}); from benchmarks.speed import build_paths; "
+        "from benchmarks.speed import build_paths; "
         f"f = build_paths({model_arg!r}, {fast_side}, {path_name!r}, {device!r})[{path_name!r}]; "
         f"f({frame!r}); print(time.perf_counter() - started); f({frame!r}); "
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
@@ -194,10 +173,12 @@ def main() -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
+    # The original pipeline runs at handseg's default threads too, as Segmenters do.
+    torch.set_num_threads(handseg.default_threads())
     paths = build_paths(args.model, args.fast_side, device=args.device)
     if args.paths:
         paths = {name: fn for name, fn in paths.items() if name in args.paths.split(",")}
-    models = models_for_throughput(args.model, args.device, args.fast_side)
+    segmenters = build_segmenters(args.model, args.fast_side, device=args.device)
     folder = Path(tempfile.mkdtemp(prefix="handseg-speed-"))
     frames = make_frames(args.data, folder)
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
@@ -222,11 +203,11 @@ def run_benchmark(args: argparse.Namespace) -> None:
 
     throughput = {}
     batch_files = (frames["1918x1280"] * args.batch)[: args.batch]
-    for name, (model, options) in models.items():
-        if name not in paths:
+    for name, (segmenter, options) in segmenters.items():
+        if name not in paths or name in ("default+crf", "full-res"):
             continue
         started = time.perf_counter()
-        handseg.segment_batch(batch_files, model, **options)  # default batch size
+        segmenter.segment_batch(batch_files, **options)  # default batch size
         throughput[name] = args.batch / (time.perf_counter() - started)
 
     frame = frames["1918x1280"][0]

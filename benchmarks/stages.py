@@ -31,11 +31,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import handseg
-from handseg.image import load_image, load_working_image, resize_rgb, to_model_input, working_size
-from handseg.inference import usable_cores
-from handseg.quantize import Int8UnavailableError
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from handseg import load_image, load_working_image, resize_rgb, to_model_input, usable_cores, working_size
+from train import DEFAULT_DATA
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -57,8 +54,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
 
-    model = handseg.load_model(args.model, "cpu", backend="torch")
-    side = model.max_side or 512
+    model = handseg.load_model(args.model, "cpu")
+    torch.set_num_threads(handseg.default_threads())  # what handseg.Segmenter runs with by default
+    side = model.max_side or handseg.DEFAULT_MAX_SIDE
     photo = sorted((args.data / "egohands" / "images").glob("*.jpg"))[0]
     frame = Path(tempfile.mkdtemp(prefix="handseg-stages-")) / "frame.jpg"
     Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(frame, quality=90)
@@ -86,14 +84,14 @@ def main() -> None:
         every_core_ms = median_ms(lambda: model(channels_last), args.runs)
         rows.append((f"network, channels_last, every core ({usable_cores()})", every_core_ms))
         torch.set_num_threads(threads)
-        onnx_model = handseg.load_model(model, backend="onnx")
-        rows.append(("network, onnxruntime float32", median_ms(lambda: onnx_model(batch), args.runs)))
+        onnx_runner = handseg.Segmenter(model, backend="onnx").runner
+        rows.append(("network, onnxruntime float32", median_ms(lambda: onnx_runner(batch), args.runs)))
         try:
-            int8_model = handseg.load_model(args.model, "cpu", backend="int8")
-            rows.append(("network, onnxruntime int8", median_ms(lambda: int8_model(batch), args.runs)))
-        except (Int8UnavailableError, ImportError) as exc:
+            int8_runner = handseg.Segmenter(model, backend="int8").runner
+            rows.append(("network, onnxruntime int8", median_ms(lambda: int8_runner(batch), args.runs)))
+        except (handseg.Int8UnavailableError, ImportError) as exc:
             print(f"int8 row left out: {exc}")
-        compiled = handseg.load_model(args.model, "cpu", compile=True)
+        compiled = torch.compile(model, dynamic=False)  # as Segmenter(compile=True) runs it
         started = time.perf_counter()
         compiled(channels_last)
         compile_s = time.perf_counter() - started

@@ -32,18 +32,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find train/
+import handseg
+from benchmarks.speed import make_frames
+from benchmarks.threads import time_ms
+from train import DEFAULT_DATA
+from train.data import load_split
+from train.evaluate import score_dataset, summarize, summarize_hand_free
+from train.labels import LabelPolicy
 
-import handseg  # noqa: E402
-from benchmarks.speed import make_frames  # noqa: E402
-from benchmarks.threads import time_ms  # noqa: E402
-from handseg.pretrained import available_models, pretrained_path  # noqa: E402
-from handseg.quantize import Int8UnavailableError  # noqa: E402
-from train.data import load_split  # noqa: E402
-from train.evaluate import score_dataset, summarize, summarize_hand_free  # noqa: E402
-from train.labels import LabelPolicy  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "indoor", "negatives"]
 FOREARM_SOURCES = ("hgr", "indoor")  # masks with the bare forearm: train.run's --forearm-sources default
 #: Kinds of hand-free photo, by id prefix (see ../shared/data/README.md).
@@ -56,19 +52,19 @@ BAR_DICE = 0.005
 BAR_HAND_FREE_PP = 0.1
 
 
-def cpu_ms(model, data: Path, runs: int, backend: str) -> float:
+def cpu_ms(segmenter: handseg.Segmenter, data: Path, runs: int) -> float:
     frames = make_frames(data, Path(tempfile.mkdtemp(prefix="handseg-targets-")), per_size=1)["1918x1280"]
-    return statistics.median(time_ms(lambda p: handseg.segment(p, model, backend=backend).mask, frames, runs))
+    return statistics.median(time_ms(lambda p: segmenter(p).mask, frames, runs))
 
 
 def figures(model_path: str, data: Path, runs: int, backend: str = "torch") -> dict:
-    model = handseg.load_model(model_path, "cpu", backend=backend)
+    segmenter = handseg.Segmenter(model_path, device="cpu", backend=backend)
     split = load_split(data, sources=[*VAL_SOURCES, "luthaihoc_ego", "hand_free_scenes"])
-    val_rows = score_dataset(model, split.val, backend=backend)
+    val_rows = score_dataset(segmenter, split.val)
     val = summarize(val_rows)
-    test = summarize(score_dataset(model, split.test, backend=backend))
+    test = summarize(score_dataset(segmenter, split.test))
     hand_only_policy = LabelPolicy.hand_only(FOREARM_SOURCES)
-    hand_only = summarize(score_dataset(model, split.val, policy=hand_only_policy, backend=backend))
+    hand_only = summarize(score_dataset(segmenter, split.val, policy=hand_only_policy))
     hand_free = [r for r in val_rows if r["hand_free"]]
     kinds = {
         kind: summarize_hand_free([r for r in hand_free if r["id"].startswith(prefix)])
@@ -81,7 +77,7 @@ def figures(model_path: str, data: Path, runs: int, backend: str = "torch") -> d
         "test_hand_free": test["overall"]["hand_free"],
         "val_dice": {s: v["dice"] for s, v in val["per_source"].items() if v["n"]} | {"all": val["overall"]["dice"]},
         "hgr_val_dice_hand_only": hand_only["per_source"]["hgr"]["dice"],
-        "cpu_ms_1918x1280": cpu_ms(model, data, runs, backend) if runs else None,
+        "cpu_ms_1918x1280": cpu_ms(segmenter, data, runs) if runs else None,
     }
 
 
@@ -109,7 +105,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9, help="timed runs for the CPU figure (0: no timing)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    paths = args.models.split(",") if args.models else [str(pretrained_path(n)) for n in available_models()]
+    paths = (
+        args.models.split(",") if args.models else [str(handseg.pretrained_path(n)) for n in handseg.available_models()]
+    )
     backends = args.backends.split(",")
     results = {}
     for path in paths:
@@ -117,7 +115,7 @@ def main() -> None:
             print(f"scoring {path} ({backend}) ...", file=sys.stderr, flush=True)
             try:
                 results[(path, backend)] = figures(path, args.data, args.runs, backend)
-            except (Int8UnavailableError, ImportError) as exc:
+            except (handseg.Int8UnavailableError, ImportError) as exc:
                 print(f"skipped: {exc}", file=sys.stderr)
     models = list(results)
 

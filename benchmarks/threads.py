@@ -7,7 +7,7 @@ busy loop in a second process), the median and p90 time of `handseg.segment` on 
 1918x1280 JPEG, with each CPU backend: PyTorch in float32 ("torch") and in bf16, onnxruntime in float32
 ("onnx") and int8 (the model's int8 file, when it has one); the default backend is marked; then
 `handseg segment --viz` on GTEA frames end to end (a fresh process, as a user runs it) with the
-default and with every core. The default (`handseg.inference.default_threads`) is chosen from this table.
+default and with every core. The default (`handseg.default_threads`) is chosen from this table.
 """
 
 from __future__ import annotations
@@ -24,16 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import handseg
+from benchmarks.load import busy_core
+from benchmarks.speed import make_frames
+from handseg import default_threads, usable_cores
+from train import DEFAULT_DATA
 
-import handseg  # noqa: E402
-from benchmarks.load import busy_core  # noqa: E402
-from benchmarks.speed import make_frames  # noqa: E402
-from handseg.inference import default_threads, resolve_backend, set_cpu_threads, usable_cores  # noqa: E402
-from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
-from handseg.quantize import Int8UnavailableError  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = {"1280x720": (1280, 720), "1918x1280": (1918, 1280)}
 
 
@@ -71,26 +67,25 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="handseg-threads-"))
     files = make_frames(args.data, folder, SIZES, per_size=3)
     model = handseg.load_model(args.model, "cpu")
-    onnx_files = {"onnx": export_onnx(model, folder / "model.onnx")}
+    backends = ["torch", "bf16", "onnx"]
     try:
-        onnx_files["int8"] = handseg.load_model(args.model, "cpu", backend="int8").path
-    except Int8UnavailableError as exc:
+        handseg.Segmenter(model, backend="int8")
+        backends.append("int8")
+    except handseg.Int8UnavailableError as exc:
         print(f"int8 rows left out: {exc}", file=sys.stderr)
-    onnx = {(kind, n): OnnxHandUNet(path, threads=n) for kind, path in onnx_files.items() for n in counts}
-    default_backend = resolve_backend("auto", torch.device("cpu"), model=model)
+    segmenters = {(b, n): handseg.Segmenter(model, backend=b, threads=n) for b in backends for n in counts}
+    default_backend = handseg.Segmenter(model).backend
     print(f"torch {torch.__version__}; {cores} usable cores; handseg default: {default_threads()} thread(s)")
     print()
     print("| backend | threads | load | " + " | ".join(f"{s} median ms | {s} p90 ms" for s in SIZES) + " |")
     print("|---|---:|---|" + "---:|---:|" * len(SIZES))
     for condition in ("idle", "one core busy"):
         with busy_core() if condition != "idle" else contextlib.nullcontext():
-            for backend in ("torch", "bf16", *onnx_files):
+            for backend in backends:
                 for n in counts:
-                    set_cpu_threads(n)
-                    net = onnx.get((backend, n), model)
                     cells = []
                     for paths in files.values():
-                        run = lambda p, net=net, b=backend: handseg.segment(p, net, backend=b).mask  # noqa: E731
+                        run = lambda p, s=segmenters[backend, n]: s(p).mask  # noqa: E731
                         t = time_ms(run, paths, args.runs)
                         cells.append(f"{statistics.median(t):.0f} | {np.percentile(t, 90):.0f}")
                     label = f"{n}" + (" (default)" if n == default_threads() else "")

@@ -1,5 +1,6 @@
-"""What the app's buttons do. Plain functions over files and arrays, calling handseg only;
-the Gradio layout lives in demo/ui.py. Unusable input raises gr.Error with the reason."""
+"""What the app's buttons do. Plain functions over files and arrays, each running a
+`handseg.Segmenter` it is given; the Gradio layout lives in demo/ui.py. Unusable input raises
+gr.Error with the reason."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ import numpy as np
 from PIL import Image
 
 import handseg
-from handseg.crf import CRFUnavailableError
-from handseg.image import IMAGE_FILE_SUFFIXES, save_image
 from handseg.metrics import score
 from handseg.visualize import error_map, mask_to_image, overlay
 
@@ -44,21 +43,21 @@ def _display(rgb: np.ndarray) -> np.ndarray:
     return np.array(Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.BILINEAR))
 
 
-def _segment(model: handseg.HandUNet, image, **options) -> handseg.Segmentation:
+def _segment(segmenter: handseg.Segmenter, image, **options) -> handseg.Segmentation:
     """Segment the uploaded file as the command line and `handseg.segment(path)` do: the same file gives
     the same mask everywhere (a JPEG is read through the same reduced decode; `result.image`, the full
     photo the page shows, is decoded on first use)."""
     if image is None:
         raise user_error("Upload a photo first (or paste one, or take a webcam snapshot).")
     try:
-        return handseg.segment(image, model, **options)
+        return segmenter(image, **options)
     except handseg.ImageLoadError as exc:
         message = _without_temp_dir(str(exc), image)
         name = Path(image).name if isinstance(image, (str, Path)) else None
         if name and name not in message:
             message = f"{name}: {message}"
         raise user_error(f"Cannot use this file: {message}") from None
-    except CRFUnavailableError as exc:
+    except handseg.CRFUnavailableError as exc:
         raise user_error(str(exc)) from None
 
 
@@ -98,7 +97,7 @@ def _stem(image) -> str:
 
 
 def segment_photo(
-    model: handseg.HandUNet,
+    segmenter: handseg.Segmenter,
     image,
     threshold: float,
     crf: bool,
@@ -108,18 +107,25 @@ def segment_photo(
 ):
     """-> (before/after pair, overlay, mask PNG path, stats markdown)."""
     started = time.perf_counter()
-    result = _segment(model, image, threshold=threshold, crf=crf, max_side=int(max_side) or None)
+    at_size = segmenter.with_working_size(max_side=int(max_side) or None)  # the slider's 0: full size
+    result = _segment(at_size, image, threshold=threshold, crf=crf)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
     folder = _work_dir()
-    mask_path = save_image(mask_to_image(result.mask), folder / f"{_stem(image)}_mask.png")
+    mask_path = handseg.save_image(mask_to_image(result.mask), folder / f"{_stem(image)}_mask.png")
     h, w = result.mask.shape
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
-        f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''}; {result.backend})"
+        f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''}; {_how_it_ran(segmenter)})"
     )
     before, after = _image_file(folder, "photo", result.image), _image_file(folder, "overlay", tinted)
     return (before, after), after, str(mask_path), stats
+
+
+def _how_it_ran(segmenter: handseg.Segmenter) -> str:
+    """The backend and the CPU threads it runs with, as read back from it."""
+    threads = segmenter.runner_threads()
+    return f"{segmenter.backend}, {threads} thread{'s' if threads != 1 else ''}" if threads else segmenter.backend
 
 
 def _scores_markdown(title: str, result: handseg.Segmentation, truth: np.ndarray | None) -> str:
@@ -135,7 +141,7 @@ def _scores_markdown(title: str, result: handseg.Segmentation, truth: np.ndarray
 
 
 def compare(
-    models: dict[str, handseg.HandUNet],
+    models: dict[str, handseg.Segmenter],
     image,
     truth_image,
     threshold: float,
@@ -196,7 +202,7 @@ def _batch_inputs(files: list) -> tuple[list[tuple[str, object]], list[tuple[str
                     continue
                 for member in members:
                     name = Path(member.filename).name
-                    if Path(name).suffix.lower() in IMAGE_FILE_SUFFIXES and not name.startswith("."):
+                    if Path(name).suffix.lower() in handseg.IMAGE_FILE_SUFFIXES and not name.startswith("."):
                         items.append((name, archive.read(member)))
         except zipfile.BadZipFile:
             problems.append((path.name, "not a readable zip file"))
@@ -205,7 +211,7 @@ def _batch_inputs(files: list) -> tuple[list[tuple[str, object]], list[tuple[str
     return items, problems
 
 
-def batch(model: handseg.HandUNet, files: list, threshold: float, crf: bool, progress=None):
+def batch(segmenter: handseg.Segmenter, files: list, threshold: float, crf: bool, progress=None):
     """Masks for many images (files and zips) -> (zip of masks, markdown report). Bad files are listed."""
     items, problems = _batch_inputs(files)
     if not items and not problems:
@@ -214,7 +220,7 @@ def batch(model: handseg.HandUNet, files: list, threshold: float, crf: bool, pro
     done = 0
     used_names: set[str] = set()
     with zipfile.ZipFile(out_zip, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        results = handseg.iter_segment((source for _, source in items), model, threshold=threshold, crf=crf)
+        results = segmenter.iter_segment((source for _, source in items), threshold=threshold, crf=crf)
         for index, result in results:
             name = items[index][0]
             if progress is not None:
@@ -238,11 +244,11 @@ def batch(model: handseg.HandUNet, files: list, threshold: float, crf: bool, pro
     return str(out_zip), report
 
 
-def live_frame(model: handseg.HandUNet, frame: np.ndarray | None, last: float | None, max_side: int = 256):
+def live_frame(segmenter: handseg.Segmenter, frame: np.ndarray | None, last: float | None, max_side: int = 256):
     """One webcam frame -> (overlay, frames-per-second text, time of this frame)."""
     if frame is None:
         return None, "", last
-    result = handseg.segment(frame, model, max_side=max_side)
+    result = segmenter.with_working_size(max_side=max_side)(frame)
     now = time.perf_counter()
     fps = f"{1 / (now - last):.1f} frames/s" if last else "starting…"
     return overlay(result.image, result.mask), fps, now

@@ -9,9 +9,6 @@ import gradio as gr
 
 import handseg
 from demo import callbacks
-from handseg.crf import INSTALL_HINT, crf_available
-from handseg.inference import DEFAULT_MAX_SIDE
-from handseg.pretrained import DEFAULT_MODEL, NoDefaultModelError, available_models
 
 INTRO = """# handseg: hand segmentation
 Drop in a photo (or paste one, or take a webcam snapshot) and press **Segment**: you get the hand mask at the
@@ -40,20 +37,25 @@ def raw_image(**kwargs) -> gr.Image:
 
 
 def _load_models(
-    model: handseg.HandUNet | str | Path | None, threads: int | None = None
-) -> tuple[dict[str, handseg.HandUNet], str | None]:
-    """Models offered in the app, the first being the main one; plus a notice when something is missing."""
-    models: dict[str, handseg.HandUNet] = {}
+    model: handseg.HandUNet | str | Path | None, threads: int | None = None, backend: str = "auto"
+) -> tuple[dict[str, handseg.Segmenter], str | None]:
+    """A Segmenter for each model offered in the app, the first being the main one; plus a notice when
+    something is missing."""
+    models: dict[str, handseg.Segmenter] = {}
     notice = None
     if model is not None:
         label = Path(model).name if isinstance(model, (str, Path)) else "given model"
-        models[f"--model {label}"] = handseg.load_model(model, threads=threads)
+        models[f"--model {label}"] = handseg.Segmenter(model, threads=threads, backend=backend)
+    default = handseg.pretrained.DEFAULT_MODEL
     try:
-        models[f"default ({DEFAULT_MODEL})"] = handseg.load_model(None, threads=threads)
-        for name in available_models():  # earlier shipped models, for side-by-side comparison
-            if name != DEFAULT_MODEL:
-                models[f"shipped {name}"] = handseg.load_model(name, threads=threads)
-    except NoDefaultModelError as exc:
+        models[f"default ({default})"] = handseg.Segmenter(None, threads=threads, backend=backend)
+        for name in handseg.available_models():  # earlier shipped models, for side-by-side comparison
+            if name != default:
+                try:
+                    models[f"shipped {name}"] = handseg.Segmenter(name, threads=threads, backend=backend)
+                except (handseg.Int8UnavailableError, handseg.OnnxUnavailableError):  # e.g. no int8 file
+                    models[f"shipped {name}"] = handseg.Segmenter(name, threads=threads)
+    except handseg.NoDefaultModelError as exc:
         if not models:
             notice = f"**No model loaded:** {exc}"
     return models, notice
@@ -65,10 +67,12 @@ def _no_model(*_args, **_kwargs):
     )
 
 
-def build_demo(model: handseg.HandUNet | str | Path | None = None, threads: int | None = None) -> gr.Blocks:
+def build_demo(
+    model: handseg.HandUNet | str | Path | None = None, threads: int | None = None, backend: str = "auto"
+) -> gr.Blocks:
     """The app. `model`: a HandUNet or hub folder/id shown first; the shipped default is offered too.
-    `threads`: CPU threads per segmentation (see `handseg.load_model`)."""
-    models, notice = _load_models(model, threads)
+    `threads` and `backend`: how each segmentation runs (see `handseg.Segmenter`)."""
+    models, notice = _load_models(model, threads, backend)
     callbacks.RESULTS_DIR.mkdir(exist_ok=True)
     gr.set_static_paths([callbacks.RESULTS_DIR])  # results are served as written, never rewritten
     names = list(models)
@@ -77,9 +81,9 @@ def build_demo(model: handseg.HandUNet | str | Path | None = None, threads: int 
     def bind(fn):
         return functools.partial(fn, main) if main is not None else _no_model
 
-    has_crf = crf_available()
-    crf_info = "dense-CRF clean-up (slower)" if has_crf else f"unavailable: {INSTALL_HINT}"
-    default_side = (main.max_side if main is not None else None) or DEFAULT_MAX_SIDE
+    has_crf = handseg.crf.crf_available()
+    crf_info = "dense-CRF clean-up (slower)" if has_crf else f"unavailable: {handseg.crf.INSTALL_HINT}"
+    default_side = (main.max_side if main is not None else None) or handseg.DEFAULT_MAX_SIDE
 
     with gr.Blocks(title="handseg", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)

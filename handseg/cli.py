@@ -3,242 +3,227 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import handseg
+from handseg import pretrained
+from handseg.backends import INT8_FILE
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
-from handseg.image import (
-    IMAGE_FILE_SUFFIXES,
-    MAX_PIXELS,
-    ImageLoadError,
-    lossy_suffix_problem,
-    save_image,
-    written_by_handseg,
+from handseg.export import export_onnx, quantize_int8
+from handseg.hardware import DeviceUnavailableError
+from handseg.image import DEFAULT_MAX_SIDE, IMAGE_FILE_SUFFIXES, MAX_PIXELS, ImageLoadError, save_image
+from handseg.jobs import (
+    Tally,
+    UsageError,
+    ensure_writable,
+    expand_inputs,
+    is_video,
+    plan_outputs,
+    refuse_writing_over_inputs,
+    sibling,
 )
-from handseg.inference import (
-    AUTO,
-    BACKENDS,
-    DEFAULT_MAX_SIDE,
-    DeviceUnavailableError,
-    Segmentation,
-    iter_segment,
-    load_model,
-)
-from handseg.onnx_backend import export_onnx
-from handseg.pretrained import DEFAULT_MODEL, NoDefaultModelError, available_models, model_summary
-from handseg.quantize import INT8_FILE, quantize_int8
-from handseg.video import VIDEO_SUFFIXES, VideoError, segment_video
+from handseg.pretrained import NoDefaultModelError, available_models, model_summary
+from handseg.segmenter import AUTO, BACKENDS, FastPathNotice, Segmentation, Segmenter, load_model
+from handseg.video import VideoError, segment_video
 from handseg.visualize import mask_to_image, overlay, side_by_side
 
 
-class UsageError(ValueError):
-    """The command line asks for something impossible (exit status 2)."""
-
-
-#: What handseg appends to an input's stem when it names an output (`photo_mask.png`, `photo_viz.png`).
-OUTPUT_TAGS = ("_mask", "_overlay", "_viz")
-
-
-def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[Path]]:
-    """(inputs, skipped). Files as given; folders -> their image and video files; globs -> their matches.
-    Order kept, no repeats. What handseg itself wrote is skipped when a folder or glob is expanded (never
-    a file named on its own): a `<stem>_mask.png` (or `_overlay`, `_viz`) beside a `<stem>.*` source, or
-    a PNG marked as written by handseg, so that a second run does not segment the first run's masks."""
-    entries: list[tuple[Path, bool]] = []  # (path, found by expanding a folder or glob)
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            known = IMAGE_FILE_SUFFIXES | VIDEO_SUFFIXES
-            entries += [(p, True) for p in sorted(path.iterdir()) if p.suffix.lower() in known and p.is_file()]
-        elif any(ch in pattern for ch in "*?[") and not path.exists():
-            entries += [(Path(p), True) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).is_file()]
-        else:
-            entries.append((path, False))  # a missing file is reported by name when it is read
-    stems = {(p.parent, p.stem) for p, _ in entries}
-    named = {p for p, expanded in entries if not expanded}
-    skipped = {p for p, expanded in entries if expanded and p not in named and _is_own_output(p, stems)}
-    inputs = [p for p, _ in entries if p not in skipped]
-    return list(dict.fromkeys(inputs)), sorted(skipped)
-
-
-def _is_own_output(path: Path, stems: set[tuple[Path, str]]) -> bool:
-    tag = next((t for t in OUTPUT_TAGS if path.stem.endswith(t)), None)
-    if tag is None:
-        return False
-    return (path.parent, path.stem[: -len(tag)]) in stems or written_by_handseg(path)
-
-
-def output_paths(inputs: list[Path], outputs: Sequence[str] | None, overlay_video: bool = False) -> list[Path]:
-    """Where each input's result goes: beside it, in one output folder, or at the paths given.
-    Default names: `<stem>_mask.png` for images, `<stem>_mask.mp4` (or `_overlay.mp4`) for videos."""
-
-    def default_name(p: Path) -> str:
-        if p.suffix.lower() in VIDEO_SUFFIXES:
-            return f"{p.stem}_overlay.mp4" if overlay_video else f"{p.stem}_mask.mp4"
-        return f"{p.stem}_mask.png"
-
-    if not outputs:
-        return [p.with_name(default_name(p)) for p in inputs]
-    # One -o that is a folder, ends in a slash, serves several inputs or has no file extension: a folder
-    # (created when missing), so `-o masks` works like `-o masks/`.
-    single = outputs[0]
-    if len(outputs) == 1 and (
-        Path(single).is_dir() or single.endswith(("/", "\\")) or len(inputs) > 1 or not Path(single).suffix
-    ):
-        return [Path(single) / default_name(p) for p in inputs]
-    if len(outputs) != len(inputs):
-        raise UsageError(f"{len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder")
-    for source, target in zip(inputs, outputs):
-        is_video = source.suffix.lower() in VIDEO_SUFFIXES
-        known = VIDEO_SUFFIXES if is_video else IMAGE_FILE_SUFFIXES
-        if Path(target).suffix.lower() not in known:
-            kind, example = ("a video", ".mp4") if is_video else ("an image", ".png")
-            raise UsageError(
-                f"-o {target}: {Path(target).suffix!r} is not {kind} file extension; use e.g. {example}, "
-                "or give a folder"
-            )
-        if not is_video and (problem := lossy_suffix_problem(target)):
-            raise UsageError(f"-o {target}: {problem}; use .png (or .webp, .tif, .bmp: written losslessly)")
-    return [Path(o) for o in outputs]
-
-
-def _sibling(mask_path: Path, kind: str) -> Path:
-    stem = mask_path.stem.removesuffix("_mask")
-    return mask_path.with_name(f"{stem}_{kind}.png")
-
-
 def _save(result: Segmentation, mask_path: Path, want_overlay: bool, want_viz: bool) -> None:
-    mask_path.parent.mkdir(parents=True, exist_ok=True)
     save_image(mask_to_image(result.mask), mask_path)
     if want_overlay or want_viz:
         tinted = overlay(result.image, result.mask)
         if want_overlay:
-            save_image(tinted, _sibling(mask_path, "overlay"))
+            save_image(tinted, sibling(mask_path, "overlay"))
         if want_viz:
-            save_image(side_by_side(result.image, mask_to_image(result.mask), tinted), _sibling(mask_path, "viz"))
+            save_image(side_by_side(result.image, mask_to_image(result.mask), tinted), sibling(mask_path, "viz"))
 
 
-def _say_skipped(skipped: list[Path], why: str, quiet: bool) -> None:
-    if skipped and not quiet:
-        examples = ", ".join(p.name for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        print(f"handseg: skipped {len(skipped)} file(s) {why}: {examples}", file=sys.stderr)
+def _names(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+
+
+def _say(message: str, args: argparse.Namespace) -> None:
+    if not args.quiet:
+        print(f"handseg: {message}", file=sys.stderr)
+
+
+def _error(message: str) -> int:
+    print(f"handseg: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _outputs_of(target: Path, source: Path, args: argparse.Namespace) -> list[Path]:
+    """Every file one job writes: the mask (or video), and its overlay and viz pictures when asked."""
+    extra = (
+        []
+        if is_video(source)
+        else [sibling(target, k) for k, on in (("overlay", args.overlay), ("viz", args.viz)) if on]
+    )
+    return [target, *extra]
+
+
+def plan_segment_run(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
+    """The (input, output) pairs to do, and how many were skipped because their output exists
+    (--skip-existing). Refuses, before any work (UsageError): no inputs, an output that is an input,
+    existing outputs without --skip-existing or --overwrite, a folder that cannot be written."""
+    inputs, own_outputs = expand_inputs(args.input)
+    if own_outputs:
+        _say(f"skipped {len(own_outputs)} file(s) that handseg wrote (name them on their own to segment them): "
+             f"{_names([Path(p.name) for p in own_outputs])}", args)  # fmt: skip
+    if not inputs:
+        raise UsageError(f"no images or videos found in {' '.join(args.input)}")
+    plan = plan_outputs(inputs, args.output, overlay_video=args.overlay)
+    if plan.renamed:
+        _say(f"{len(plan.renamed)} inputs share a name with another input's extension (e.g. "
+             f"{plan.renamed[0].name}); their outputs are named <stem>_<extension>_mask.png", args)  # fmt: skip
+    written = [o for source, target in plan.jobs for o in _outputs_of(target, source, args)]
+    refuse_writing_over_inputs(inputs, written)
+    existing = [o for o in written if o.exists()]
+    jobs, skipped = plan.jobs, 0
+    if existing and args.skip_existing:
+        jobs = [(p, o) for p, o in plan.jobs if not o.exists()]
+        skipped = len(plan.jobs) - len(jobs)
+        _say(f"skipped {skipped} file(s) whose output already exists (--skip-existing): "
+             f"{_names([Path(p.name) for p, o in plan.jobs if o.exists()])}", args)  # fmt: skip
+    elif existing and not args.overwrite:
+        raise UsageError(
+            f"{len(existing)} output(s) exist already ({_names(existing)}); handseg does not overwrite without "
+            "asking: --skip-existing keeps them (and continues an interrupted run), --overwrite replaces them"
+        )
+    ensure_writable(o.parent for _, o in jobs)
+    return jobs, skipped
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    inputs, own_outputs = expand_inputs(args.input)
-    _say_skipped(own_outputs, "that handseg wrote (name them on their own to segment them)", args.quiet)
-    if not inputs:
-        print("handseg: error: no input images found", file=sys.stderr)
-        return 1
-    try:
-        outputs = output_paths(inputs, args.output, overlay_video=args.overlay)
-    except UsageError as exc:
-        print(f"handseg: error: {exc}", file=sys.stderr)
-        return 2
-    if args.skip_existing:
-        done = [p for p, o in zip(inputs, outputs) if o.exists()]
-        _say_skipped(done, "whose output already exists (--skip-existing)", args.quiet)
-        todo = [(p, o) for p, o in zip(inputs, outputs) if not o.exists()]
-        inputs, outputs = [p for p, _ in todo], [o for _, o in todo]
-        if not inputs:
-            return 0
     if args.crf and not crf_available():
-        print(f"handseg: error: {INSTALL_HINT}", file=sys.stderr)
-        return 2
+        return _error(INSTALL_HINT)
     if args.max_pixels < 1:
-        print(f"handseg: error: --max-pixels must be at least 1, got {args.max_pixels}", file=sys.stderr)
-        return 2
+        return _error(f"--max-pixels must be at least 1, got {args.max_pixels}")
     try:
-        model = load_model(args.model, args.device, backend=args.backend, compile=args.compile, threads=args.threads)
+        jobs, skipped = plan_segment_run(args)
+    except UsageError as exc:
+        return _error(str(exc))
+    tally = Tally(skipped=skipped, folders={o.parent for _, o in jobs})
+    if not jobs:
+        _say(f"nothing to do: all {skipped} output(s) exist already (--skip-existing)", args)
+        return 0
+    try:
+        segmenter = build_segmenter(args)
     except DeviceUnavailableError as exc:
-        print(f"handseg: error: --device: {exc}", file=sys.stderr)
-        return 2
+        return _error(f"--device: {exc}")
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
-        print(f"handseg: error: cannot load model: {exc}", file=sys.stderr)
-        return 2
+        return _error(f"cannot load model: {exc}")
+    if segmenter.notice:
+        _say(f"note: {segmenter.notice}", args)
+    _say(segmenter.describe(), args)
+    options = {"threshold": args.threshold, "crf": args.crf}
+    try:
+        for source, target in (job for job in jobs if is_video(job[0])):
+            _segment_video(source, target, segmenter, args, tally, **options)
+        _segment_images([job for job in jobs if not is_video(job[0])], segmenter, args, tally, **options)
+    except KeyboardInterrupt:
+        print(
+            f"handseg: interrupted: {tally.written} of {len(jobs)} written, each complete (nothing partial is "
+            "left); run the same command with --skip-existing to continue where it stopped",
+            file=sys.stderr,
+        )
+        return 130
+    if len(jobs) + skipped > 1 or tally.failed:
+        print(f"handseg: {tally.line()}", file=sys.stderr)
+    return 1 if tally.failed else 0
+
+
+def build_segmenter(args: argparse.Namespace) -> Segmenter:
+    """The Segmenter the flags describe; "auto"'s fallback, if any, is in its `notice` (printed once by
+    the caller, not as a Python warning)."""
     if args.scale is not None:
         max_side = None
     elif args.max_side is None:
         max_side = AUTO
     else:
-        max_side = args.max_side or None  # 0: full resolution
-    options = {
-        "threshold": args.threshold,
-        "crf": args.crf,
-        "scale": args.scale,
-        "max_side": max_side,
-        "max_pixels": args.max_pixels,
-    }
-    is_video = [p.suffix.lower() in VIDEO_SUFFIXES for p in inputs]
-    failed = sum(_segment_video(p, o, model, args, **options) for p, o, v in zip(inputs, outputs, is_video) if v)
-    images = [(p, o) for p, o, v in zip(inputs, outputs, is_video) if not v]
-    failed += _segment_images(images, model, args, **options)
-    if failed:
-        print(f"handseg: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
-    return 1 if failed else 0
+        max_side = args.max_side or None  # --max-side 0: full resolution
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FastPathNotice)
+        return Segmenter(
+            args.model,
+            device=args.device,
+            backend=args.backend,
+            threads=args.threads,
+            compile=args.compile,
+            max_side=max_side,
+            scale=args.scale,
+        )
 
 
-def _segment_images(jobs: list[tuple[Path, Path]], model, args: argparse.Namespace, **options) -> int:
-    """Segment images in batches, saving each result; returns how many failed (each reported)."""
-    failed = 0
+def _segment_images(
+    jobs: list[tuple[Path, Path]], segmenter: Segmenter, args: argparse.Namespace, tally: Tally, **options
+) -> None:
+    """Segment images in batches, saving each result; a file that fails is reported and counted."""
     progress = None
     if len(jobs) > 1 and not args.quiet:
         from tqdm import tqdm
 
         progress = tqdm(total=len(jobs), unit="img", file=sys.stderr)
-    for index, result in iter_segment([p for p, _ in jobs], model, batch_size=args.batch_size, **options):
-        source, target = jobs[index]
-        try:
-            if isinstance(result, ImageLoadError):
-                raise result
-            _save(result, target, args.overlay, args.viz)
-            if not args.quiet and progress is None:
-                print(f"{source} -> {target} ({100 * result.hand_fraction:.1f}% hand)")
-        except (ImageLoadError, OSError, CRFUnavailableError) as exc:
-            failed += 1
-            message = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
-            (progress.write if progress else print)(f"handseg: failed: {message}", file=sys.stderr)
+    results = segmenter.iter_segment(
+        [p for p, _ in jobs], batch_size=args.batch_size, max_pixels=args.max_pixels, **options
+    )
+    try:
+        for index, result in results:
+            source, target = jobs[index]
+            try:
+                if isinstance(result, ImageLoadError):
+                    raise result
+                _save(result, target, args.overlay, args.viz)
+                tally.written += 1
+                if not args.quiet and progress is None:
+                    print(f"{source} -> {target} ({100 * result.hand_fraction:.1f}% hand)")
+            except (ImageLoadError, OSError, CRFUnavailableError) as exc:
+                tally.failed += 1
+                message = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+                (progress.write if progress else print)(f"handseg: failed: {message}", file=sys.stderr)
+            if progress:
+                progress.update()
+    finally:
         if progress:
-            progress.update()
-    if progress:
-        progress.close()
-    return failed
+            progress.close()
 
 
-def _segment_video(source: Path, target: Path, model, args: argparse.Namespace, **options) -> int:
-    """Segment one video; 1 if it failed (reported), else 0."""
+def _segment_video(
+    source: Path, target: Path, segmenter: Segmenter, args: argparse.Namespace, tally: Tally, **options
+) -> None:
+    """Segment one video; a failure is reported and counted."""
     try:
         stats = segment_video(
             source,
             target,
-            model,
+            segmenter,
             as_overlay=args.overlay,
             batch_size=args.batch_size,
             progress=not args.quiet,
             **options,
         )
-    except VideoError as exc:
+    except (VideoError, OSError) as exc:
+        tally.failed += 1
         print(f"handseg: failed: {exc}", file=sys.stderr)
-        return 1
+        return
+    tally.written += 1
     if not args.quiet:
         print(f"{source} -> {target} ({stats.frames} frames, {stats.fps:.1f} frames/s)")
-    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the models shipped in the package, the default first, each with its card's one-line summary."""
-    names = sorted(available_models(), key=lambda n: n != DEFAULT_MODEL)
+    names = sorted(available_models(), key=lambda n: n != pretrained.DEFAULT_MODEL)
     if not names:
         print("no models are shipped in this handseg build")
         return 0
     width = max(len(n) for n in names)
     for name in names:
-        mark = "*" if name == DEFAULT_MODEL else " "
+        mark = "*" if name == pretrained.DEFAULT_MODEL else " "
         print(f"{mark} {name:<{width}}  {model_summary(name)}")
     print("(* the default; use another with --model NAME, or handseg.load_model(NAME))")
     return 0
@@ -263,7 +248,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"handseg: error: --calibration: no image files in {' '.join(args.calibration)}", file=sys.stderr)
             return 2
     try:
-        model = load_model(args.model, "cpu", backend="torch")
+        model = load_model(args.model, "cpu")
         path = quantize_int8(model, args.onnx, photos) if args.int8 else export_onnx(model, args.onnx)
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         print(f"handseg: error: {exc}", file=sys.stderr)
@@ -349,10 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile the model: a one-off compilation per frame size (seconds), then faster "
         "frames; pays for videos and long runs of same-sized images (needs a C++ compiler)",
     )
-    seg.add_argument(
+    existing = seg.add_mutually_exclusive_group()
+    existing.add_argument(
         "--skip-existing",
         action="store_true",
         help="skip inputs whose mask (or mask video) already exists, to continue an interrupted run",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that exist already (without this or --skip-existing, a run that would "
+        "overwrite a file stops before any work); inputs are never overwritten",
     )
     seg.add_argument(
         "--max-pixels",
@@ -408,21 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_show_warning = warnings.showwarning
-
-
-def _show_notice(message, category, filename, lineno, file=None, line=None) -> None:
-    """handseg's own notices in one line, not a source listing; other warnings as Python shows them."""
-    if issubclass(category, handseg.FastPathNotice):
-        print(f"handseg: note: {message}", file=sys.stderr)
-    else:
-        _show_warning(message, category, filename, lineno, file, line)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_notice
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # before any file was written (a run's own handler says more)
+        print("\nhandseg: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from handseg.model import HandUNet
+from handseg.networks import OriginalUNet
 
 
 class CheckpointError(ValueError):
@@ -97,8 +97,8 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def model_from_original_state_dict(state: dict[str, torch.Tensor]) -> HandUNet:
-    """Build a HandUNet whose weights are exactly those of an original state dict.
+def model_from_original_state_dict(state: dict[str, torch.Tensor]) -> OriginalUNet:
+    """Build an OriginalUNet whose weights are exactly those of an original state dict.
 
     Widths and channel counts are inferred from the tensors; every tensor must be
     used and every parameter and buffer of the model must be provided.
@@ -107,7 +107,7 @@ def model_from_original_state_dict(state: dict[str, torch.Tensor]) -> HandUNet:
         if required not in state:
             raise CheckpointError(f"missing key {required!r}: not an original Hand-Segmentation UNet")
     first = state["inc.conv.conv.0.weight"]
-    model = HandUNet(
+    model = OriginalUNet(
         in_channels=first.shape[1],
         num_classes=state["outc.conv.weight"].shape[0],
         base_channels=first.shape[0],
@@ -139,7 +139,7 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> HandUNet:
+def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> OriginalUNet:
     """Convert an original `MODEL.pth` into a hub folder (config.json, model.safetensors, README.md)."""
     checkpoint = Path(checkpoint)
     model = model_from_original_state_dict(load_checkpoint(checkpoint))

@@ -9,14 +9,15 @@ loading never unpickles anything.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import safetensors.torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download, try_to_load_from_cache
-from huggingface_hub.file_download import _CACHED_NO_EXIST
 
 from handseg.pretrained import PRETRAINED_DIR, available_models, closest_models, shipped_model
 
@@ -80,8 +81,8 @@ def check_model_source(name: str | Path, local_files_only: bool = False) -> None
             shipped = ", ".join(available_models())
             hint = f" or shipped model (shipped: {shipped}; a Hub repo id has the form owner/name)"
         raise ModelNotFoundError(f"{text}: no such model folder{hint}")
-    if try_to_load_from_cache(text, constants.CONFIG_NAME) not in (None, _CACHED_NO_EXIST):
-        return  # in the local cache: the mixin loads it without the network
+    if isinstance(try_to_load_from_cache(text, constants.CONFIG_NAME), str):
+        return  # a path: in the local cache, so the mixin loads it without the network
     if constants.HF_HUB_OFFLINE or local_files_only:
         raise HubUnreachableError(
             f"{text}: no such folder here, and not in the local Hugging Face cache; the Hub is not asked "
@@ -127,6 +128,18 @@ class HandsegHubMixin(PyTorchModelHubMixin):
     #: Where a loaded model came from: a shipped model's name, a folder or a repo id (None: built in code).
     name_or_path: str | None = None
 
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """model.safetensors, written as any new file is (the user's umask applies: safetensors' own
+        writer leaves it readable to its owner only), under a temporary name, then renamed."""
+        tensors = {name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()}
+        weights = Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE
+        partial = weights.with_name(f".{weights.name}.{os.getpid()}.partial")
+        try:
+            partial.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
+            os.replace(partial, weights)
+        finally:
+            partial.unlink(missing_ok=True)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
         """Load from a hub folder, a Hub repo id, or the name of a model shipped in handseg
@@ -162,7 +175,7 @@ class HandsegHubMixin(PyTorchModelHubMixin):
         **model_kwargs: Any,
     ):
         model_kwargs.pop("config", None)  # the mixin also passes the raw config.json; __init__ args suffice
-        model = cls(**model_kwargs)
+        model = cls.from_config(model_kwargs)
         if Path(model_id).is_dir():
             weights = Path(model_id) / constants.SAFETENSORS_SINGLE_FILE
             if not weights.is_file():
@@ -177,4 +190,5 @@ class HandsegHubMixin(PyTorchModelHubMixin):
                 token=token,
                 local_files_only=local_files_only,
             )
-        return cls._load_as_safetensor(model, str(weights), map_location, strict)
+        safetensors.torch.load_model(model, str(weights), strict=strict, device=str(map_location))
+        return model.eval()

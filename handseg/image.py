@@ -9,6 +9,7 @@ full-size image.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
+
+#: Cap on the longer side the network sees when neither the caller nor the model's config says
+#: otherwise; larger images run down-scaled and the probability map is resized back to full size.
+DEFAULT_MAX_SIDE = 1024
 
 #: Decompression-bomb guard: larger images are refused before their pixels are
 #: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
@@ -31,7 +36,8 @@ LOSSY_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg"})
 #: The PNG "Software" text that marks images handseg wrote, so a re-run on a folder can tell them from photos.
 WRITTEN_BY = "handseg"
 
-ImageInput = str | Path | bytes | Image.Image | np.ndarray
+#: A path, encoded bytes, a binary file object (open(..., "rb"), io.BytesIO), a PIL image or an array.
+ImageInput = str | Path | bytes | io.IOBase | Image.Image | np.ndarray
 
 
 class ImageLoadError(ValueError):
@@ -41,7 +47,7 @@ class ImageLoadError(ValueError):
 def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Return `source` as an RGB uint8 array (H, W, 3) in its displayed orientation.
 
-    Accepts a path, encoded bytes, a PIL image or an array. EXIF orientation is
+    Accepts a path, encoded bytes, a binary file object, a PIL image or an array. EXIF orientation is
     applied; greyscale, palette, CMYK and 16-bit images are converted; alpha is
     composited onto black. Raises ImageLoadError for anything else.
     """
@@ -95,6 +101,9 @@ def _decode(
         if not source:
             raise ImageLoadError("image: no bytes given")
         opener = lambda: Image.open(io.BytesIO(source))  # noqa: E731
+    elif isinstance(source, io.IOBase):
+        data = read_file_object(source)
+        opener = lambda: Image.open(io.BytesIO(data))  # noqa: E731
     elif isinstance(source, Image.Image):
         opener = lambda: source  # noqa: E731
         shrink_to = None  # draft mode would change the caller's own image object
@@ -134,6 +143,21 @@ def _decode(
         raise ImageLoadError(f"{name}: not an image file in any format Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"{name}: the image data is broken or truncated ({exc})") from None
+
+
+def read_file_object(source: io.IOBase) -> bytes:
+    """All bytes of a binary file object (open(..., "rb"), io.BytesIO, an upload's stream)."""
+    name = getattr(source, "name", None)
+    name = name if isinstance(name, str) else "image"
+    try:
+        data = source.read()
+    except (OSError, ValueError) as exc:
+        raise ImageLoadError(f"{name}: cannot read the file object ({exc})") from None
+    if not isinstance(data, bytes):
+        raise ImageLoadError(f"{name}: a file object opened in text mode; open it with 'rb'")
+    if not data:
+        raise ImageLoadError(f"{name}: no bytes to read (empty, or already read to its end)")
+    return data
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -234,20 +258,28 @@ def save_image(picture: np.ndarray, path: str | Path) -> Path:
     """Save a mask (uint8 (H, W)) or picture (uint8 (H, W, 3)) losslessly, marked as written by handseg.
 
     The format follows the extension; JPEG is refused (ValueError) because it is lossy, WebP is written
-    in its lossless mode, and PNGs carry `Software: handseg` (see `written_by_handseg`)."""
+    in its lossless mode, and PNGs carry `Software: handseg` (see `written_by_handseg`). The file is
+    written under a temporary name beside `path` and renamed when complete, so an interrupted run
+    never leaves half a file (nor harms one already at `path`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if problem := lossy_suffix_problem(path):
         raise ValueError(f"{path.name}: {problem}; use .png")
     image = Image.fromarray(picture)
+    options: dict = {"format": Image.registered_extensions().get(suffix)}
+    if options["format"] is None:
+        raise ValueError(f"{path.name}: {suffix or 'no extension'} is not an image format Pillow writes; use .png")
     if suffix == ".png":
-        info = PngInfo()
-        info.add_text("Software", WRITTEN_BY)
-        image.save(path, pnginfo=info)
+        options["pnginfo"] = PngInfo()
+        options["pnginfo"].add_text("Software", WRITTEN_BY)
     elif suffix == ".webp":
-        image.save(path, lossless=True)
-    else:
-        image.save(path)
+        options["lossless"] = True
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        image.save(partial, **options)  # a new file like any other: the user's umask applies
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

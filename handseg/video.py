@@ -1,11 +1,15 @@
 """Video in, mask or overlay video out, frames streamed (never all in memory).
 
-Uses PyAV (`pip install "handseg[video]"`), whose wheels carry FFmpeg.
-Frames go through handseg.inference.iter_segment, the path every image takes.
+Uses PyAV (`pip install "handseg[video]"`), whose wheels carry FFmpeg. Frames go through a
+`handseg.Segmenter`, the path every image takes. The output is written to a temporary file beside
+the target and renamed when complete, so a failed or interrupted run never leaves half a video
+(nor touches a file already at the target).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from handseg.inference import ModelInput, iter_segment
+from handseg.jobs import VIDEO_SUFFIXES, refuse_writing_over_inputs
+from handseg.segmenter import ModelInput, Segmentation, Segmenter
 from handseg.visualize import mask_to_image, overlay
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoStats", "iter_video", "segment_video"]
 
 
 class VideoError(ValueError):
@@ -41,72 +46,99 @@ def _av():
     return av
 
 
-def segment_video(
+def iter_video(
     source: str | Path,
-    target: str | Path,
-    model: ModelInput = None,
+    segmenter: Segmenter,
     *,
-    as_overlay: bool = False,
     batch_size: int | None = None,
-    progress: bool = False,
-    **options,
-) -> VideoStats:
-    """Write a video of masks (white hands on black) or overlays, at the source's frame rate."""
+    threshold: float = 0.5,
+    crf: bool = False,
+) -> Iterator[Segmentation]:
+    """Each frame of `source`, segmented, in order (`result.image` is the frame)."""
     av = _av()
     try:
         reader = av.open(str(source))
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{source}: cannot open as a video ({exc})") from None
-    if not reader.streams.video:
-        reader.close()
-        raise VideoError(f"{source}: has no video stream")
-    stream = reader.streams.video[0]
-    rate = stream.average_rate or 25
+    with contextlib.closing(reader):
+        if not reader.streams.video:
+            raise VideoError(f"{source}: has no video stream")
+        stream = reader.streams.video[0]
 
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            for frame in reader.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{source}: broken video data ({exc})") from None
+        def frames() -> Iterator[np.ndarray]:
+            try:
+                for frame in reader.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"{source}: broken video data ({exc})") from None
 
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    writer = av.open(str(target), mode="w")
-    out_stream = None
-    count = 0
+        for index, result in segmenter.iter_segment(frames(), batch_size=batch_size, threshold=threshold, crf=crf):
+            if isinstance(result, Exception):
+                raise VideoError(f"{source}: frame {index}: {result}")
+            yield result
+
+
+def segment_video(
+    source: str | Path,
+    target: str | Path,
+    segmenter: Segmenter | ModelInput = None,
+    *,
+    as_overlay: bool = False,
+    batch_size: int | None = None,
+    progress: bool = False,
+    threshold: float = 0.5,
+    crf: bool = False,
+) -> VideoStats:
+    """Write a video of masks (white hands on black) or overlays, at the source's frame rate.
+    `segmenter`: a Segmenter, or a model to build one with its defaults."""
+    av = _av()
+    if not isinstance(segmenter, Segmenter):
+        segmenter = Segmenter(segmenter)
+    source, target = Path(source), Path(target)
+    try:
+        refuse_writing_over_inputs([source], [target])
+    except ValueError as exc:
+        raise VideoError(str(exc)) from None
+    try:
+        with av.open(str(source)) as probe:
+            rate = probe.streams.video[0].average_rate if probe.streams.video else None
+            total = probe.streams.video[0].frames if probe.streams.video else 0
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{source}: cannot open as a video ({exc})") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Created by FFmpeg like any new file (the user's umask applies), then renamed over the target.
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=stream.frames or None, unit="frame")
+        bar = tqdm(total=total or None, unit="frame")
+    count = 0
     started = time.perf_counter()
     try:
-        for _, result in iter_segment(frames(), model, batch_size=batch_size, **options):
-            if isinstance(result, Exception):
-                raise VideoError(f"{source}: frame {count}: {result}")
-            picture = overlay(result.image, result.mask) if as_overlay else _grey_to_rgb(mask_to_image(result.mask))
-            if out_stream is None:
-                out_stream = _open_output_stream(writer, rate, picture.shape[1], picture.shape[0])
-            for packet in out_stream.encode(av.VideoFrame.from_ndarray(_even(picture), format="rgb24")):
-                writer.mux(packet)
-            count += 1
-            if bar:
-                bar.update()
-        if out_stream is not None:
-            for packet in out_stream.encode():
-                writer.mux(packet)
+        with av.open(str(partial), mode="w") as writer:
+            out_stream = None
+            for result in iter_video(source, segmenter, batch_size=batch_size, threshold=threshold, crf=crf):
+                mask = mask_to_image(result.mask)
+                picture = overlay(result.image, result.mask) if as_overlay else np.repeat(mask[..., None], 3, axis=2)
+                if out_stream is None:
+                    out_stream = _open_output_stream(writer, rate or 25, picture.shape[1], picture.shape[0])
+                for packet in out_stream.encode(av.VideoFrame.from_ndarray(_even(picture), format="rgb24")):
+                    writer.mux(packet)
+                count += 1
+                if bar:
+                    bar.update()
+            if out_stream is not None:
+                for packet in out_stream.encode():
+                    writer.mux(packet)
+        if count == 0:
+            raise VideoError(f"{source}: no frames decoded")
+        os.replace(partial, target)
     finally:
-        writer.close()
-        reader.close()
+        partial.unlink(missing_ok=True)
         if bar:
             bar.close()
-    if count == 0:
-        raise VideoError(f"{source}: no frames decoded")
     return VideoStats(frames=count, seconds=time.perf_counter() - started)
-
-
-def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
-    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def _even(picture: np.ndarray) -> np.ndarray:

@@ -16,9 +16,10 @@ import torch
 
 from handseg import HandUNet, load_mask
 from handseg.metrics import score
+from train import DEFAULT_DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("HANDSEG_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+DATA_DIR = DEFAULT_DATA.resolve()
 PHOTO_SOURCES = ("egohands", "hgr", "handphotos", "indoor")
 FOREARM_SOURCES = ("hgr", "indoor")  # masks that include the bare forearm (train.run --forearm-sources)
 
@@ -68,9 +69,30 @@ def dice_as_trained(predicted: np.ndarray, mask_path: Path, source: str) -> floa
     return score(predicted, truth).dice
 
 
+def write_clip(path: Path, photo: np.ndarray, frames: int) -> Path:
+    """A 320x240 MPEG-4 clip at 10 frames/s panning over `photo` (RGB, at least 400x300), one step a frame."""
+    import av
+
+    step_y, step_x = (photo.shape[0] - 240) // max(1, frames), (photo.shape[1] - 320) // max(1, frames)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(frames):
+            y, x = i * step_y, i * step_x
+            picture = np.ascontiguousarray(photo[y : y + 240, x : x + 320])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def make_tiny_model(base_channels: int = 4, seed: int = 0, **config) -> HandUNet:
+    """A HandUNet small enough for a CPU test: the original U-Net at `base_channels`, or the network
+    `config` names (an `encoder`: the Lite U-Net, whose width is its decoder_channels)."""
     torch.manual_seed(seed)
-    return HandUNet(base_channels=base_channels, **config).eval()
+    width = {} if "encoder" in config else {"base_channels": base_channels}
+    return HandUNet(**width, **config).eval()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import handseg
-import handseg.inference
+import handseg.segmenter
 from handseg.metrics import score
 from handseg.pretrained import DEFAULT_MODEL, pretrained_path
 from tests.conftest import REPO_ROOT, make_tiny_model
@@ -57,22 +57,22 @@ def _int8_model(folder, photos, seed: int = 1) -> handseg.HandUNet:
 
 def test_auto_runs_int8_where_the_model_has_its_int8_file(tmp_path, sample_photos, monkeypatch):
     with_int8 = _int8_model(tmp_path / "with_int8", sample_photos[:2])
-    assert handseg.inference.resolve_backend("auto", CPU, model=with_int8) == "int8"
+    assert handseg.Segmenter(with_int8).backend == "int8"
     assert handseg.segment(sample_photos[0], with_int8).backend == "int8"
     assert handseg.segment(sample_photos[0], tmp_path / "with_int8").backend == "int8"  # by folder, too
-    assert handseg.inference.resolve_backend("auto", CPU, compile=True, model=with_int8) == "torch"
+    assert handseg.Segmenter(with_int8, compile=True).backend == "torch"
     # what the user asks for is what runs
-    for backend in ("torch", "bf16"):
+    for backend in ("torch", "bf16") if handseg.cpu_has_native_bf16() else ("torch",):
         assert handseg.segment(sample_photos[0], with_int8, backend=backend).backend == backend
     with pytest.raises(ValueError, match="unknown backend"):
-        handseg.inference.resolve_backend("fp8", CPU)
+        handseg.Segmenter(with_int8, backend="fp8")
     with pytest.raises(ValueError, match="runs on the CPU"):
-        handseg.inference.resolve_backend("int8", torch.device("cuda"))
+        handseg.Segmenter(with_int8, backend="int8", device="cuda")
 
 
 @pytest.mark.parametrize("bf16_cpu", [True, False])
 def test_without_an_int8_file_auto_says_so_once_and_runs_bf16_or_float(bf16_cpu, monkeypatch, sample_photos):
-    monkeypatch.setattr(handseg.inference, "cpu_has_native_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(handseg.segmenter, "cpu_has_native_bf16", lambda: bf16_cpu)
     model = make_tiny_model()
     with pytest.warns(handseg.FastPathNotice, match="has no model_int8.onnx.*handseg export"):
         result = handseg.segment(sample_photos[0], model)
@@ -89,7 +89,7 @@ def test_the_default_is_int8_on_a_cpu(sample_photos):
     assert result.backend == "int8" and result.model == DEFAULT_MODEL
 
 
-@pytest.mark.skipif(not handseg.inference.cpu_has_native_bf16(), reason="this CPU has no bf16 arithmetic")
+@pytest.mark.skipif(not handseg.cpu_has_native_bf16(), reason="this CPU has no bf16 arithmetic")
 def test_bf16_keeps_the_float_models_masks_on_val_photos(val_pairs):
     """bf16 is the default for models without an int8 file (and where onnxruntime is missing)."""
     equal, worst, dice = _agreement(_val_photos(val_pairs), "bf16")

@@ -172,7 +172,7 @@ def test_a_second_run_on_a_folder_does_not_segment_its_own_outputs(tmp_path, sam
     assert run_cli(*common).returncode == 0
     first = sorted(p.name for p in folder.iterdir())
     assert len(first) == 2 * 4  # each photo, its mask, overlay and viz
-    done = run_cli(*common)
+    done = run_cli(*common, "--overwrite")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == first  # no photo_mask_mask.png
     assert "skipped 6 file(s) that handseg wrote" in done.stderr

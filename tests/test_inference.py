@@ -134,16 +134,17 @@ def test_reduced_jpeg_decode_gives_the_same_masks_and_the_full_image(tmp_path, s
 
 def test_compiled_model_gives_the_same_probabilities(sample_photos, tiny_model_dir, model):
     eager = handseg.segment(sample_photos[1], tiny_model_dir, device="cpu", backend="torch")
-    compiled = handseg.load_model(tiny_model_dir, "cpu", compile=True)
-    assert isinstance(compiled, handseg.HandUNet)  # still the model: config, max_side, saving
-    result = handseg.segment(sample_photos[1], compiled)
+    compiled = handseg.Segmenter(tiny_model_dir, device="cpu", compile=True)
+    assert isinstance(compiled.model, handseg.HandUNet)  # still the model: config, max_side, saving
+    assert compiled.backend == "torch"
+    result = compiled(sample_photos[1])
     np.testing.assert_allclose(result.probability, eager.probability, atol=1e-4)
     # A photo of another size compiles anew (a dynamic-shape recompile used to fail here).
-    other = handseg.segment(sample_photos[2], compiled)
+    other = compiled(sample_photos[2])
     reference = handseg.segment(sample_photos[2], model, backend="torch")
     np.testing.assert_allclose(other.probability, reference.probability, atol=1e-4)
     with pytest.raises(ValueError, match="torch backend"):
-        handseg.load_model(tiny_model_dir, "cpu", backend="onnx", compile=True)
+        handseg.Segmenter(tiny_model_dir, device="cpu", backend="onnx", compile=True)
 
 
 @pytest.mark.skipif(not crf_available(), reason="pydensecrf2 is not installed (pip install 'handseg[crf]')")
@@ -191,20 +192,21 @@ def test_order_is_kept_when_batching_around_a_bad_file(tmp_path, sample_photos, 
     assert [type(r).__name__ for _, r in pairs] == ["Segmentation", "Segmentation", "ImageLoadError", "Segmentation"]
 
 
-def test_cpu_threads_default_to_half_the_cores_and_can_be_chosen(monkeypatch, tiny_model_dir):
-    from handseg import inference
+def test_cpu_threads_default_to_half_the_cores_and_can_be_chosen(monkeypatch, tiny_model_dir, sample_photos):
+    from handseg import hardware
 
-    monkeypatch.setattr(inference, "usable_cores", lambda: 2)
-    assert inference.default_threads() == 1  # 2 cores: the thread count that held up under load
-    assert inference.default_threads(concurrent=2) == 1
-    monkeypatch.setattr(inference, "usable_cores", lambda: 16)
-    assert inference.default_threads() == 8 and inference.default_threads(concurrent=2) == 4
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    assert hardware.default_threads() == 1  # 2 cores: the thread count that held up under load
+    assert hardware.default_threads(concurrent=2) == 1
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 16)
+    assert hardware.default_threads() == 8 and hardware.default_threads(concurrent=2) == 4
     before = torch.get_num_threads()
     try:
-        handseg.load_model(tiny_model_dir, "cpu", threads=1)
+        torch.set_num_threads(2)
+        handseg.Segmenter(tiny_model_dir, device="cpu", backend="torch", threads=1)(sample_photos[0])
         assert torch.get_num_threads() == 1
         with pytest.raises(ValueError, match="at least 1"):
-            inference.set_cpu_threads(0)
+            handseg.Segmenter(tiny_model_dir, device="cpu", threads=0)
     finally:
         torch.set_num_threads(before)
 
@@ -254,3 +256,19 @@ def test_a_phone_photo_over_the_pixel_guard_is_segmented_with_max_pixels(tmp_pat
     result = handseg.segment(tmp_path / "phone.jpg", model, max_pixels=120_000_000)
     assert result.mask.shape == (9000, 12000)
     assert result.image.shape == (9000, 12000, 3)  # the full decode obeys the raised limit too
+
+
+def test_file_objects_are_images_too(sample_photos, model):
+    """open(path, "rb") and io.BytesIO (an upload's stream) work like the path and the bytes, and the
+    full image is still there afterwards (the stream is read once)."""
+    import io
+
+    data = sample_photos[0].read_bytes()
+    reference = handseg.segment(data, model)
+    with open(sample_photos[0], "rb") as f:
+        from_file = handseg.segment(f, model)
+    from_buffer = handseg.segment(io.BytesIO(data), model)
+    assert np.array_equal(from_file.mask, reference.mask) and np.array_equal(from_buffer.mask, reference.mask)
+    assert from_buffer.image.shape == (*reference.mask.shape, 3)
+    with open(sample_photos[0]) as text, pytest.raises(ImageLoadError):
+        handseg.segment(text, model)

@@ -4,6 +4,8 @@ odd sizes, hub save/load round trips, strict loading and export."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -68,20 +70,15 @@ def test_save_pretrained_round_trip(tmp_path, config):
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     saved = json.loads((tmp_path / "config.json").read_text())
-    defaults = {
-        "in_channels": 3,
-        "num_classes": 1,
-        "base_channels": 64,
-        "bilinear": True,
-        "max_side": None,
-        "encoder": None,
-        "decoder_channels": [96, 64, 40, 24, 16],
-        "input_mean": None,
-        "input_std": None,
-    }
-    assert saved == defaults | {"base_channels": 4} | config  # make_tiny_model's width
+    common = {"in_channels": 3, "num_classes": 1, "max_side": None, "input_mean": None, "input_std": None}
+    if "encoder" in config:  # each network's config.json holds its own arguments, defaults filled in
+        defaults = common | {"encoder": "efficientnet_lite0", "decoder_channels": [96, 64, 40, 24, 16]}
+    else:
+        defaults = common | {"base_channels": 4, "bilinear": True}  # make_tiny_model's width
+    assert saved == defaults | config
+    assert saved == model.config
     loaded = HandUNet.from_pretrained(tmp_path)
-    assert not loaded.training
+    assert type(loaded) is type(model) and not loaded.training
     x = torch.rand(1, model.in_channels, 40, 24)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
@@ -124,3 +121,31 @@ def test_export_round_trip(tmp_path):
     reloaded = torch.export.load(tmp_path / "model.pt2").module()
     with torch.no_grad():
         assert torch.allclose(reloaded(x), model(x), atol=1e-6)
+
+
+def test_saved_files_get_the_users_permissions(tmp_path):
+    """save_pretrained writes as any new file is written (safetensors' own writer makes model.safetensors
+    readable to its owner only): a shared model folder is readable by the others it is shared with."""
+    old = os.umask(0o002)
+    try:
+        make_tiny_model().save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "model").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664, path.name
+
+
+def test_a_saved_shipped_model_keeps_its_int8_file(tmp_path):
+    """Saving the shipped model elsewhere keeps handseg's fast CPU path: its int8 file goes along (made
+    from exactly these weights); a model fine-tuned since does not take it, and says why."""
+    import handseg
+
+    model = HandUNet.from_pretrained(handseg.pretrained_path())
+    model.save_pretrained(tmp_path / "copy")
+    assert (tmp_path / "copy" / "model_int8.onnx").is_file()
+    assert handseg.Segmenter(tmp_path / "copy").backend == "int8"
+    with torch.no_grad():
+        model.head.bias.add_(0.1)  # a step of fine-tuning
+    with pytest.warns(handseg.FastPathNotice, match="not copied.*other weights"):
+        model.save_pretrained(tmp_path / "tuned")
+    assert not (tmp_path / "tuned" / "model_int8.onnx").exists()

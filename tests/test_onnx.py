@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 import handseg
-from handseg.encoders import LITE0_MEAN, LITE0_STD
+from handseg import LITE0_MEAN, LITE0_STD, export_onnx
 from tests.conftest import make_tiny_model
 
-pytest.importorskip("onnxruntime", reason='needs the onnx extra: pip install "handseg[onnx]"')
-from handseg.onnx_backend import OnnxHandUNet, export_onnx  # noqa: E402
+pytest.importorskip("onnx", reason='needs the onnx extra: pip install "handseg[onnx]"')
 
 
 @pytest.fixture(scope="module", params=["unet", "lite0"])
@@ -32,12 +31,13 @@ def model(request):
 @pytest.fixture(scope="module")
 def onnx_model(model, tmp_path_factory):
     path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx")
-    return OnnxHandUNet(path)
+    return handseg.Segmenter(path)
 
 
 def test_metadata_carries_the_working_resolution(onnx_model):
     assert onnx_model.max_side == 320
-    assert onnx_model.config["max_side"] == 320
+    assert onnx_model.runner.config["max_side"] == 320
+    assert onnx_model.backend == "onnx" and onnx_model.model is None
 
 
 def test_parity_on_real_photos(model, onnx_model, sample_photos):
@@ -45,7 +45,7 @@ def test_parity_on_real_photos(model, onnx_model, sample_photos):
     for photo in sample_photos:
         for max_side in (None, 320, 97):
             ref = handseg.segment(photo, model, max_side=max_side, backend="torch")
-            got = handseg.segment(photo, onnx_model, max_side=max_side)
+            got = onnx_model.with_working_size(max_side=max_side)(photo)
             np.testing.assert_allclose(got.probability, ref.probability, atol=1e-4)
             assert (got.mask != ref.mask).sum() <= 5
 
@@ -53,11 +53,11 @@ def test_parity_on_real_photos(model, onnx_model, sample_photos):
 def test_backend_option_and_onnx_file_as_model(model, onnx_model, sample_photos):
     ref = handseg.segment(sample_photos[1], model, backend="torch")
     via_backend = handseg.segment(sample_photos[1], model, backend="onnx")
-    via_file = handseg.segment(sample_photos[1], str(onnx_model.path))
+    via_file = handseg.segment(sample_photos[1], str(onnx_model.runner.path))
     np.testing.assert_allclose(via_backend.probability, ref.probability, atol=1e-4)
     np.testing.assert_allclose(via_file.probability, ref.probability, atol=1e-4)
     with pytest.raises(ValueError, match="backend"):
-        handseg.load_model(model, backend="tensorrt")
+        handseg.Segmenter(model, backend="tensorrt")
 
 
 def test_cli_export_and_onnx_backend(tmp_path, tiny_model_dir, sample_photos):

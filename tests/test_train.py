@@ -335,17 +335,21 @@ def test_test_split_never_reaches_training(data_dir):
     """The held-out `test` split is loaded apart, and none of its ids is in train or val."""
     split = load_split(data_dir)
     with open(data_dir / "splits.csv", newline="") as f:
-        listed = {(r["source"], r["id"]) for r in csv.DictReader(f) if r["split"] == "test"}
+        rows = list(csv.DictReader(f))  # counts come from the listing, so added photos never break this test
+    listed = {(r["source"], r["id"]) for r in rows if r["split"] == "test"}
     ids = {name: set(zip(ds["source"], ds["id"])) for name, ds in [("train", split.train), ("val", split.val)]}
-    assert set(zip(split.test["source"], split.test["id"])) == listed and len(listed) == 20 + 41
+    assert set(zip(split.test["source"], split.test["id"])) == listed and listed
     assert not listed & ids["train"] and not listed & ids["val"]
-    assert "test 61 (hand_free_scenes 41, luthaihoc_ego 20), not used" in split.describe()
+    per_source = {s: sum(source == s for source, _ in listed) for s in sorted({source for source, _ in listed})}
+    described = ", ".join(f"{s} {n}" for s, n in per_source.items())
+    assert f"test {len(listed)} ({described}), not used" in split.describe()
     # What train.run trains on is split.train: its epoch draws only from those rows.
     augmenter = Augmenter(64)
     train_set = run.TrainSet(split.train, augmenter, 0, mix=(0.5, 0.2, 0.3))
     drawn = set(train_set.photos) | set(train_set.hand_free)
     assert drawn == set(range(len(split.train)))
-    assert len(train_set.hand_free) == 297 + 90  # negatives and hand_free_scenes, train split
+    hand_free_sources = ("negatives", "hand_free_scenes")  # every mask empty (../shared/data/README.md)
+    assert len(train_set.hand_free) == sum(r["split"] == "train" and r["source"] in hand_free_sources for r in rows)
 
 
 def test_unknown_split_names_are_reported_not_trained(tmp_path, data_dir):
@@ -378,7 +382,7 @@ def test_help_shows_defaults_and_the_default_network_is_the_original():
     assert "(64 = the original network) (default: 64)" in text
     args = run.parse_args(["--data", "somewhere"])
     model = run.build_model(args)
-    assert model.encoder_name is None and model.inc[0].out_channels == 64  # the original U-Net
+    assert isinstance(model, handseg.OriginalUNet) and model.inc[0].out_channels == 64  # the original U-Net
 
 
 def test_bce_dice_ignores_ignore_pixels():
@@ -390,3 +394,47 @@ def test_bce_dice_ignores_ignore_pixels():
     assert run.bce_dice_loss(logits, labels) == pytest.approx(float(base))
     logits[..., 3] = 50.0  # wrong where it is labelled background
     assert run.bce_dice_loss(logits, labels) > base + 1
+
+
+def own_folder(root: Path, data_dir: Path, n: int = 8, mask_name: str = "{stem}.png") -> Path:
+    """A user's own images/ + masks/ folder of egocentric hands (EgoHands), masks named by `mask_name`."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for image in sorted((data_dir / "egohands" / "images").iterdir())[:n]:
+        shutil.copy(image, root / "images" / image.name)
+        mask = root / "masks" / mask_name.format(stem=image.stem)
+        shutil.copy(data_dir / "egohands" / "masks" / f"{image.stem}.png", mask)
+    return root
+
+
+def test_masks_named_as_handseg_names_them_pair_up(tmp_path, data_dir):
+    """`<stem>_mask.png`, handseg's own output naming, pairs like `<stem>.png`; the rule is said where a
+    pair is missing, with the mask's folder in its path."""
+    root = own_folder(tmp_path / "mydata", data_dir, mask_name="{stem}_mask.png")
+    split = load_split(root, val_percent=25)
+    assert len(split.train) + len(split.val) == 8 and not split.problems.report()
+    Image.new("L", (10, 10)).save(root / "masks" / "orphan_mask.png")
+    report = "\n".join(load_split(root, val_percent=25).problems.report())
+    assert "mydata/masks/orphan_mask.png" in report and "masks/NAME_mask.png" in report
+    shutil.rmtree(root / "images")
+    (root / "images").mkdir()
+    with pytest.raises(run.DataError, match="images/NAME"):
+        load_split(root)
+
+
+def test_training_without_hand_free_photos_says_so_and_calibrates_on_hand_free_crops(tmp_path, data_dir, capsys):
+    from train.quantize import choose_photos
+
+    root = own_folder(tmp_path / "mydata", data_dir)
+    out = tmp_path / "run"
+    assert run.main(["--data", str(root), "--out", str(out), "--epochs", "1", "--max-steps", "1", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no hand-free photos in the training data") == 1 and "all-black mask" in err
+    split = load_split(root, val_percent=25)
+    photos = choose_photos(split.train, per_source=6)
+    crops = [p for p in photos if isinstance(p, np.ndarray)]
+    assert 1 <= len(crops) <= 6  # hand-free halves of the chosen photos
+    assert (out / "best" / "model_int8.onnx").is_file()
+    # With hand-free photos in the data, none are cut.
+    shipped = load_split(data_dir, sources=["handphotos", "negatives"]).train
+    assert not any(isinstance(p, np.ndarray) for p in choose_photos(shipped, per_source=2))

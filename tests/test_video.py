@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import handseg
+from tests.conftest import write_clip
 
 av = pytest.importorskip("av", reason='needs the video extra: pip install "handseg[video]"')
 from handseg.video import VideoError, segment_video  # noqa: E402
@@ -18,18 +19,8 @@ from handseg.video import VideoError, segment_video  # noqa: E402
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, sample_photos):
     """12 frames (320x240, 10 frames/s) panning over a real photo."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
     photo = np.array(Image.open(sample_photos[3]).convert("RGB").resize((400, 300)))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        for i in range(12):
-            frame = np.ascontiguousarray(photo[i * 4 : i * 4 + 240, i * 6 : i * 6 + 320])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_clip(tmp_path_factory.mktemp("video") / "clip.mp4", photo, 12)
 
 
 def read_frames(path) -> list[np.ndarray]:

@@ -10,8 +10,6 @@ from pathlib import Path
 import torch
 
 import handseg
-from handseg.encoders import LITE_VARIANTS
-from handseg.model import DEFAULT_DECODER_CHANNELS
 from train.checkpoints import STATE_FILE
 from train.data import add_data_arguments
 
@@ -68,14 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--encoder",
-        choices=list(LITE_VARIANTS),
+        choices=list(handseg.LITE_VARIANTS),
         help="pretrained-capable encoder under a U-Net decoder (default: none, the original U-Net)",
     )
     p.add_argument("--pretrained", action="store_true", help="start the encoder from ImageNet weights")
     p.add_argument(
         "--decoder-channels",
         type=lambda t: [int(v) for v in t.split(",")],
-        default=list(DEFAULT_DECODER_CHANNELS),
+        default=list(handseg.DEFAULT_DECODER_CHANNELS),
         help="decoder widths with --encoder (5, comma-separated)",
     )
     p.add_argument(

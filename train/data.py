@@ -26,8 +26,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from handseg.hub import hub_reachable
-from handseg.image import IMAGE_FILE_SUFFIXES, load_image, load_mask
+from handseg import IMAGE_FILE_SUFFIXES, hub_reachable, load_image, load_mask
 
 FEATURES = datasets.Features(
     {
@@ -98,24 +97,44 @@ class SplitData:
         return text + (f"; test {len(self.test)} ({counts(self.test)}), not used" if len(self.test) else "")
 
 
+#: How images and masks pair up, said wherever a pair is missing.
+PAIRING_RULE = "images/NAME.<jpg|png|...> pairs with masks/NAME.png or masks/NAME_mask.png"
+
+
 def _files_by_stem(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_FILE_SUFFIXES and p.is_file()}
 
 
+def _masks_by_stem(folder: Path, problems: Problems, label: str) -> dict[str, Path]:
+    """Masks by the stem of the image they belong to: `NAME.png` or `NAME_mask.png` (handseg's own
+    output naming) both belong to NAME; a NAME with both is reported and left out."""
+    files = _files_by_stem(folder)
+    masks: dict[str, Path] = {}
+    for stem, path in files.items():
+        image_stem = stem.removesuffix("_mask") if stem.endswith("_mask") and stem != "_mask" else stem
+        if image_stem in masks:
+            problems.add("two masks for one image", f"{label}/{masks[image_stem].name} and {path.name}")
+            masks[image_stem] = None
+            continue
+        masks[image_stem] = path
+    return {stem: path for stem, path in masks.items() if path is not None}
+
+
 def _pair_folder(images_dir: Path, masks_dir: Path, source: str, problems: Problems, ids: Sequence[str] | None = None):
-    """Rows for one images/masks folder pair, matched by file stem, each pair checked."""
-    images, masks = _files_by_stem(images_dir), _files_by_stem(masks_dir)
+    """Rows for one images/masks folder pair, matched by name (PAIRING_RULE), each pair checked."""
+    mask_label = f"{source}/{masks_dir.name}"
+    images, masks = _files_by_stem(images_dir), _masks_by_stem(masks_dir, problems, mask_label)
     wanted = list(ids) if ids is not None else sorted(images)
     if ids is None:
         for stem in sorted(set(masks) - set(images)):
-            problems.add("mask without image", f"{source}/{masks[stem].name}")
+            problems.add(f"mask without image; {PAIRING_RULE}", f"{mask_label}/{masks[stem].name}")
     rows = []
     for stem in wanted:
         if stem not in images:
             problems.add("listed but no image" if ids is not None else "image without mask", f"{source}/{stem}")
             continue
         if stem not in masks:
-            problems.add("image without mask", f"{source}/{images[stem].name}")
+            problems.add(f"image without mask; {PAIRING_RULE}", f"{source}/{images_dir.name}/{images[stem].name}")
             continue
         try:
             with Image.open(images[stem]) as img, Image.open(masks[stem]) as mask:
@@ -334,7 +353,8 @@ def load_split_from_args(args: argparse.Namespace) -> SplitData:
 
 def _finish(split: SplitData) -> SplitData:
     if len(split.train) == 0 and len(split.val) == 0 and len(split.test) == 0:
-        raise DataError("no usable image/mask pairs found; " + ("; ".join(split.problems.report()) or "no files"))
+        found = "; ".join(split.problems.report()) or f"no files ({PAIRING_RULE})"
+        raise DataError(f"no usable image/mask pairs found; {found}")
     return split
 
 

@@ -1,7 +1,7 @@
 """Score a model on labelled data: `python -m train.evaluate --model DIR --data DIR`.
 
 Per-image dice, IoU, precision and recall at the original mask resolution,
-through `handseg.segment` (the path every user's image takes) and
+through a `handseg.Segmenter` (the path every user's image takes) and
 `handseg.metrics`. Photos with no hand (an empty mask) are scored apart: dice
 means nothing there, so they count as false alarms instead (the share of their
 pixels marked as hand) and never enter the dice averages. Training validation
@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 import handseg
-from handseg.image import load_mask
 from handseg.metrics import METRIC_NAMES, mean_scores, score
 from handseg.visualize import error_map, mask_to_image, side_by_side
 from train.data import DataError, add_data_arguments, image_input, load_split_from_args
@@ -50,7 +49,7 @@ def score_predictions(
     for i in indices:
         example = ds[i]
         predicted = predict(example)  # decodes the image itself
-        truth = load_mask(image_input(example["mask"]))
+        truth = handseg.load_mask(image_input(example["mask"]))
         if truth.shape != predicted.shape:
             raise DataError(f"{example['source']}/{example['id']}: mask {truth.shape} vs image {predicted.shape}")
         row = {"source": example["source"], "id": example["id"], "hand_free": not truth.any()}
@@ -63,25 +62,21 @@ def score_predictions(
 
 
 def score_dataset(
-    model: handseg.HandUNet,
+    segmenter: handseg.Segmenter,
     ds: datasets.Dataset,
     *,
     threshold: float = 0.5,
     crf: bool = False,
-    max_side: int | str | None = "auto",
     indices: Iterable[int] | None = None,
     progress: bool = False,
     policy: LabelPolicy | None = None,
-    backend: str = "torch",
 ) -> list[dict]:
-    """`score_predictions` for a model run through `handseg.segment`.
-
-    `backend`: "torch" (float32 on a CPU) by default, so a model's figures do not depend on the
+    """`score_predictions` for a model run by `segmenter`, as users run it. Evaluation and validation
+    build theirs with backend="torch" (float32 on a CPU), so a model's figures do not depend on the
     machine's bf16 support, and a model being trained is never scored through a stale export."""
 
     def predict(example: dict) -> np.ndarray:
-        options = {"threshold": threshold, "crf": crf, "max_side": max_side, "backend": backend}
-        return handseg.segment(image_input(example["image"]), model, **options).mask
+        return segmenter(image_input(example["image"]), threshold=threshold, crf=crf).mask
 
     return score_predictions(ds, predict, indices=indices, progress=progress, policy=policy)
 
@@ -155,7 +150,7 @@ def write_report(
     report_dir: Path,
     rows: list[dict],
     ds: datasets.Dataset,
-    model: handseg.HandUNet,
+    segmenter: handseg.Segmenter,
     worst: int = 12,
     policy: LabelPolicy | None = None,
     **options,
@@ -173,8 +168,8 @@ def write_report(
     # Worst first: lowest dice among photos with hands, most marked among hand-free ones.
     for row in sorted(rows, key=lambda r: -r["marked"] if r.get("hand_free") else r["dice"] - 1)[:worst]:
         example = ds[index_of[(row["source"], row["id"])]]
-        result = handseg.segment(image_input(example["image"]), model, **options)
-        truth, scored = policy.truth(load_mask(image_input(example["mask"])), example["source"], example["id"])
+        result = segmenter(image_input(example["image"]), **options)
+        truth, scored = policy.truth(handseg.load_mask(image_input(example["mask"])), example["source"], example["id"])
         truth_image = mask_to_image(truth)
         errors = error_map(result.mask, truth, result.image)
         if scored is not None:
@@ -211,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument(
         "--backend",
-        choices=handseg.inference.BACKENDS,
+        choices=handseg.BACKENDS,
         default="torch",
         help="torch (default: the float model's figures), or the backend to score as users run it "
         "(auto, bf16, onnx, int8; see handseg segment --help)",
@@ -232,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.data:
             parser.error("--data is required")
         split = load_split_from_args(args)
-        model = handseg.load_model(args.model, args.device, backend=args.backend)
+        segmenter = handseg.Segmenter(
+            args.model, device=args.device, backend=args.backend, max_side=args.max_side or handseg.AUTO
+        )
     except handseg.DeviceUnavailableError as exc:
         print(f"error: --device: {exc}", file=sys.stderr)
         return 2
@@ -247,20 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(ds) == 0:
         print(f"error: no images in the {args.split} split of {args.data}", file=sys.stderr)
         return 2
-    options = {
-        "threshold": args.threshold,
-        "crf": args.crf,
-        "max_side": args.max_side or "auto",
-        "backend": args.backend,
-    }
+    options = {"threshold": args.threshold, "crf": args.crf}
     policy = LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else LabelPolicy()
-    rows = score_dataset(model, ds, progress=True, policy=policy, **options)
+    rows = score_dataset(segmenter, ds, progress=True, policy=policy, **options)
     summary = summarize(rows)
     print(markdown_table(summary))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "images": rows}, indent=2))
     if args.report:
-        write_report(args.report, rows, ds, model, policy=policy, **options)
+        write_report(args.report, rows, ds, segmenter, policy=policy, **options)
         print(f"report: {args.report / 'per_image.csv'}, {args.report / 'worst.png'}", file=sys.stderr)
     return 0
 

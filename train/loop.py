@@ -101,9 +101,12 @@ def train_one_epoch(
 
 
 def validate(model: handseg.HandUNet, val: datasets.Dataset, policy: LabelPolicy, env: Distributed) -> dict | None:
-    """Each rank scores its share of the val images through handseg.segment; every rank gets the summary.
-    Scored under the label policy it trains: a forearm it rightly leaves out is no miss."""
+    """Each rank scores its share of the val images through a handseg.Segmenter (float32, the threads
+    training runs with); every rank gets the summary. Scored under the label policy it trains: a
+    forearm it rightly leaves out is no miss."""
     model.eval()
+    threads = torch.get_num_threads() if env.device.type == "cpu" else None
+    segmenter = handseg.Segmenter(model, backend="torch", threads=threads)
     shard = range(env.rank, len(val), env.world)
-    rows = env.gather(score_dataset(model, val, indices=shard, policy=policy))
+    rows = env.gather(score_dataset(segmenter, val, indices=shard, policy=policy))
     return summarize(rows) if rows else None

@@ -34,7 +34,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from handseg.image import load_image
+from handseg import load_image
 from train.augment import fit_longer_side
 from train.data import (
     PREPARED_FEATURES,

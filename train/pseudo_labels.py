@@ -38,7 +38,6 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import handseg
-from handseg.crf import refine_with_crf
 from train.labels import BACKGROUND, HAND, IGNORE, cut_at_landmarks, labels_from_mask
 
 SOURCE = "gestures_unlabeled"
@@ -83,12 +82,13 @@ def read_landmarks(path: str | Path) -> dict[str, list[FoundHand]]:
     return hands
 
 
-def teacher_probability(model, rgb: np.ndarray) -> np.ndarray:
+def teacher_probability(segmenter: handseg.Segmenter, rgb: np.ndarray) -> np.ndarray:
     """The model's hand probability averaged over TEACHER_SIDES, each as is and mirrored."""
     total = np.zeros(rgb.shape[:2], np.float32)
     for side in TEACHER_SIDES:
-        total += handseg.segment(rgb, model, max_side=side).probability
-        total += handseg.segment(np.ascontiguousarray(rgb[:, ::-1]), model, max_side=side).probability[:, ::-1]
+        at_side = segmenter.with_working_size(max_side=side)
+        total += at_side(rgb).probability
+        total += at_side(np.ascontiguousarray(rgb[:, ::-1])).probability[:, ::-1]
     return total / (2 * len(TEACHER_SIDES))
 
 
@@ -127,7 +127,7 @@ def pseudo_label(
     """Labels for one frame from the teacher's probability and the hands MediaPipe found, or why not."""
     if not hands:
         return PseudoLabel(frame_id, False, "no hand found by MediaPipe")
-    refined = refine_with_crf(rgb, probability)
+    refined = handseg.crf.refine_with_crf(rgb, probability)
     regions, _ = ndimage.label(refined > 0.5)
     h, w = regions.shape
     near = ndimage.grey_dilation(regions, size=(7, 7))  # a landmark on the outline still counts
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     landmarks = read_landmarks(args.landmarks)
     held_out = set(args.hold_out.split(",")) if args.hold_out else set()
-    model = handseg.load_model(args.model, "cpu")
+    teacher = handseg.Segmenter(args.model, device="cpu")
     frames = sorted((args.data / SOURCE / "images").iterdir())
     rows, tiles = [], []
     from tqdm import tqdm
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in tqdm(frames, unit="frame", file=sys.stderr):
         rgb = handseg.load_image(path)
         hands = landmarks.get(path.stem, [])
-        probability = teacher_probability(model, rgb) if hands else np.zeros(rgb.shape[:2], np.float32)
+        probability = teacher_probability(teacher, rgb) if hands else np.zeros(rgb.shape[:2], np.float32)
         label = pseudo_label(path.stem, rgb, hands, probability, skeletons=args.skeletons)
         person = person_of(path.stem)
         written = label.kept and person not in held_out

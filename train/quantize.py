@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
+from scipy import ndimage
 
 import handseg
-from handseg.hub import resolve_model_source
-from handseg.pretrained import pretrained_path
-from handseg.quantize import INT8_FILE, quantize_int8
-from train.data import DataError, image_input, load_split
+from train import DEFAULT_DATA
+from train.data import DataError, image_input, load_pair, load_split, mask_is_empty
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: Sources with hands and without: activation ranges must cover both.
 CALIBRATION_SOURCES = ("egohands", "hgr", "handphotos", "indoor", "negatives", "hand_free_scenes")
 
@@ -38,9 +37,13 @@ def calibration_photos(data: str | Path, per_source: int, seed: int = 0) -> list
     return choose_photos(train, per_source, seed)
 
 
-def choose_photos(train: datasets.Dataset, per_source: int, seed: int = 0) -> list[bytes | str]:
+def choose_photos(train: datasets.Dataset, per_source: int, seed: int = 0) -> list[bytes | str | np.ndarray]:
     """`per_source` photos from each source of `train` (CALIBRATION_SOURCES' order first), chosen with
-    `seed` among the source's photos sorted by id, so the choice does not depend on the dataset's order."""
+    `seed` among the source's photos sorted by id, so the choice does not depend on the dataset's order.
+
+    Activation ranges must cover hand-free scenes too: when `train` holds no hand-free photo (a user's
+    own folder of hands), the hand-free parts of the chosen photos are added, cut from them
+    (`hand_free_crops`)."""
     by_source: dict[str, list[int]] = {}
     for index, source in enumerate(train["source"]):
         by_source.setdefault(source, []).append(index)
@@ -50,20 +53,41 @@ def choose_photos(train: datasets.Dataset, per_source: int, seed: int = 0) -> li
     for source in order:
         indices = sorted(by_source[source], key=lambda i: ids[i])
         chosen += random.Random(seed).sample(indices, min(per_source, len(indices)))
-    return [image_input(train[i]["image"]) for i in chosen]
+    photos = [image_input(train[i]["image"]) for i in chosen]
+    if not any(mask_is_empty(train[i]) for i in range(len(train))):
+        photos += hand_free_crops([train[i] for i in chosen])
+    return photos
+
+
+def hand_free_crops(examples: list[dict]) -> list[np.ndarray]:
+    """For each photo with hands, its largest half or quarter (top, bottom, left, right; the four corners)
+    that holds no hand pixel, nor any within 2% of the longer side of one: a real hand-free view of its
+    scene. Photos where every such window touches a hand give none."""
+    crops = []
+    for example in examples:
+        rgb, mask = load_pair(example)
+        h, w = mask.shape
+        near_hand = ndimage.binary_dilation(mask, iterations=max(1, round(0.02 * max(h, w))))
+        top, bottom, left, right = slice(0, h // 2), slice(h - h // 2, h), slice(0, w // 2), slice(w - w // 2, w)
+        halves = [(top, slice(0, w)), (bottom, slice(0, w)), (slice(0, h), left), (slice(0, h), right)]
+        quarters = [(rows, cols) for rows in (top, bottom) for cols in (left, right)]
+        free = [box for box in halves + quarters if not near_hand[box].any()]
+        if free and min(h, w) >= 128:
+            crops.append(np.ascontiguousarray(rgb[free[0]]))
+    return crops
 
 
 def write_int8(folder: Path, train: datasets.Dataset, per_source: int = 6) -> Path:
     """Quantize the model saved in `folder` into its `model_int8.onnx`, calibrated on `train` photos;
     written to a temporary name first, so a stopped run never leaves half a file there."""
     model = handseg.HandUNet.from_pretrained(folder).eval()
-    partial = folder / f".{INT8_FILE}.partial"
+    partial = folder / f".{handseg.INT8_FILE}.partial"
     try:
-        quantize_int8(model, partial, choose_photos(train, per_source))
+        handseg.quantize_int8(model, partial, choose_photos(train, per_source))
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return partial.replace(folder / INT8_FILE)
+    return partial.replace(folder / handseg.INT8_FILE)
 
 
 def int8_agreement(folder: Path, val: datasets.Dataset, photos: int = 20) -> float | None:
@@ -72,11 +96,13 @@ def int8_agreement(folder: Path, val: datasets.Dataset, photos: int = 20) -> flo
     if len(val) == 0:
         return None
     step = max(1, len(val) // photos)
+    int8_segmenter = handseg.Segmenter(folder, backend="int8")
+    float_segmenter = handseg.Segmenter(folder, backend="torch")
     shares = []
     for i in range(0, len(val), step):
         image = image_input(val[i]["image"])
-        int8 = handseg.segment(image, folder, backend="int8").mask
-        shares.append(float((int8 == handseg.segment(image, folder, backend="torch").mask).mean()))
+        int8 = int8_segmenter(image).mask
+        shares.append(float((int8 == float_segmenter(image).mask).mean()))
     return sum(shares) / len(shares)
 
 
@@ -85,19 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="hub folder or shipped model name (default: the default model)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a folder of sources with splits.csv")
     parser.add_argument("--per-source", type=int, default=6, help="calibration photos per source (default 6)")
-    parser.add_argument("--out", type=Path, help=f"file to write (default: the model folder's {INT8_FILE})")
+    parser.add_argument("--out", type=Path, help=f"file to write (default: the model folder's {handseg.INT8_FILE})")
     args = parser.parse_args(argv)
-    folder = pretrained_path() if args.model is None else Path(resolve_model_source(args.model))
+    folder = handseg.pretrained_path() if args.model is None else Path(handseg.resolve_model_source(args.model))
     if args.out is None and not folder.is_dir():
         parser.error(f"--model {args.model}: not a local folder; give --out")
-    out = args.out or folder / INT8_FILE
+    out = args.out or folder / handseg.INT8_FILE
     try:
         photos = calibration_photos(args.data, args.per_source)
     except (DataError, OSError) as exc:
         print(f"train.quantize: error: {exc}", file=sys.stderr)
         return 2
     model = handseg.HandUNet.from_pretrained(str(folder) if folder.is_dir() else args.model).eval()
-    quantize_int8(model, out, photos)
+    handseg.quantize_int8(model, out, photos)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), calibrated on {len(photos)} train photos")
     return 0
 

@@ -1,7 +1,7 @@
 """Train a HandUNet: `python -m train.run --data DIR --out DIR [--gpu]`.
 
 One process, or many under `torchrun` (DistributedDataParallel: NCCL on GPUs,
-gloo on CPU). Each epoch: train, validate through `handseg.segment` at the
+gloo on CPU). Each epoch: train, validate through a `handseg.Segmenter` at the
 original mask resolution, append to OUT/metrics.jsonl, redraw OUT/curves.png,
 write OUT/last/ (with training_state.pt for --resume) and, when the selection
 score improves, OUT/best/. Checkpoints are written to a temporary folder and
@@ -27,7 +27,6 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 import handseg
-from handseg.encoders import LITE0_MEAN, LITE0_STD, load_lite_imagenet
 from train.arguments import LR_FINE_TUNE, LR_FRESH, args_to_json, build_parser, parse_args
 from train.augment import Augmenter
 from train.checkpoints import (
@@ -63,6 +62,15 @@ __all__ = [
 ]
 
 
+#: Said once when the training data holds no photo without a hand.
+NO_HAND_FREE_NOTE = (
+    "note: no hand-free photos in the training data, so the false-alarm protection (hand-free photos, hands "
+    "pasted onto them, distractors) is off and the model may learn to mark faces and skin-coloured things; add "
+    "photos with no hand in them, each with an all-black mask (images/NAME.jpg + masks/NAME.png), to turn it on. "
+    "The int8 file is calibrated on hand-free halves of the training photos instead."
+)
+
+
 def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     if args.resume is not None:
         recover_checkpoint(args.resume / "last")
@@ -70,8 +78,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     torch.manual_seed(args.seed)
     if args.init:
         start = handseg.HandUNet.from_pretrained(args.init)
-        config = {**start._hub_mixin_config, "max_side": args.max_side}
-        model = handseg.HandUNet(**config)
+        model = handseg.HandUNet(**{**start.config, "max_side": args.max_side})
         model.load_state_dict(start.state_dict())
         return model
     if args.encoder:
@@ -80,11 +87,11 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
             encoder=args.encoder,
             decoder_channels=args.decoder_channels,
             max_side=args.max_side,
-            input_mean=LITE0_MEAN,
-            input_std=LITE0_STD,
+            input_mean=handseg.LITE0_MEAN,
+            input_std=handseg.LITE0_STD,
         )
         if args.pretrained:
-            load_lite_imagenet(model.encoder)
+            handseg.load_lite_imagenet(model.encoder)
         return model
     if args.pretrained:
         raise SystemExit("error: --pretrained needs --encoder (the original U-Net has no pretrained weights)")
@@ -208,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"prepared data: {split.prepared.get('image_format')} at {split.prepared.get('side')} px", file=sys.stderr)
     train_set = build_train_set(args, split)
     log("epoch: {} photos with hands, {} hand-free photos, {} composites".format(*train_set.counts), file=sys.stderr)
+    if not train_set.hand_free:
+        log(NO_HAND_FREE_NOTE, file=sys.stderr)
     loader, sampler = build_loader(train_set, args, env)
     net = model
     if env.world > 1:

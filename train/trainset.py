@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from handseg.image import to_model_input
+from handseg import to_model_input
 from train.augment import Augmenter, fit_longer_side
 from train.composite import (
     DistractorSettings,

@@ -1,0 +1,161 @@
+"""Build time: a HandUNet exported to ONNX, and its int8 file (needs `pip install "handseg[onnx]"`).
+
+`export_onnx(model, path)` writes a graph with dynamic batch, height and width; the model's config
+(max_side, normalization) rides along as ONNX metadata.
+
+`quantize_int8(model, path, photos)` exports the model and quantizes it with onnxruntime (QDQ format;
+int8 weights, one scale per output channel; uint8 activations whose ranges are the minimum and
+maximum seen on `photos`, run through the same loading and resizing as `segment`; the first
+convolution stays float32). The file records a digest of the weights it was made from, so a stale
+file is refused at run time (`handseg.backends`) instead of silently running other weights. A model
+folder keeps it as `model_int8.onnx` beside `model.safetensors`, where `backend="int8"` looks.
+
+Static quantization needs photos like the ones the model will see, hands and hand-free scenes both:
+the activation ranges come from them. handseg ships none (the training data may not be
+redistributed), so an int8 file is made once, by a command, for each model: `python -m
+train.quantize` for the shipped ones, `handseg export --int8 --calibration PHOTOS` for any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from handseg.backends import CONFIG_KEY, DIGEST_KEY, PRECISION_KEY, OnnxUnavailableError, weights_digest
+from handseg.image import DEFAULT_MAX_SIDE, ImageInput, load_working_image, to_model_input
+from handseg.model import HandUNet
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise OnnxUnavailableError('ONNX export and int8 quantization need onnx: pip install "handseg[onnx]"') from None
+    return onnx
+
+
+def export_onnx(model: HandUNet, path: str | Path, opset: int = 17) -> Path:
+    """Export `model` to ONNX with dynamic (batch, height, width)."""
+    onnx = _onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to("cpu")
+    example = torch.rand(1, model.in_channels, 64, 96)
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter keeps height and width symbolic through the
+        # pad-to-multiple and crop; the dynamo exporter specializes them.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                          "logits": {0: "batch", 2: "height", 3: "width"}},
+        )  # fmt: skip
+    proto = onnx.load(str(path))
+    metadata = {CONFIG_KEY: json.dumps(model.config), "max_side": str(model.max_side or ""), PRECISION_KEY: "float32"}
+    for key, value in metadata.items():
+        _set_metadata(proto, key, value)
+    onnx.save(proto, str(path))
+    return path
+
+
+class CalibrationPhotos:
+    """onnxruntime's CalibrationDataReader protocol over photos, preprocessed as `segment` does."""
+
+    def __init__(self, photos: Iterable[ImageInput], max_side: int | None) -> None:
+        self._photos = iter(photos)
+        self._max_side = max_side
+        self.count = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        photo = next(self._photos, None)
+        if photo is None:
+            return None
+        self.count += 1
+        small = load_working_image(photo, max_side=self._max_side).small
+        return {"image": to_model_input(small)[None].numpy()}
+
+
+def quantize_int8(
+    model: HandUNet,
+    path: str | Path,
+    photos: Iterable[ImageInput],
+    *,
+    first_conv_float: bool = True,
+    preprocess: bool = False,
+) -> Path:
+    """Write an int8 onnxruntime model of `model` to `path`, calibrated on `photos` at the model's
+    working resolution. The same model, photos and onnxruntime version give the same file.
+
+    The two switches exist for comparison (`python benchmarks/cpu_paths.py`): `first_conv_float=False`
+    quantizes the first convolution too; `preprocess=True` runs onnxruntime's `quant_pre_process`
+    first, as its warning suggests."""
+    onnx = _onnx()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reader = CalibrationPhotos(photos, model.max_side or DEFAULT_MAX_SIDE)
+    CalibrationDataReader.register(type(reader))  # onnxruntime.quantization needs onnx: imported only here
+    with tempfile.TemporaryDirectory(prefix="handseg-int8-") as folder, _quiet_root_logger():
+        float_path = export_onnx(model, Path(folder) / "float.onnx")
+        float_metadata = {entry.key: entry.value for entry in onnx.load(str(float_path)).metadata_props}
+        if preprocess:
+            quant_pre_process(str(float_path), str(Path(folder) / "pre.onnx"))
+            float_path = Path(folder) / "pre.onnx"
+        float_proto = onnx.load(str(float_path))
+        # The first convolution, which reads the normalized image, stays float32: quantizing its input
+        # to 8 bits caused a quarter of the int8 masks' disagreement with float on val photos, at no
+        # measurable cost (README, CPU paths).
+        first_conv = next(node.name for node in float_proto.graph.node if node.op_type == "Conv")
+        quantize_static(
+            str(float_path), str(path), reader,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            nodes_to_exclude=[first_conv] if first_conv_float else [],
+        )  # fmt: skip
+    if reader.count == 0:
+        path.unlink(missing_ok=True)
+        raise ValueError("no calibration photos: int8 quantization needs photos like the ones to segment")
+    proto = onnx.load(str(path))
+    metadata = {
+        **float_metadata,
+        PRECISION_KEY: "int8",
+        DIGEST_KEY: weights_digest(model),
+        "calibration_photos": str(reader.count),
+    }
+    for key, value in metadata.items():
+        _set_metadata(proto, key, value)
+    onnx.save(proto, str(path))
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """quantize_static logs a warning to run onnxruntime's pre-processing first; on this model it
+    made no difference to speed or masks (`python benchmarks/cpu_paths.py`), so the warning is noise."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _set_metadata(proto, key: str, value: str) -> None:
+    for entry in proto.metadata_props:
+        if entry.key == key:
+            entry.value = value
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, value

@@ -1,0 +1,90 @@
+"""What this machine offers: devices, CPU cores, bf16 arithmetic."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+class DeviceUnavailableError(ValueError):
+    """The device asked for is not one torch knows, or not available on this machine (CUDA without a GPU)."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device that this machine has (None: CUDA when available, else the CPU).
+
+    Raises DeviceUnavailableError, in one line, for a name torch does not know ("cuda:x", "gpu") and for
+    CUDA on a machine without it, instead of a traceback from deep inside loading."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceUnavailableError(
+            f"device {str(device)!r} is not one torch knows; use cpu, cuda or cuda:N"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"device {str(device)!r}: CUDA is not available here (no NVIDIA GPU, or a CPU build of torch); "
+                "use cpu, or leave the device out to use CUDA only where there is one"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(f"device {str(device)!r}: Apple's MPS is not available here; use cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, resolved.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise DeviceUnavailableError(f"device {str(device)!r} is not available here; use cpu or cuda")
+    return resolved
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_threads(concurrent: int = 1) -> int:
+    """CPU threads for one segmentation when `concurrent` run at once: half the usable cores
+    shared among them, at least 1.
+
+    Why not all cores (torch's default): when another process keeps one core busy, a team of
+    threads as large as the machine waits on its slowest member at every layer. On the 2-core
+    development machine with a core busy, 1280x720 frames at 2 threads had a p90 of 493 ms against
+    102 ms at 1 thread, while 1 thread costs 49 -> 68 ms idle (`python benchmarks/threads.py`, README)."""
+    return max(1, usable_cores() // 2 // max(1, concurrent))
+
+
+def cpu_threads(threads: int | None = None) -> int:
+    """The CPU threads a segmentation uses: `threads`; else OMP_NUM_THREADS where the user set it
+    (torch reads it at start-up); else `default_threads()`."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        return threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return default_threads()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (AVX512-BF16, AMX, ARM's BF16 extension).
+
+    There oneDNN runs this model's convolutions in bf16 at about twice the float32 speed; elsewhere
+    bf16 is emulated and far slower than float32 (13x on an AVX2-only AMD EPYC)."""
+    # torch has no public query for this (torch.backends.cpu.get_cpu_capability() names the vector ISA,
+    # not bf16); tests/test_backends.py fails if this private name goes away.
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -1,0 +1,201 @@
+"""Runs over many files: which inputs, where each output goes, and what must never be overwritten.
+
+Shared by the command line and the dataset writers (`handseg.datasets`), so every way of
+segmenting many files names outputs alike, refuses the same mistakes before any work, and ends
+with the same summary:
+
+- an output is never one of the inputs (paths compared after resolving links);
+- two inputs never write one output (`a.jpg` and `a.png` in one folder get `a_jpg_mask.png` and
+  `a_png_mask.png`, and the run says so);
+- an output that exists already is kept or replaced only by an explicit choice (`skip`/`overwrite`);
+- every output folder is made and checked writable once, up front.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handseg.image import IMAGE_FILE_SUFFIXES, lossy_suffix_problem, written_by_handseg
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+#: What handseg appends to an input's stem when it names an output (`photo_mask.png`, `photo_viz.png`).
+OUTPUT_TAGS = ("_mask", "_overlay", "_viz")
+
+
+class UsageError(ValueError):
+    """The run asks for something impossible or unsafe; said before any work is done."""
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """(inputs, skipped). Files as given; folders -> their image and video files; globs -> their matches.
+    Order kept, no repeats. Skipped when a folder or glob is expanded (never a file named on its own):
+    hidden files (a run's unfinished `.name.partial` files among them), and what handseg itself wrote:
+    a `<stem>_mask.png` (or `_overlay`, `_viz`) beside a `<stem>.*` source, or a PNG marked as written
+    by handseg, so that a second run does not segment the first run's masks."""
+    entries: list[tuple[Path, bool]] = []  # (path, found by expanding a folder or glob)
+    known = IMAGE_FILE_SUFFIXES | VIDEO_SUFFIXES
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(path.iterdir())
+        elif any(ch in pattern for ch in "*?[") and not path.exists():
+            found = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
+        else:
+            entries.append((path, False))  # a missing file is reported by name when it is read
+            continue
+        entries += [(p, True) for p in found if p.suffix.lower() in known and p.is_file()]
+    stems = {(p.parent, p.stem) for p, _ in entries}
+    named = {p for p, expanded in entries if not expanded}
+    skipped = {
+        p
+        for p, expanded in entries
+        if expanded and p not in named and (p.name.startswith(".") or _is_own_output(p, stems))
+    }
+    inputs = [p for p, _ in entries if p not in skipped]
+    return list(dict.fromkeys(inputs)), sorted(skipped)
+
+
+def _is_own_output(path: Path, stems: set[tuple[Path, str]]) -> bool:
+    tag = next((t for t in OUTPUT_TAGS if path.stem.endswith(t)), None)
+    if tag is None:
+        return False
+    return (path.parent, path.stem[: -len(tag)]) in stems or written_by_handseg(path)
+
+
+def default_output_name(source: Path, *, overlay_video: bool = False, with_suffix: bool = False) -> str:
+    """`<stem>_mask.png` for an image, `<stem>_mask.mp4` (or `_overlay.mp4`) for a video; with
+    `with_suffix`, the input's extension joins the stem (`a_jpg_mask.png`), to tell apart inputs
+    that share a stem."""
+    stem = f"{source.stem}_{source.suffix.lstrip('.').lower()}" if with_suffix else source.stem
+    if is_video(source):
+        return f"{stem}_overlay.mp4" if overlay_video else f"{stem}_mask.mp4"
+    return f"{stem}_mask.png"
+
+
+@dataclass
+class Plan:
+    """Each input with its output, and what was decided on the way."""
+
+    jobs: list[tuple[Path, Path]]
+    renamed: list[Path] = field(default_factory=list)  #: inputs given `<stem>_<ext>_mask` names
+
+
+def plan_outputs(inputs: list[Path], outputs: Sequence[str] | None, *, overlay_video: bool = False) -> Plan:
+    """Where each input's result goes: beside it, in one output folder, or at the paths given. Inputs
+    that would share an output name in one folder get their extension in it (`Plan.renamed`); two
+    explicit outputs that are one path are a UsageError."""
+    single = outputs[0] if outputs else None
+    # One -o that is a folder, ends in a slash, serves several inputs or has no file extension: a folder
+    # (created when missing), so `-o masks` works like `-o masks/`.
+    into_folder = single is not None and len(outputs) == 1
+    into_folder = into_folder and (
+        Path(single).is_dir() or single.endswith(("/", "\\")) or len(inputs) > 1 or not Path(single).suffix
+    )
+    if outputs and not into_folder:
+        return Plan(list(zip(inputs, _explicit_outputs(inputs, outputs))))
+
+    def folder_of(p: Path) -> Path:
+        return Path(single) if into_folder else p.parent
+
+    names = {p: default_output_name(p, overlay_video=overlay_video) for p in inputs}
+    taken: dict[tuple[Path, str], int] = {}
+    for p in inputs:
+        taken[folder_of(p), names[p]] = taken.get((folder_of(p), names[p]), 0) + 1
+    renamed = [p for p in inputs if taken[folder_of(p), names[p]] > 1]
+    for p in renamed:
+        names[p] = default_output_name(p, overlay_video=overlay_video, with_suffix=True)
+    return Plan([(p, folder_of(p) / names[p]) for p in inputs], renamed)
+
+
+def _explicit_outputs(inputs: list[Path], outputs: Sequence[str]) -> list[Path]:
+    if len(outputs) != len(inputs):
+        raise UsageError(f"{len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder")
+    for source, target in zip(inputs, outputs):
+        known = VIDEO_SUFFIXES if is_video(source) else IMAGE_FILE_SUFFIXES
+        if Path(target).suffix.lower() not in known:
+            kind, example = ("a video", ".mp4") if is_video(source) else ("an image", ".png")
+            raise UsageError(
+                f"-o {target}: {Path(target).suffix!r} is not {kind} file extension; use e.g. {example}, "
+                "or give a folder"
+            )
+        if not is_video(source) and (problem := lossy_suffix_problem(target)):
+            raise UsageError(f"-o {target}: {problem}; use .png (or .webp, .tif, .bmp: written losslessly)")
+    resolved = [Path(o).resolve() for o in outputs]
+    for i, path in enumerate(resolved):
+        if path in resolved[:i]:
+            raise UsageError(f"-o {outputs[i]} is given for two inputs; each input needs its own output")
+    return [Path(o) for o in outputs]
+
+
+def sibling(mask_path: Path, kind: str) -> Path:
+    """The overlay or viz picture written beside a mask: `<stem>_overlay.png`, `<stem>_viz.png`."""
+    return mask_path.with_name(f"{mask_path.stem.removesuffix('_mask')}_{kind}.png")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def refuse_writing_over_inputs(inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
+    """A UsageError naming the first output that is one of the inputs (after resolving links)."""
+    sources = [p for p in inputs if p.exists()]
+    resolved = {p.resolve(): p for p in sources}
+    for output in outputs:
+        source = resolved.get(output.resolve()) or next((p for p in sources if _same_file(p, output)), None)
+        if source is not None:
+            raise UsageError(
+                f"{output} is the input {source}: handseg never writes over its inputs; choose another output"
+            )
+
+
+def ensure_writable(folders: Iterable[Path]) -> None:
+    """Make each folder (and its parents) and check a file can be written there: a UsageError in one
+    line for the first that fails (a file in the way, no permission, a read-only file system)."""
+    for folder in dict.fromkeys(folders):
+        try:
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"{folder} is a file, not a folder; give a folder (or a file path per input)")
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except UsageError:
+            raise
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(f"{folder}: a part of this path is a file, not a folder") from None
+        except OSError as exc:
+            raise UsageError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class Tally:
+    """What a run did, said in one closing line."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    folders: set[Path] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return self.written + self.skipped + self.failed
+
+    def line(self, noun: str = "masks") -> str:
+        where = f" to {next(iter(self.folders))}" if len(self.folders) == 1 else ""
+        text = f"{self.written} {noun} written{where}, {self.skipped} skipped (output already there)"
+        if self.failed:
+            return f"{text}, {self.failed} of {self.total} inputs failed"
+        return f"{text}, 0 failed"

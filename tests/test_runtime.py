@@ -1,0 +1,212 @@
+"""One runtime: a Segmenter decides device, backend and threads once, and every front end (Python, the
+CLI, the app, video) runs exactly what it decided, on the shipped default model and a real frame."""
+
+from __future__ import annotations
+
+import ast
+import os
+import random
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import handseg
+import handseg.segmenter
+from tests.conftest import REPO_ROOT, write_clip
+
+pytestmark = pytest.mark.skipif(handseg.pretrained.DEFAULT_MODEL is None, reason="this build ships no default model")
+
+#: The CPU backends this machine can run as asked (bf16 only where the CPU does bf16 arithmetic).
+CPU_BACKENDS = ["torch", "onnx", "int8"] + (["bf16"] if handseg.cpu_has_native_bf16() else [])
+
+
+@pytest.fixture(scope="module")
+def frame(data_dir, tmp_path_factory) -> Path:
+    """A 1918x1280 JPEG of real hands (an EgoHands photo at GTEA_gaze's frame size)."""
+    photo = sorted((data_dir / "egohands" / "images").glob("*.jpg"))[5]
+    path = tmp_path_factory.mktemp("frame") / "frame.jpg"
+    Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "handseg", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def read_mask(path: Path) -> np.ndarray:
+    return np.array(Image.open(path)) > 127
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_the_cli_runs_the_backend_asked_for(backend, frame, tmp_path):
+    """`--backend torch` once ran int8 (the CLI decided "auto" again): now the CLI's mask is the one
+    `handseg.segment(..., backend=B)` gives, pixel for pixel, and it says which backend ran."""
+    expected = handseg.segment(frame, backend=backend)
+    assert expected.backend == backend
+    done = run_cli("segment", "-i", str(frame), "-o", str(tmp_path / "m.png"), "--backend", backend)
+    assert done.returncode == 0, done.stderr
+    assert f": {backend} on cpu" in done.stderr
+    assert np.array_equal(read_mask(tmp_path / "m.png"), expected.mask)
+
+
+def test_backends_really_differ_on_this_frame(frame):
+    """So the test above can tell one backend from another: int8's mask is not float32's."""
+    assert not np.array_equal(handseg.segment(frame, backend="int8").mask, handseg.segment(frame, backend="torch").mask)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_the_app_runs_the_backend_asked_for(backend, frame):
+    """`python app.py --backend B` builds its Segmenters with B; the Segment tab's mask download is
+    `handseg.segment(..., backend=B)`'s mask, and its stats say B and the threads it ran with."""
+    pytest.importorskip("gradio", reason='the app needs the demo extra: pip install "handseg[demo]"')
+    from demo import callbacks, ui
+
+    models, notice = ui._load_models(None, threads=1, backend=backend)
+    main = next(iter(models.values()))
+    _, _, mask_path, stats = callbacks.segment_photo(main, str(frame), 0.5, False, main.max_side, "#ff3c8c", 0.5)
+    assert np.array_equal(read_mask(Path(mask_path)), handseg.segment(frame, backend=backend).mask)
+    assert f"; {backend}, 1 thread)" in stats
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_video_frames_run_the_backend_asked_for(backend, frame, tmp_path):
+    pytest.importorskip("av", reason='needs the video extra: pip install "handseg[video]"')
+    from handseg.video import iter_video
+
+    clip = write_clip(tmp_path / "clip.mp4", np.array(Image.open(frame).convert("RGB").resize((480, 320))), 3)
+    results = list(iter_video(clip, handseg.Segmenter(None, backend=backend)))
+    assert len(results) == 3
+    for result in results:
+        assert result.backend == backend
+        assert np.array_equal(result.mask, handseg.segment(result.image, backend=backend).mask)
+
+
+def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(frame, tmp_path, monkeypatch):
+    """Emulated bf16 took 4.1 s a frame against 0.32 s in float32 on an AVX2-only CPU: never silently.
+    ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN (and so handseg) see such a CPU."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = run_cli("segment", "-i", str(frame), "-o", str(tmp_path / "m.png"), "--backend", "bf16", env=env)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.startswith("handseg: note:")]
+    assert len(notes) == 1 and "no bf16 arithmetic" in notes[0], done.stderr
+    assert ": torch on cpu" in done.stderr
+    assert np.array_equal(read_mask(tmp_path / "m.png"), handseg.segment(frame, backend="torch").mask)
+    monkeypatch.setattr(handseg.segmenter, "cpu_has_native_bf16", lambda: False)
+    model = handseg.HandUNet.from_pretrained(handseg.pretrained_path())  # a fresh object: nothing cached
+    with pytest.warns(handseg.FastPathNotice, match="no bf16 arithmetic"):
+        assert handseg.segment(frame, model, backend="bf16").backend == "torch"
+
+
+@pytest.mark.parametrize("backend", ["torch", "int8"])
+def test_threads_are_the_threads_the_backend_uses(backend, frame, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            segmenter = handseg.Segmenter(None, backend=backend, threads=threads)
+            segmenter(frame)
+            assert segmenter.runner_threads() == threads
+            if backend == "torch":
+                assert torch.get_num_threads() == threads
+            else:
+                assert segmenter.runner.session.get_session_options().intra_op_num_threads == threads
+            assert handseg.segment(frame, backend=backend, threads=threads).backend == backend
+    finally:
+        torch.set_num_threads(before)
+    done = run_cli("segment", "-i", str(frame), "-o", str(tmp_path / "m.png"), "--backend", backend, "--threads", "2")
+    assert done.returncode == 0, done.stderr
+    assert f": {backend} on cpu, 2 threads" in done.stderr
+
+
+def test_importing_handseg_leaves_onnx_out():
+    """onnx is build time (export, quantization); the runtime needs onnxruntime only, and lazily."""
+    code = "import sys, handseg; print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def _handseg_modules() -> dict[str, Path]:
+    root = REPO_ROOT / "handseg"
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def test_no_import_circle_in_handseg():
+    """Module-level imports between handseg's modules form no cycle (the package's __init__ aside,
+    which imports its modules to export their names)."""
+    modules = _handseg_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if name == "handseg":
+            continue
+        edges = set()
+        for node in ast.parse(path.read_text()).body:  # module level only: lazy imports are the point
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                edges.add(node.module)
+                edges |= {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[name] = {e for e in edges if e in modules and e not in ("handseg", name)}
+
+    def cycle_from(start: str, path: list[str]) -> list[str] | None:
+        for nxt in graph.get(path[-1], ()):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in path:
+                found = cycle_from(start, [*path, nxt])
+                if found:
+                    return found
+        return None
+
+    for name in graph:
+        assert cycle_from(name, [name]) is None, " -> ".join(cycle_from(name, [name]))
+
+
+def test_every_module_imports_first_in_a_fresh_process_in_any_order():
+    names = [n for n in _handseg_modules() if n not in ("handseg", "handseg.__main__")]
+    for seed in range(3):
+        order = random.Random(seed).sample(names, len(names))
+        code = f"import importlib\nfor name in {order!r}:\n    importlib.import_module(name)\n"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_the_private_names_handseg_relies_on_still_exist():
+    """torch has no public query for bf16 arithmetic, nor a public counter of in-place weight changes;
+    handseg uses these two private names (handseg.hardware, handseg.backends). If a torch release drops
+    one, this fails loudly instead of handseg quietly choosing a slow path or a stale int8 file."""
+    assert isinstance(torch.ops.mkldnn._is_mkldnn_bf16_supported(), bool)
+    weight = torch.nn.Parameter(torch.zeros(2))
+    version = weight._version
+    with torch.no_grad():
+        weight.add_(1)
+    assert weight._version > version
+
+
+def test_segment_shows_its_keywords_and_names_itself_in_a_typo(frame):
+    import inspect
+
+    keywords = set(inspect.signature(handseg.segment).parameters)
+    assert {"threshold", "crf", "max_side", "device", "backend", "threads", "compile", "max_pixels"} <= keywords
+    with pytest.raises(TypeError, match="segment\\(\\) got an unexpected keyword argument 'treshold'"):
+        handseg.segment(frame, treshold=0.3)
+
+
+def test_a_segmenter_decides_once(frame):
+    """Building the same Segmenter again reuses the loaded model and runner, and says nothing twice."""
+    first = handseg.Segmenter(None, backend="int8", threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = handseg.Segmenter(None, backend="int8", threads=1)
+    assert again.runner is first.runner and again.model is first.model is handseg.load_model()
+    assert again(frame).backend == "int8"

@@ -13,8 +13,15 @@ submodules `metrics`, `visualize`, `crf` and `pretrained` are public as namespac
 from handseg import crf, metrics, pretrained, visualize
 from handseg.backends import INT8_FILE, Int8UnavailableError, OnnxUnavailableError
 from handseg.crf import CRFUnavailableError
+from handseg.engines import HandSegmenter
 from handseg.export import export_onnx, quantize_int8
-from handseg.hardware import DeviceUnavailableError, cpu_has_native_bf16, default_threads, usable_cores
+from handseg.hardware import (
+    DeviceUnavailableError,
+    cpu_has_native_bf16,
+    cpu_multiplies_int8_exactly,
+    default_threads,
+    usable_cores,
+)
 from handseg.hub import HubUnreachableError, ModelNotFoundError, hub_reachable, resolve_model_source
 from handseg.image import (
     DEFAULT_MAX_SIDE,
@@ -56,6 +63,7 @@ __all__ = [
     "DeviceUnavailableError",
     "EfficientNetLiteEncoder",
     "FastPathNotice",
+    "HandSegmenter",
     "HandUNet",
     "HubUnreachableError",
     "IMAGE_FILE_SUFFIXES",
@@ -75,6 +83,7 @@ __all__ = [
     "Segmenter",
     "available_models",
     "cpu_has_native_bf16",
+    "cpu_multiplies_int8_exactly",
     "crf",
     "default_threads",
     "export_onnx",

@@ -91,13 +91,16 @@ def quantize_int8(
     *,
     first_conv_float: bool = True,
     preprocess: bool = False,
+    reduce_range: bool = False,
+    weight_type: str = "int8",
 ) -> Path:
     """Write an int8 onnxruntime model of `model` to `path`, calibrated on `photos` at the model's
     working resolution. The same model, photos and onnxruntime version give the same file.
 
-    The two switches exist for comparison (`python benchmarks/cpu_paths.py`): `first_conv_float=False`
-    quantizes the first convolution too; `preprocess=True` runs onnxruntime's `quant_pre_process`
-    first, as its warning suggests."""
+    The switches exist for comparison (`python benchmarks/cpu_paths.py`, `python benchmarks/int8_cpus.py`):
+    `first_conv_float=False` quantizes the first convolution too; `preprocess=True` runs onnxruntime's
+    `quant_pre_process` first, as its warning suggests; `reduce_range=True` keeps weights to 7 bits;
+    `weight_type="uint8"` stores weights as uint8 (onnxruntime's U8U8 kernels)."""
     onnx = _onnx()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -120,7 +123,8 @@ def quantize_int8(
         quantize_static(
             str(float_path), str(path), reader,
             quant_format=QuantFormat.QDQ, per_channel=True,
-            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[weight_type],
+            activation_type=QuantType.QUInt8, reduce_range=reduce_range,
             nodes_to_exclude=[first_conv] if first_conv_float else [],
         )  # fmt: skip
     if reader.count == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -75,6 +76,31 @@ def cpu_threads(threads: int | None = None) -> int:
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     return default_threads()
+
+
+def cpu_multiplies_int8_exactly() -> bool:
+    """Whether onnxruntime's int8 kernels add up int8 products without saturating on this CPU: x86 with
+    VNNI (AVX512-VNNI or AVX-VNNI: products summed into 32 bits), or 64-bit ARM (dot products into 32
+    bits). On x86 without VNNI, pairs of uint8 x int8 products are first summed into 16 bits with
+    saturation, and the shipped int8 file's masks move beyond handseg's quality bar (measured under
+    emulation of an AVX2-only AMD EPYC: `python benchmarks/int8_cpus.py`)."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return True
+    if machine not in ("x86_64", "amd64"):
+        return False
+    # torch has no public query for VNNI either (see cpu_has_native_bf16); tests/test_runtime.py checks the name.
+    vnni = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+    return vnni or "avx_vnni" in _linux_cpu_flags()
+
+
+def _linux_cpu_flags() -> set[str]:
+    """The CPU's flags from /proc/cpuinfo (empty elsewhere): AVX-VNNI, which torch does not report."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
 
 
 def cpu_has_native_bf16() -> bool:

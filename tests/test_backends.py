@@ -26,9 +26,11 @@ CPU = torch.device("cpu")
 #: bf16 against float32, the shipped model on the first 4 val photos of each source (12; measured: mean
 #: equal pixels 99.91%, worst photo 99.53%; mean dice between the two masks 0.997); floors with margin.
 BF16_EQUAL_FLOOR, BF16_WORST_FLOOR, BF16_DICE_FLOOR = 0.998, 0.99, 0.99
-#: int8 (the shipped model_int8.onnx, the default) against float32 on the same photos (measured: 99.77%,
-#: worst 98.77%, dice 0.990); floors with margin.
-INT8_EQUAL_FLOOR, INT8_WORST_FLOOR, INT8_DICE_FLOOR = 0.995, 0.975, 0.98
+#: int8 (the shipped model_int8.onnx) against float32 on the same photos, by CPU: where int8 products add up
+#: exactly (VNNI, ARM; the default runs int8 there), measured 99.77%, worst 98.77%, dice 0.990; on an
+#: AVX2-only AMD EPYC (QEMU's EPYC-Rome; onnxruntime's saturating kernels; the default runs float there),
+#: measured 99.58%, worst 97.41%, dice 0.985. Floors with margin, for the CPU the test runs on.
+INT8_FLOORS = {"exact": (0.995, 0.975, 0.98), "saturating": (0.993, 0.96, 0.975)}
 
 
 def _val_photos(val_pairs) -> list:
@@ -56,6 +58,7 @@ def _int8_model(folder, photos, seed: int = 1) -> handseg.HandUNet:
 
 
 def test_auto_runs_int8_where_the_model_has_its_int8_file(tmp_path, sample_photos, monkeypatch):
+    monkeypatch.setattr(handseg.segmenter, "cpu_multiplies_int8_exactly", lambda: True)  # a CPU with VNNI
     with_int8 = _int8_model(tmp_path / "with_int8", sample_photos[:2])
     assert handseg.Segmenter(with_int8).backend == "int8"
     assert handseg.segment(sample_photos[0], with_int8).backend == "int8"
@@ -84,9 +87,27 @@ def test_without_an_int8_file_auto_says_so_once_and_runs_bf16_or_float(bf16_cpu,
 
 
 @pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
-def test_the_default_is_int8_on_a_cpu(sample_photos):
+def test_the_default_is_int8_on_a_cpu_that_multiplies_int8_exactly(sample_photos, monkeypatch):
     result = handseg.segment(sample_photos[0])
-    assert result.backend == "int8" and result.model == DEFAULT_MODEL
+    expected = (
+        "int8" if handseg.cpu_multiplies_int8_exactly() else ("bf16" if handseg.cpu_has_native_bf16() else "torch")
+    )
+    assert result.backend == expected and result.model == DEFAULT_MODEL
+
+
+@pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
+def test_on_a_cpu_without_vnni_auto_runs_float_and_says_why(sample_photos, monkeypatch):
+    """onnxruntime's int8 kernels saturate on x86 without VNNI, and the masks leave the quality bar
+    (`python benchmarks/int8_cpus.py`): there "auto" runs float and says so once; int8 asked for runs,
+    with the same note."""
+    monkeypatch.setattr(handseg.segmenter, "cpu_multiplies_int8_exactly", lambda: False)
+    model = handseg.HandUNet.from_pretrained(pretrained_path())  # a fresh object: nothing cached
+    with pytest.warns(handseg.FastPathNotice, match="no VNNI"):
+        segmenter = handseg.Segmenter(model)
+    assert segmenter.backend in ("bf16", "torch") and "no VNNI" in segmenter.notice
+    with pytest.warns(handseg.FastPathNotice, match="running int8 as asked"):
+        asked = handseg.Segmenter(model, backend="int8")
+    assert asked(sample_photos[0]).backend == "int8"
 
 
 @pytest.mark.skipif(not handseg.cpu_has_native_bf16(), reason="this CPU has no bf16 arithmetic")
@@ -98,10 +119,14 @@ def test_bf16_keeps_the_float_models_masks_on_val_photos(val_pairs):
 
 @pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
 def test_the_shipped_int8_file_agrees_with_float_on_val_photos(val_pairs):
+    """Against the floors of the CPU this runs on (INT8_FLOORS): exact int8 arithmetic (VNNI, ARM), where
+    the default runs int8, or saturating (x86 without VNNI), where it does not."""
     photos = _val_photos(val_pairs)
     assert handseg.segment(photos[0], backend="int8").backend == "int8"
+    kind = "exact" if handseg.cpu_multiplies_int8_exactly() else "saturating"
+    equal_floor, worst_floor, dice_floor = INT8_FLOORS[kind]
     equal, worst, dice = _agreement(photos, "int8")
-    assert equal >= INT8_EQUAL_FLOOR and worst >= INT8_WORST_FLOOR and dice >= INT8_DICE_FLOOR, (equal, worst, dice)
+    assert equal >= equal_floor and worst >= worst_floor and dice >= dice_floor, (kind, equal, worst, dice)
 
 
 @pytest.mark.slow

@@ -182,10 +182,11 @@ def test_every_module_imports_first_in_a_fresh_process_in_any_order():
 
 
 def test_the_private_names_handseg_relies_on_still_exist():
-    """torch has no public query for bf16 arithmetic, nor a public counter of in-place weight changes;
-    handseg uses these two private names (handseg.hardware, handseg.backends). If a torch release drops
+    """torch has no public query for bf16 arithmetic or VNNI, nor a public counter of in-place weight
+    changes; handseg uses these private names (handseg.hardware, handseg.backends). If a torch release drops
     one, this fails loudly instead of handseg quietly choosing a slow path or a stale int8 file."""
     assert isinstance(torch.ops.mkldnn._is_mkldnn_bf16_supported(), bool)
+    assert isinstance(torch.cpu._is_vnni_supported(), bool)  # handseg.hardware.cpu_multiplies_int8_exactly
     weight = torch.nn.Parameter(torch.zeros(2))
     version = weight._version
     with torch.no_grad():

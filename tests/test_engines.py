@@ -1,0 +1,110 @@
+"""Whole datasets through `datasets.map` and Ray Data, on a small real set: twenty shared photos with
+hands and without, and one corrupt file."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handseg
+
+
+@pytest.fixture(scope="module")
+def photo_folder(data_dir, tmp_path_factory) -> Path:
+    """Twenty real photos (EgoHands, HGR, hand photos, faces, scenes) and one file that is no image."""
+    folder = tmp_path_factory.mktemp("photos")
+    for source, count in (("egohands", 5), ("hgr", 5), ("handphotos", 4), ("negatives", 4), ("hand_free_scenes", 2)):
+        for path in sorted((data_dir / source / "images").iterdir())[:count]:
+            shutil.copy(path, folder / path.name)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return folder
+
+
+def mask_of(path: Path) -> np.ndarray:
+    return np.array(Image.open(path)) > 127
+
+
+def test_datasets_map_adds_the_masks_segment_gives(photo_folder, tmp_path):
+    datasets = pytest.importorskip("datasets", reason='needs the train extra: pip install "handseg[train]"')
+    paths = sorted(str(p) for p in photo_folder.iterdir())
+    source = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image(decode=False))
+    source.save_to_disk(tmp_path / "ds")
+    ds = datasets.load_from_disk(tmp_path / "ds")  # on disk: map results are cached beside it
+    first = ds.map(handseg.HandSegmenter(), batched=True, batch_size=4, num_proc=2)
+    assert first.features["mask"] == datasets.Image()  # stored as PNG images in the dataset
+    failed = [(p, e) for p, e in zip(paths, first["handseg_error"]) if e]
+    assert [p for p, _ in failed] == [str(photo_folder / "corrupt.jpg")]
+    assert failed[0][1].startswith("corrupt.jpg: ") and "broken" in failed[0][1]  # named as the dataset names it
+    for path, row in zip(paths, first):
+        if row["handseg_error"]:
+            assert row["mask"] is None
+            continue
+        assert np.array_equal(np.array(row["mask"]) > 127, handseg.segment(path).mask), path
+    # The same map again is read from datasets' cache: nothing is computed twice.
+    again = ds.map(handseg.HandSegmenter(), batched=True, batch_size=4, num_proc=2)
+    assert again.cache_files == first.cache_files and again._fingerprint == first._fingerprint
+    # Another model or threshold is another computation.
+    other = ds.map(handseg.HandSegmenter(threshold=0.7), batched=True, batch_size=4)
+    assert other._fingerprint != first._fingerprint
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason='needs the ray extra: pip install "handseg[ray]"')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_job_writes_the_masks_segment_gives_and_resumes(local_ray, photo_folder, tmp_path, capsys):
+    from handseg import ray as ray_job
+
+    out = tmp_path / "masks"
+    assert ray_job.main(["-i", str(photo_folder), "-o", str(out), "--actors", "2", "--batch-size", "4"]) == 1
+    said = capsys.readouterr().out
+    good = sorted(p for p in photo_folder.iterdir() if p.name != "corrupt.jpg")
+    assert f"{len(good)} masks written to {out}, 0 skipped (output already there), 1 of 21 inputs failed" in said
+    with open(out / ray_job.FAILURES_FILE, newline="") as f:
+        failures = list(csv.DictReader(f))
+    assert [row["path"] for row in failures] == [str(photo_folder / "corrupt.jpg")] and failures[0]["reason"]
+    for photo in good:
+        assert np.array_equal(mask_of(out / f"{photo.stem}_mask.png"), handseg.segment(photo).mask), photo.name
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*_mask.png")}
+    # A second run: refused without a choice, then with --skip-existing it writes nothing new and says so.
+    assert ray_job.main(["-i", str(photo_folder), "-o", str(out)]) == 2
+    assert "exist already" in capsys.readouterr().err
+    assert ray_job.main(["-i", str(photo_folder), "-o", str(out), "--skip-existing"]) == 1  # corrupt.jpg again
+    assert f"0 masks written to {out}, {len(good)} skipped" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_mask.png")} == stamps
+
+
+def test_the_output_of_a_ray_job_is_never_an_input(local_ray, photo_folder, tmp_path, capsys):
+    from handseg import ray as ray_job
+
+    photo = tmp_path / "a.png"
+    Image.open(next(photo_folder.glob("*.jpg"))).save(photo)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.open(photo).save(masks / "a_mask.png")  # a photo that happens to be named like a mask
+    before = (masks / "a_mask.png").read_bytes()
+    assert ray_job.main(["-i", str(photo), str(masks / "a_mask.png"), "-o", str(masks), "--overwrite"]) == 2
+    assert "never writes over its inputs" in capsys.readouterr().err
+    assert (masks / "a_mask.png").read_bytes() == before
+
+
+def test_hand_segmenter_on_ray_data_read_images(local_ray, photo_folder):
+    """The same callable class with Ray Data's own reader: one model per actor, masks as arrays."""
+    good = sorted(str(p) for p in photo_folder.iterdir() if p.name != "corrupt.jpg")[::4]
+    dataset = local_ray.data.read_images(good, include_paths=True, mode="RGB")
+    rows = dataset.map_batches(
+        handseg.HandSegmenter, fn_constructor_kwargs={"mask_format": "array"}, concurrency=1, batch_size=2
+    ).take_all()
+    assert len(rows) == len(good)
+    for row in rows:
+        assert not row["handseg_error"]
+        assert np.array_equal(row["mask"] > 127, handseg.segment(row["image"]).mask), row["path"]

@@ -10,6 +10,9 @@ torch: the float model; a backend a model lacks, such as int8 without its int8 f
   marked, and the same per kind (UTKFace face crops, portraits, rooms);
 - `hand_free_scenes` test split (41 hand-free photos from sources training never sees): mean share marked
   as hand and photos with more than 1% marked;
+- hands against faces, without masks (`train.hands_on_faces`): the share of MediaPipe's hand landmarks
+  inside the mask (dilated by 2% of the longer side), for hands over a face and for all, on the two
+  held-out gesture people and the `faces_with_hands` photos where MediaPipe found a hand;
 - `luthaihoc_ego` test split (20, never trained on or used to choose): dice, precision, recall;
 - val dice per source (photos with hands) and overall;
 - HGR val dice against hand-only labels (its forearms cut at the wrist by `train.labels.LabelPolicy`,
@@ -38,6 +41,7 @@ from benchmarks.threads import time_ms
 from train import DEFAULT_DATA
 from train.data import load_split
 from train.evaluate import score_dataset, summarize, summarize_hand_free
+from train.hands_on_faces import landmark_coverage
 from train.labels import LabelPolicy
 
 VAL_SOURCES = ["egohands", "hgr", "handphotos", "indoor", "negatives"]
@@ -77,6 +81,7 @@ def figures(model_path: str, data: Path, runs: int, backend: str = "torch") -> d
         "test_hand_free": test["overall"]["hand_free"],
         "val_dice": {s: v["dice"] for s, v in val["per_source"].items() if v["n"]} | {"all": val["overall"]["dice"]},
         "hgr_val_dice_hand_only": hand_only["per_source"]["hgr"]["dice"],
+        "hands_on_faces": landmark_coverage(lambda path: segmenter(path).mask, data),
         "cpu_ms_1918x1280": cpu_ms(segmenter, data, runs) if runs else None,
     }
 
@@ -149,6 +154,14 @@ def main() -> None:
             lambda r, k=kind: (
                 f"{100 * r['hand_free_by_kind'][k]['mean_marked']:.1f}% "
                 f"({r['hand_free_by_kind'][k]['above_1pct']}/{r['hand_free_by_kind'][k]['n']})"
+            ),
+        )
+    for key, what in (("over_face", "hands over a face"), ("all", "all hands")):
+        row(
+            f"hands against faces (no masks): MediaPipe landmarks covered, {what} (hands in photos)",
+            lambda r, k=key: (
+                f"{r['hands_on_faces'][k]['coverage']:.3f} "
+                f"({r['hands_on_faces'][k]['hands']} in {r['hands_on_faces'][k]['photos']})"
             ),
         )
     row("`luthaihoc_ego` test dice (never trained on)", lambda r: f"{r['test']['dice']:.3f}")

@@ -255,3 +255,61 @@ def test_a_hue_turn_makes_skin_another_colour_of_the_same_brightness():
     crops = Augmenter(8, hue_turn_prob=1.0, colour_prob=0.0, cast_prob=0.0, max_rotation=0.0)
     out, labels = crops(skin, np.ones((8, 8), np.uint8), np.random.default_rng(0))
     assert not np.array_equal(out, skin) and (labels == 1).all()
+
+
+def test_a_hand_on_a_face_takes_the_faces_skin_tone_and_size(data_dir):
+    """On a real face, a pasted hand of another skin tone (a blue-grey one, to make it plain) comes out in
+    the face's own tone, about the size of the face, and in one of the spots real hands go."""
+    from train.composite import OnFace
+
+    face = handseg.load_image(sorted((data_dir / "negatives" / "images").glob("utkface_*"))[0])
+    on_face = OnFace((0.15, 0.1, 0.7, 0.8))
+    skin = on_face.skin(face)
+    shape = np.zeros((80, 50), bool)
+    shape[5:75, 5:45] = True
+    odd_tone = HandCutout(
+        np.full((80, 50, 3), (90, 110, 160), np.uint8), np.where(shape, HAND, 0).astype(np.uint8), shape, None
+    )
+    image, labels, alpha = paste_hand(face, np.zeros(face.shape[:2], np.uint8), odd_tone, np.random.default_rng(3),
+                                      on_face=on_face)  # fmt: skip
+    pasted = image[alpha > 0.9].astype(float)
+    tone = lambda rgb: rgb / rgb.sum()  # noqa: E731 (the colour, whatever the light: the face may shade it)
+    assert np.abs(tone(pasted.mean(axis=0)) - tone(skin.mean(axis=0))).max() < 0.02  # the face's, not blue-grey
+    ys, xs = np.nonzero(labels == HAND)
+    height = ys.max() - ys.min() + 1
+    assert 0.5 * 0.8 * face.shape[0] < max(height, xs.max() - xs.min() + 1) < 1.5 * 0.8 * face.shape[0]
+
+
+def test_hue_turns_go_only_where_asked(data_dir):
+    from train.trainset import HueTurns
+
+    cutout = solid_cutout()
+    rng = np.random.default_rng(0)
+    turns = HueTurns(prob=1.0, where="distractors")
+    assert turns.maybe_turn(cutout, "hands", rng) is cutout
+    turned = turns.maybe_turn(cutout, "distractors", rng)
+    assert not np.array_equal(turned.rgb, cutout.rgb) and np.array_equal(turned.labels, cutout.labels)
+    assert HueTurns(prob=0.0, where="hands").maybe_turn(cutout, "hands", rng) is cutout
+
+
+def test_hard_negatives_draw_the_marked_photos_more_often(data_dir):
+    """The sampler hands a hand-free item the photo it drew by this epoch's weights, in the main process."""
+    from torch.utils.data import DistributedSampler
+
+    from train.trainset import EpochSampler, TrainSet
+
+    split = load_split(data_dir, sources=["handphotos", "negatives"])
+    train_set = TrainSet(split.train, Augmenter(64, working_side=128), 0, mix=(0.5, 0.5, 0.0))
+    n_photo, n_free, _ = train_set.counts
+    sampler = EpochSampler(DistributedSampler(train_set, num_replicas=1, rank=0, seed=0), train_set.counts, seed=0)
+    weights = np.ones(len(train_set.hand_free))
+    weights[:3] = 200.0  # three photos the model marks
+    sampler.set_epoch(1, weights)
+    keys = list(sampler)
+    drawn = [key[2] for key in keys if n_photo <= key[1] < n_photo + n_free]
+    assert len(drawn) == n_free and all(len(key) == 2 for key in keys if key[1] < n_photo)
+    assert sum(j < 3 for j in drawn) > 0.5 * n_free
+    rgb, labels = train_set.item(1, n_photo, hand_free=drawn[0])
+    assert np.array_equal(rgb, train_set.photo(train_set.hand_free[drawn[0]])[0])
+    sampler.set_epoch(2)
+    assert all(len(key) == 2 for key in sampler)  # without weights: the plain walk

@@ -112,7 +112,8 @@ def test_resume_continues_exactly(tmp_path, data_dir, capsys):
     straight, resumed = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "split")
     assert len(resumed) == 2
     for a, b in zip(straight, resumed):
-        a.pop("seconds"), b.pop("seconds")
+        for timing in ("seconds", "train_crops_per_s"):
+            a.pop(timing), b.pop(timing)
         assert a == b
     w1 = handseg.HandUNet.from_pretrained(tmp_path / "straight" / "last").state_dict()
     w2 = handseg.HandUNet.from_pretrained(tmp_path / "split" / "last").state_dict()
@@ -438,3 +439,59 @@ def test_training_without_hand_free_photos_says_so_and_calibrates_on_hand_free_c
     # With hand-free photos in the data, none are cut.
     shipped = load_split(data_dir, sources=["handphotos", "negatives"]).train
     assert not any(isinstance(p, np.ndarray) for p in choose_photos(shipped, per_source=2))
+
+
+def test_training_says_how_fast_it_ran(tmp_path, data_dir, capsys, monkeypatch):
+    """Crops per second of the training loop: printed each epoch, in metrics.jsonl and in the card; bf16
+    autocast only where the CPU does bf16 arithmetic (emulated bf16 is many times slower)."""
+    out = tmp_path / "run"
+    args = ["--data", str(data_dir), "--sources", "handphotos", "--out", str(out), "--epochs", "1", "--max-steps", "2"]
+    assert run.main([*args, *TINY]) == 0
+    printed, _ = capsys.readouterr()
+    record = read_metrics(out)[0]
+    assert record["train_crops_per_s"] > 0 and "crops/s" in printed
+    assert "Throughput:" in (out / "best" / "README.md").read_text()
+    parsed = run.parse_args(args)
+    monkeypatch.setattr(handseg, "cpu_has_native_bf16", lambda: False)
+    assert not run.amp_available(parsed)
+    monkeypatch.setattr(handseg, "cpu_has_native_bf16", lambda: True)
+    assert run.amp_available(parsed) and not run.amp_available(run.parse_args([*args, "--no-amp"]))
+
+
+def test_frozen_parts_stay_as_they_were(tmp_path, data_dir):
+    """--freeze-encoder-blocks and --freeze-bn: the stem, the first blocks and every BatchNorm's statistics
+    do not move while the rest trains."""
+    start = tmp_path / "start"
+    handseg.HandUNet(encoder="efficientnet_lite0", decoder_channels=[16, 8, 8, 8, 8], max_side=64).save_pretrained(
+        start
+    )
+    out = tmp_path / "run"
+    flags = ["--freeze-encoder-blocks", "3", "--freeze-bn", "--no-int8"]
+    tiny = ["--img-size", "64", "--batch-size", "4", "--workers", "0"]
+    args = ["--data", str(data_dir), "--sources", "handphotos", "--init", str(start), "--out", str(out)]
+    assert run.main([*args, "--epochs", "1", "--max-steps", "3", *tiny, *flags]) == 0
+    before = handseg.HandUNet.from_pretrained(start).state_dict()
+    after = handseg.HandUNet.from_pretrained(out / "last").state_dict()
+    frozen = [k for k in before if k.startswith(("encoder.stem.", "encoder.blocks.0.", "encoder.blocks.2."))]
+    statistics = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen + statistics)
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    with pytest.raises(SystemExit):
+        run.parse_args([*args, "--freeze-encoder-blocks", "x"])
+    assert run.main(["--data", str(data_dir), "--sources", "handphotos", "--out", str(tmp_path / "o"),
+                     "--freeze-encoder-blocks", "2", "--epochs", "1", *TINY]) == 2  # fmt: skip
+
+
+def test_hands_against_faces_counts_the_landmarks_a_mask_covers(data_dir):
+    """The measure needs no masks: a mask that covers every hand covers every landmark, an empty one none;
+    it covers the held-out gesture people and the faces_with_hands photos where MediaPipe found a hand."""
+    from train.hands_on_faces import found_hands, landmark_coverage
+
+    hands = found_hands(data_dir)
+    assert {h.source for h in hands} == {"gestures_unlabeled", "faces_with_hands"}
+    assert {h.id.split("_")[0] for h in hands if h.source == "gestures_unlabeled"} <= {"tongam", "viany"}
+    assert any(h.over_face for h in hands) and not all(h.over_face for h in hands)
+    full = landmark_coverage(lambda path: np.ones(Image.open(path).size[::-1], bool), data_dir)
+    empty = landmark_coverage(lambda path: np.zeros(Image.open(path).size[::-1], bool), data_dir)
+    assert full["all"]["coverage"] == 1.0 and empty["all"]["coverage"] == 0.0
+    assert full["all"]["hands"] == len(hands) and full["over_face"]["hands"] == sum(h.over_face for h in hands)

@@ -90,7 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
         'handseg\'s default CPU path runs (needs onnx: pip install "handseg[onnx]")',
     )
     p.add_argument("--gpu", action="store_true", help="train on CUDA (required to be available)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU")
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast where the hardware does bf16 arithmetic: CUDA, or a CPU with AVX512-BF16 or AMX "
+        "(never where bf16 is emulated, as on AVX2-only CPUs)",
+    )
+    p.add_argument(
+        "--freeze-bn",
+        action="store_true",
+        help="keep every BatchNorm's running statistics (eval mode) while training; scale and shift still train",
+    )
+    p.add_argument(
+        "--freeze-encoder-blocks",
+        type=int,
+        default=0,
+        help="fine-tuning a Lite encoder: no gradient for its stem and first N blocks (cheaper steps)",
+    )
     p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
     p.add_argument(
         "--max-steps",
@@ -122,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of training crops whose hue is turned far round the colour circle (hands in any colour)",
     )
     mix.add_argument(
+        "--hue-turn-on",
+        choices=["crops", "hands", "distractors"],
+        default="crops",
+        help="what --hue-turn-prob turns: whole training crops (hands and background alike), pasted hands only, "
+        "or pasted distractors only",
+    )
+    mix.add_argument(
+        "--hard-negatives",
+        type=float,
+        default=0.0,
+        help="each epoch, draw the hand-free training photos the model marks up to 1+N times as often "
+        "(0: each equally often)",
+    )
+    mix.add_argument(
+        "--face-boxes",
+        type=Path,
+        default=Path(__file__).with_name("face_boxes.csv"),
+        help="face boxes of the face photos (MediaPipe, train/wrist_landmarks.py): where hands pasted on faces go",
+    )
+    mix.add_argument(
         "--distractor-prob",
         type=float,
         default=0.5,
@@ -142,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--face-overlap-prob",
         type=float,
         default=0.3,
-        help="share of hands pasted onto face photos that go over the face (cheek, chin, mouth)",
+        help="share of hands pasted onto face photos that go on or around the face (cheek, chin, mouth, forehead, "
+        "temple, hair), sized to it and in its skin tone and light",
     )
     mix.add_argument(
         "--jpeg-prob", type=float, default=0.5, help="share of pasted-on photos re-encoded as JPEG (quality 40-95)"

@@ -66,8 +66,14 @@ def describe_epoch_mix(counts: Sequence[int], asked: Sequence[float]) -> str:
 
 
 def model_card_details(
-    args: argparse.Namespace, split: SplitData, epoch: int, summary: dict | None, counts: Sequence[int]
+    args: argparse.Namespace,
+    split: SplitData,
+    epoch: int,
+    summary: dict | None,
+    counts: Sequence[int],
+    speed: str | None = None,
 ) -> str:
+    """The card's training section. `speed`: how fast the training loop ran (crops/s and how)."""
     lines = [
         "## Training",
         "",
@@ -81,12 +87,14 @@ def model_card_details(
         f"p={args.composite_prob}; "
         f"pasted size {args.paste_size[0]}-{args.paste_size[1]} of the shorter side, "
         f"{args.paste_edge_prob} entering from an edge; strong colour cast or grey p={args.cast_prob}; "
-        f"hue turned far round p={args.hue_turn_prob}"
+        f"hue turned far round p={args.hue_turn_prob} (on {args.hue_turn_on})"
     )
     lines.append(
         f"- Distractors (hand-free patches pasted like hands, labelled background): p={args.distractor_prob} "
         f"(hand-shaped {args.distractor_hand_shaped}, warmest window {args.distractor_warm_bias}); hands over "
-        f"faces p={args.face_overlap_prob}; pasted-on photos re-encoded as JPEG p={args.jpeg_prob}; sharpness "
+        f"and around faces, in their skin tone and light, p={args.face_overlap_prob}; hard negatives (hand-free "
+        f"photos the model marks drawn up to {1 + args.hard_negatives:g}x as often); pasted-on photos "
+        f"re-encoded as JPEG p={args.jpeg_prob}; sharpness "
         f"and grain matched: {'yes' if args.match_sharpness else 'no'}"
     )
     if args.composite:
@@ -97,6 +105,8 @@ def model_card_details(
     )
     if args.init:
         lines.append(f"- Initialized from `{args.init}`")
+    if speed:
+        lines.append(f"- Throughput: {speed}")
     lines += ["", "Command:", "", "```bash", "python -m train.run " + shlex.join(sys.argv[1:]), "```", ""]
     if summary and summary["overall"].get("n"):
         lines += [

@@ -222,6 +222,67 @@ def distractor_cutout(
     return HandCutout(np.ascontiguousarray(patch), labels, shape, entry_edge)
 
 
+#: Where real hands go on and around a face: (y, x) in units of the face's box (0 to 1 inside it).
+FACE_SPOTS = {
+    "chin": (1.0, 0.5),
+    "mouth": (0.78, 0.5),
+    "left cheek": (0.62, 0.18),
+    "right cheek": (0.62, 0.82),
+    "forehead": (0.12, 0.5),
+    "left temple": (0.3, 0.0),
+    "right temple": (0.3, 1.0),
+    "hair": (-0.2, 0.5),
+}
+
+
+@dataclass
+class OnFace:
+    """A hand pasted on a face: where (a spot of FACE_SPOTS, jittered), how large (its longer side
+    0.7-1.3 face heights, as a real hand is), and in the face's own skin tone and light."""
+
+    box: tuple[float, float, float, float]  #: the face: x, y, width, height as shares of the photo
+
+    def place(self, height: int, width: int, rng: np.random.Generator) -> tuple[float, float]:
+        """(y, x) as shares of the photo for the hand's centre; it may reach past the photo's edge."""
+        x, y, w, h = self.box
+        spot_y, spot_x = FACE_SPOTS[list(FACE_SPOTS)[int(rng.integers(len(FACE_SPOTS)))]]
+        return y + h * (spot_y + rng.uniform(-0.1, 0.1)), x + w * (spot_x + rng.uniform(-0.1, 0.1))
+
+    def side(self, height: int, rng: np.random.Generator) -> float:
+        return rng.uniform(0.7, 1.3) * self.box[3] * height
+
+    def skin(self, rgb: np.ndarray) -> np.ndarray:
+        """The face's skin pixels (N, 3): inside the middle of its box, of skin chroma (YCbCr box as
+        benchmarks/quality.py's); the whole middle where too few are."""
+        h, w = rgb.shape[:2]
+        x, y, bw, bh = self.box
+        y0, y1 = int(max(0, y + 0.2 * bh) * h), int(min(1, y + 0.8 * bh) * h)
+        x0, x1 = int(max(0, x + 0.2 * bw) * w), int(min(1, x + 0.8 * bw) * w)
+        middle = rgb[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
+        cb, cr = _chroma(middle)
+        skin = middle[(cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)]
+        return skin if len(skin) >= 50 else middle
+
+
+def _chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Cb, Cr) of float RGB (..., 3), ITU-R BT.601 full range."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return (b - y) * 0.564 + 128, (r - y) * 0.713 + 128
+
+
+def match_skin(hand: np.ndarray, inner: np.ndarray, skin: np.ndarray, shading: np.ndarray) -> np.ndarray:
+    """The hand (float RGB) in the face's skin tone: its pixels' mean and spread per channel moved to the
+    skin's (so tone says nothing about hand or face), then lit by `shading` (the face's brightness
+    under the hand relative to its mean: its light gradient and shadows)."""
+    pixels = hand[inner]
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0) + 1.0
+    target_mean, target_std = skin.mean(axis=0), skin.std(axis=0) + 1.0
+    # The spread moves at most 2x either way: a flat-lit hand is not to be stretched into noise.
+    matched = (hand - mean) * np.clip(target_std / std, 0.5, 2.0) + target_mean
+    return np.clip(matched * shading[..., None], 0, 255)
+
+
 def paste_hand(
     background: np.ndarray,
     labels: np.ndarray,
@@ -229,14 +290,18 @@ def paste_hand(
     rng: np.random.Generator,
     settings: PasteSettings | None = None,
     centre: tuple[float, float] | None = None,
+    on_face: OnFace | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paste `cutout` onto `background` (uint8 RGB) whose label map is `labels`.
 
-    `centre` = (y, x) as shares of the frame puts the cut-out's centre there (a hand over a face)
-    instead of at an edge or anywhere. Returns the new image, the new label map and the matte
-    (float32 alpha in [0, 1]) used: pixel = alpha * hand + (1 - alpha) * background, and the label
-    is the cut-out's wherever alpha >= 0.5, the background's elsewhere."""
+    `centre` = (y, x) as shares of the frame puts the cut-out's centre there instead of at an edge or
+    anywhere. `on_face` puts it on or around that face instead, sized to it, in its skin tone and
+    light (`OnFace`). Returns the new image, the new label map and the matte (float32 alpha in
+    [0, 1]) used: pixel = alpha * hand + (1 - alpha) * background, and the label is the cut-out's
+    wherever alpha >= 0.5, the background's elsewhere."""
     s = settings or PasteSettings()
+    if on_face is not None:
+        centre = on_face.place(*labels.shape, rng)
     bh, bw = labels.shape
     rgb, lab, shape = cutout.rgb, cutout.labels, cutout.shape
     edge = cutout.entry_edge
@@ -249,12 +314,17 @@ def paste_hand(
         target = EDGES[int(rng.integers(4))]
         quarter_turns = (EDGES.index(edge) - EDGES.index(target)) % 4
         degrees = 90 * quarter_turns + rng.uniform(-20, 20)
+    elif on_face is not None and edge is not None:
+        # On a face the arm comes from below: its side of the cut-out faces down, give or take 40 degrees.
+        target = None
+        degrees = 90 * ((EDGES.index(edge) - EDGES.index("bottom")) % 4) + rng.uniform(-40, 40)
     else:
         target, degrees = None, rng.uniform(-180, 180)
     rgb, lab, shape = _rotate(
         np.ascontiguousarray(rgb), np.ascontiguousarray(lab), np.ascontiguousarray(shape), degrees
     )
-    factor = rng.uniform(*s.size_range) * min(bh, bw) / max(shape.shape)
+    side = on_face.side(bh, rng) if on_face is not None else rng.uniform(*s.size_range) * min(bh, bw)
+    factor = side / max(shape.shape)
     rgb, lab, shape = _resize(rgb, lab, shape, factor)
     h, w = shape.shape
     if centre is not None:
@@ -288,7 +358,15 @@ def paste_hand(
         / 255.0
     )
     matte_full *= ndimage.binary_dilation(inner, iterations=3)  # blur never reaches past the cut-out
-    hand = _colour_matched(rgb, inner if inner.any() else shape, background, rng.uniform(*s.match_colour), rng)
+    own = inner if inner.any() else shape
+    if on_face is not None:
+        grey = background.astype(np.float32).mean(axis=2)
+        light = ndimage.gaussian_filter(grey, max(2.0, 0.05 * max(h, w)))
+        shading = np.ones((h, w), np.float32)
+        shading[window] = light[target_box] / max(1.0, float(light[target_box].mean()))
+        hand = match_skin(rgb.astype(np.float32), own, on_face.skin(background), np.clip(shading, 0.6, 1.4))
+    else:
+        hand = _colour_matched(rgb, own, background, rng.uniform(*s.match_colour), rng)
     if s.match_sharpness:
         # Judge the background where the paste lands, plus a margin: what the seam sits in.
         my, mx = (ty1 - ty0) // 4 + 2, (tx1 - tx0) // 4 + 2

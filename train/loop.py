@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -14,6 +17,7 @@ from torch.utils.data import DataLoader
 import handseg
 from train.distributed import Distributed
 from train.evaluate import score_dataset, summarize
+from train.freezing import Freezing
 from train.labels import HAND, IGNORE, LabelPolicy
 
 
@@ -54,6 +58,20 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, peak_lr: float, epoch_in
     return lr
 
 
+@dataclass
+class EpochStats:
+    """What one process's epoch of training did."""
+
+    loss: float  #: mean loss over its batches
+    batches: int
+    crops: int
+    seconds: float  #: the training loop's wall time, data loading included, validation not
+
+    @property
+    def crops_per_second(self) -> float:
+        return self.crops / self.seconds if self.seconds else 0.0
+
+
 def train_one_epoch(
     net: torch.nn.Module,
     model: handseg.HandUNet,
@@ -65,12 +83,16 @@ def train_one_epoch(
     stop_requested: Callable[[], bool],
     description: str,
     max_batches: int | None = None,
-) -> tuple[float, int]:
-    """(mean loss over this process's batches, batches run). Stops early, after a batch, once
-    `stop_requested()` on any rank, or after `max_batches`. `net` runs forward (the model, or its
-    DistributedDataParallel wrapper); `model` holds the parameters."""
+    freezing: Freezing | None = None,
+) -> EpochStats:
+    """One epoch of this process's batches. Stops early, after a batch, once `stop_requested()` on any
+    rank, or after `max_batches`. `net` runs forward (the model, or its DistributedDataParallel wrapper);
+    `model` holds the parameters; `freezing` keeps the parts it names out of training."""
     net.train()
-    total, batches = 0.0, 0
+    if freezing is not None:
+        freezing.apply(model)
+    total, batches, crops = 0.0, 0, 0
+    started = time.perf_counter()
     progress = None
     if env.main:
         from tqdm import tqdm
@@ -90,6 +112,7 @@ def train_one_epoch(
         optimizer.step()
         total += float(loss.detach())
         batches += 1
+        crops += len(x)
         if progress:
             progress.update()
             progress.set_postfix(loss=f"{total / batches:.4f}")
@@ -97,7 +120,20 @@ def train_one_epoch(
             break
     if progress:
         progress.close()
-    return total / max(1, batches), batches
+    return EpochStats(total / max(1, batches), batches, crops, time.perf_counter() - started)
+
+
+def hard_negative_weights(model: handseg.HandUNet, train_set, strength: float) -> np.ndarray:
+    """How often each hand-free training photo is drawn this epoch: 1, up to 1 + `strength` for a photo the
+    model now marks (1 + strength * min(1, share marked / 1%)). Scored on the photos as stored (train
+    sources only), through a Segmenter at the model's working size (bf16 where the CPU does bf16)."""
+    model.eval()
+    device = next(model.parameters()).device
+    fast = device.type == "cpu" and handseg.cpu_has_native_bf16()
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    segmenter = handseg.Segmenter(model, backend="bf16" if fast else "torch", threads=threads)
+    marked = np.array([segmenter(train_set.photo(j)[0]).mask.mean() for j in train_set.hand_free])
+    return 1.0 + strength * np.minimum(1.0, marked / 0.01)
 
 
 def validate(model: handseg.HandUNet, val: datasets.Dataset, policy: LabelPolicy, env: Distributed) -> dict | None:

@@ -8,9 +8,12 @@ from pathlib import Path
 from train.evaluate import selection_score
 
 
-def epoch_record(epoch: int, train_loss: float, summary: dict | None, lr: float, seconds: float) -> dict:
+def epoch_record(
+    epoch: int, train_loss: float, summary: dict | None, lr: float, seconds: float, crops_per_second: float = 0.0
+) -> dict:
     """The metrics.jsonl line of one epoch: train loss, validation dice/IoU overall and per source on
-    photos with hands, false alarms on hand-free val photos, the selection score, lr and seconds."""
+    photos with hands, false alarms on hand-free val photos, the selection score, lr, seconds (training
+    and validation) and the training loop's throughput in crops per second."""
     val_dice = summary["overall"].get("dice") if summary else None
     hand_free = summary["overall"].get("hand_free") if summary else None
     return {
@@ -27,6 +30,7 @@ def epoch_record(epoch: int, train_loss: float, summary: dict | None, lr: float,
         "selection_score": round(selection_score(summary), 6) if summary else None,
         "lr": lr,
         "seconds": round(seconds, 2),
+        "train_crops_per_s": round(crops_per_second, 2),
     }
 
 

@@ -89,10 +89,11 @@ def training_row(example: dict, policy: LabelPolicy, side: int, quality: int | N
 PSEUDO_SOURCE = "gestures_pseudo"
 
 
-def pseudo_rows(folder: Path, side: int, quality: int | None) -> list[dict]:
-    """Frames written by train.pseudo_labels (images/, labels/), at the stored size like training photos."""
+def pseudo_rows(folder: Path, side: int, quality: int | None, every: int = 1) -> list[dict]:
+    """Frames written by train.pseudo_labels (images/, labels/), at the stored size like training photos;
+    `every`: one frame in that many (in name order: consecutive frames of one person are near twins)."""
     rows = []
-    for labels_path in sorted((folder / "labels").glob("*.png")):
+    for labels_path in sorted((folder / "labels").glob("*.png"))[::every]:
         image_path = next((folder / "images").glob(labels_path.stem + ".*"))
         rgb = load_image(image_path)
         small_rgb, small_labels = fit_longer_side(rgb, np.array(Image.open(labels_path)), side)
@@ -133,6 +134,7 @@ def prepare(
     cutouts: datasets.Dataset | None = None,
     n_cutouts: int = 600,
     pseudo_labels: Path | None = None,
+    pseudo_every: int = 1,
     seed: int = 0,
     about: dict | None = None,
     progress: bool = False,
@@ -148,7 +150,7 @@ def prepare(
         items = tqdm(items, desc="train photos", unit="photo", file=sys.stderr)
     train_rows = [training_row(split.train[i], policy, side, quality) for i in items]
     if pseudo_labels is not None:
-        train_rows += pseudo_rows(Path(pseudo_labels), side, quality)
+        train_rows += pseudo_rows(Path(pseudo_labels), side, quality, pseudo_every)
     parts = {
         "train": _rows_to_dataset(train_rows),
         "validation": _rows_to_dataset([original_row(row) for row in split.val]),
@@ -189,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cutouts", type=int, default=600, help="how many cut-outs to include (-1: all)")
     parser.add_argument("--pseudo-labels", type=Path, help="a folder written by python -m train.pseudo_labels")
     parser.add_argument(
+        "--pseudo-every", type=int, default=1, help="take one pseudo-labelled frame in N (near-twin frames weigh less)"
+    )
+    parser.add_argument(
         "--label-policy",
         choices=["hand", "as-labelled"],
         default="hand",
@@ -217,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cutouts=cutouts,
             n_cutouts=args.cutouts,
             pseudo_labels=args.pseudo_labels,
+            pseudo_every=args.pseudo_every,
             seed=args.seed,
             about={
                 "data": str(args.data),

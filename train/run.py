@@ -41,11 +41,13 @@ from train.composite import DistractorSettings, PasteSettings
 from train.data import DataError, SplitData, load_split_from_args
 from train.distributed import Distributed
 from train.evaluate import selection_score
+from train.freezing import Freezing
+from train.hands_on_faces import face_boxes as read_face_boxes
 from train.labels import LabelPolicy
-from train.loop import bce_dice_loss, set_learning_rate, train_one_epoch, validate
+from train.loop import bce_dice_loss, hard_negative_weights, set_learning_rate, train_one_epoch, validate
 from train.metrics_log import append_record, curves_figure, epoch_record, keep_records_until, plot_curves
 from train.quantize import int8_agreement, write_int8
-from train.trainset import AslBank, EpochSampler, TrainSet
+from train.trainset import AslBank, EpochSampler, HueTurns, TrainSet
 
 #: Importable from here as before the split into modules (scripts and tests use train.run.X).
 __all__ = [
@@ -117,9 +119,12 @@ def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
         asl = AslBank.from_folder(args.composite, max_side=args.max_side)
     elif split.cutouts is not None and len(split.cutouts):  # carried by a prepared set
         asl = AslBank(split.cutouts, max_side=args.max_side)
+    # Hue turns of whole crops happen in the augmenter; of pasted hands or distractors, as they are pasted.
+    crop_hue_turns = args.hue_turn_prob if args.hue_turn_on == "crops" else 0.0
     augmenter = Augmenter(
-        args.img_size, working_side=args.max_side, cast_prob=args.cast_prob, hue_turn_prob=args.hue_turn_prob
+        args.img_size, working_side=args.max_side, cast_prob=args.cast_prob, hue_turn_prob=crop_hue_turns
     )
+    face_boxes = {photo_id: box for (_, photo_id), box in read_face_boxes(args.face_boxes).items()}
     return TrainSet(
         split.train,
         augmenter,
@@ -138,6 +143,8 @@ def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
         distractors=DistractorSettings(
             prob=args.distractor_prob, hand_shaped=args.distractor_hand_shaped, warm_bias=args.distractor_warm_bias
         ),
+        hue_turns=HueTurns(args.hue_turn_prob, args.hue_turn_on),
+        face_boxes=face_boxes,
     )
 
 
@@ -150,7 +157,9 @@ def build_loader(train_set: TrainSet, args: argparse.Namespace, env: Distributed
             shuffle=True,
             seed=args.seed,
             drop_last=len(train_set) >= env.world,
-        )
+        ),
+        counts=train_set.counts,
+        seed=args.seed,
     )
     loader = DataLoader(
         train_set,
@@ -222,6 +231,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if env.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if args.gpu else None)
 
+    freezing = Freezing(batchnorm=args.freeze_bn, encoder_blocks=args.freeze_encoder_blocks)
+    try:
+        freezing.frozen_modules(model)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    use_amp = amp_available(args)
+    where = f"{env.world} x {env.device.type}" if env.world > 1 else env.device.type
+    how_it_trains = f"{where}, bf16 autocast {'on' if use_amp else 'off'}, frozen: {freezing.describe()}"
+    log(f"training on {how_it_trains}", file=sys.stderr)
+    speed = None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start_epoch, best_score = 0, -math.inf
     if args.resume is not None:
@@ -245,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if env.main:
             state = training_state(args_to_json(args), epoch_done, best_score, interrupted, optimizer, args.lr)
             title = f"HandUNet, last checkpoint (epoch {epoch_done})"
-            details = model_card_details(args, split, epoch_done, None, train_set.counts)
+            details = model_card_details(args, split, epoch_done, None, train_set.counts, speed)
             save_checkpoint(out / "last", model, title, details, state)
 
     steps_left = args.max_steps
@@ -253,29 +273,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if steps_left is not None and steps_left <= 0:
             break
         started = time.perf_counter()
-        sampler.set_epoch(epoch)
+        weights = None
+        if args.hard_negatives and train_set.hand_free:
+            weights = hard_negative_weights(model, train_set, args.hard_negatives)
+            log(f"hard negatives: {int((weights > 1).sum())} of {len(weights)} hand-free photos marked, drawn up to "
+                f"{1 + args.hard_negatives:g}x as often", file=sys.stderr)  # fmt: skip
+        sampler.set_epoch(epoch, weights)
         lr = set_learning_rate(optimizer, args.lr, epoch, args.epochs)
-        train_loss, steps = train_one_epoch(
+        stats = train_one_epoch(
             net,
             model,
             loader,
             optimizer,
             env,
-            use_amp=args.gpu and args.amp,
+            use_amp=use_amp,
             stop_requested=stop.requested,
             description=f"epoch {epoch + 1}/{args.epochs}",
             max_batches=steps_left,
+            freezing=freezing,
         )
         if steps_left is not None:
-            steps_left -= steps
+            steps_left -= stats.batches
         if env.any(stop.requested()):
             save_last(epoch, interrupted=True)  # weights mid-epoch; --resume redoes this epoch
             log(f"saved {out / 'last'} (interrupted in epoch {epoch + 1})", file=sys.stderr)
             env.close()
             return 128 + (stop.signum or signal.SIGTERM)
-        train_loss = env.mean(train_loss)
+        train_loss = env.mean(stats.loss)
+        crops_per_second = env.mean(stats.crops_per_second) * env.world  # every process's crops
+        speed = f"{crops_per_second:.1f} crops/s in epoch {epoch + 1} ({how_it_trains})"
         summary = validate(model, split.val, train_set.policy, env)
-        record = epoch_record(epoch + 1, train_loss, summary, lr, time.perf_counter() - started)
+        record = epoch_record(epoch + 1, train_loss, summary, lr, time.perf_counter() - started, crops_per_second)
         # Best epoch: dice on photos with hands minus the share of hand-free photos' pixels marked.
         score_for_best = selection_score(summary) if summary else -train_loss
         improved = score_for_best > best_score
@@ -287,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_last(epoch + 1, interrupted=False)
             if improved:
                 title = f"HandUNet, best validation epoch (epoch {epoch + 1})"
-                details = model_card_details(args, split, epoch + 1, summary, train_set.counts)
+                details = model_card_details(args, split, epoch + 1, summary, train_set.counts, speed)
                 save_checkpoint(out / "best", model, title, details)
             log_epoch(record, improved)
         env.barrier()
@@ -310,13 +338,19 @@ def write_best_int8(best: Path, split: SplitData, log) -> None:
     log(f"wrote {path}{detail}")
 
 
+def amp_available(args: argparse.Namespace) -> bool:
+    """bf16 autocast where the hardware does bf16 arithmetic: CUDA, or a CPU with AVX512-BF16 or AMX. On
+    other CPUs bf16 is emulated, many times slower than float32, so --amp never turns it on there."""
+    return args.amp and (args.gpu or handseg.cpu_has_native_bf16())
+
+
 def log_epoch(record: dict, improved: bool) -> None:
     dice = f"{record['val_dice']:.4f}" if record["val_dice"] is not None else "n/a"
     hand_free = record["val_hand_free"]
     marked = f", hand-free marked {100 * hand_free['mean_marked']:.1f}%" if hand_free else ""
     print(
         f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val dice {dice}{marked}"
-        f"{' (best)' if improved else ''}, {record['seconds']:.0f} s",
+        f"{' (best)' if improved else ''}, {record['seconds']:.0f} s, {record['train_crops_per_s']:.1f} crops/s",
         flush=True,
     )
 

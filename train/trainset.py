@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -14,10 +15,11 @@ from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from handseg import to_model_input
-from train.augment import Augmenter, fit_longer_side
+from train.augment import Augmenter, fit_longer_side, turn_hue
 from train.composite import (
     DistractorSettings,
     HandCutout,
+    OnFace,
     PasteSettings,
     blob_shape,
     cutout_from_black,
@@ -27,6 +29,7 @@ from train.composite import (
     paste_hand,
 )
 from train.data import load_pair, load_split, mask_is_empty
+from train.hands_on_faces import CROP_FACE
 from train.labels import LabelPolicy
 
 
@@ -50,6 +53,22 @@ class AslBank:
         if i not in self.cache:
             self.cache[i] = cutout_from_black(*fit_longer_side(*load_pair(self.items[i]), self.max_side))
         return self.cache[i]
+
+
+@dataclass(frozen=True)
+class HueTurns:
+    """Hue turned far round the colour circle (0.15-0.85 of a turn) with probability `prob`, on `where`:
+    "crops" (whole training crops, hands and all, in the Augmenter: hands_v4's recipe), "hands" (pasted
+    hands only) or "distractors" (pasted hand-free patches only)."""
+
+    prob: float = 0.0
+    where: str = "crops"
+
+    def maybe_turn(self, cutout: HandCutout, kind: str, rng: np.random.Generator) -> HandCutout:
+        """`cutout` with its hue turned when `kind` ("hands", "distractors") is where turns go, by chance."""
+        if self.where != kind or not self.prob or rng.random() >= self.prob:
+            return cutout
+        return replace(cutout, rgb=turn_hue(cutout.rgb, float(rng.uniform(0.15, 0.85))))
 
 
 #: Hand-free photos whose subject is a face or a person (../shared/data ids): a pasted hand may go over
@@ -77,6 +96,8 @@ class TrainSet(Dataset):
         paste: PasteSettings | None = None,
         policy: LabelPolicy | None = None,
         distractors: DistractorSettings | None = None,
+        hue_turns: HueTurns | None = None,
+        face_boxes: dict[str, tuple[float, float, float, float]] | None = None,
     ) -> None:
         self.ds, self.augmenter, self.seed = ds, augmenter, seed
         self.asl, self.composite_prob, self.paste = asl, composite_prob, paste or PasteSettings()
@@ -96,6 +117,11 @@ class TrainSet(Dataset):
         # "an arm is not a hand" is learned from many scenes, not only from these photos' own.
         self.forearm_photos = [i for i in self.photos if ds[i]["source"] in self.policy.forearm_sources]
         self.face_photos = {i for i in self.hand_free if str(ds[i]["id"]).startswith(FACE_ID_PREFIXES)}
+        self.hue_turns = hue_turns or HueTurns()
+        # Where the face is in each face photo (MediaPipe's box, train/face_boxes.csv; a tight crop's middle).
+        face_boxes = face_boxes or {}
+        ids = ds["id"]
+        self.faces = {i: face_boxes.get(str(ids[i]), CROP_FACE) for i in self.face_photos}
         self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.cutout_cache: dict[int, list[HandCutout]] = {}
         # Decode once, at the largest size augmentation can ask for.
@@ -150,10 +176,11 @@ class TrainSet(Dataset):
             edge = None
         return distractor_cutout(photo, shape, edge, rng, self.distractors.warm_bias)
 
-    def item(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def item(self, epoch: int, i: int, hand_free: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """RGB and label map of item i before augmentation: a photo with hands, a hand-free photo, or a
         composite (hands pasted onto a hand-free photo), by where i falls in `counts`; any of them may
-        get pasted hands and distractors (pasted like hands, labelled background)."""
+        get pasted hands and distractors (pasted like hands, labelled background). `hand_free`: the
+        hand-free photo for a hand-free item, when the sampler chose it (hard negatives)."""
         rng = np.random.default_rng([self.seed, epoch, i, 1])
         n_photo, n_free, _ = self.counts
         can_paste_hands = bool(self.photos or self.asl)
@@ -165,7 +192,9 @@ class TrainSet(Dataset):
             hands = int(can_paste_hands and rng.random() < self.composite_prob)
             distractors = int(can_distract and rng.random() < self.distractors.prob / 2)
         else:
-            if i < n_photo + n_free:  # walk through the hand-free photos over the epochs
+            if hand_free is not None:
+                j = self.hand_free[hand_free]
+            elif i < n_photo + n_free:  # walk through the hand-free photos over the epochs
                 j = self.hand_free[(i - n_photo + epoch * n_free) % len(self.hand_free)]
             else:
                 j = self.hand_free[int(rng.integers(len(self.hand_free)))]
@@ -176,38 +205,48 @@ class TrainSet(Dataset):
                 distractors = 1 + int(rng.random() > 0.7)
         order = rng.permutation(["hand"] * hands + ["distractor"] * distractors)
         for kind in order:
-            centre = None
+            face = None
             if kind == "hand":
-                cutout = self.random_hand(rng)
+                cutout = self.hue_turns.maybe_turn(self.random_hand(rng), "hands", rng)
                 if on_face and rng.random() < self.paste.face_overlap_prob:
-                    centre = (rng.uniform(0.4, 0.85), rng.uniform(0.25, 0.75))  # cheek, chin, mouth
+                    face = OnFace(self.faces[j])  # on the cheek, chin, mouth, forehead, temple or hair
             else:
-                cutout = self.random_distractor(rng)
-            rgb, labels, _ = paste_hand(rgb, labels, cutout, rng, self.paste, centre=centre)
+                cutout = self.hue_turns.maybe_turn(self.random_distractor(rng), "distractors", rng)
+            rgb, labels, _ = paste_hand(rgb, labels, cutout, rng, self.paste, on_face=face)
         if len(order) and rng.random() < self.paste.jpeg_prob:
             rgb = jpeg_roundtrip(rgb, int(rng.integers(40, 96)))
         return rgb, labels
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, i = key
-        rgb, labels = self.item(epoch, i)
+    def __getitem__(self, key: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i, *hand_free = key
+        rgb, labels = self.item(epoch, i, *hand_free)
         rng = np.random.default_rng([self.seed, epoch, i])
         rgb, labels = self.augmenter(rgb, labels, rng)
         return to_model_input(rgb), torch.from_numpy(labels[None].copy())
 
 
 class EpochSampler(Sampler):
-    """Wraps a DistributedSampler and yields (epoch, index) keys for TrainSet."""
+    """Wraps a DistributedSampler and yields (epoch, index) keys for TrainSet; with hand-free weights
+    for the epoch (hard negatives), (epoch, index, hand-free photo) for the hand-free items, the photo
+    drawn by weight. The sampler runs in the main process, so per-epoch weights reach every worker."""
 
-    def __init__(self, base: DistributedSampler) -> None:
-        self.base, self.epoch = base, 0
+    def __init__(self, base: DistributedSampler, counts: tuple[int, int, int] = (0, 0, 0), seed: int = 0) -> None:
+        self.base, self.epoch, self.counts, self.seed = base, 0, counts, seed
+        self.hand_free_weights: np.ndarray | None = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, hand_free_weights: np.ndarray | None = None) -> None:
         self.epoch = epoch
         self.base.set_epoch(epoch)
+        self.hand_free_weights = None if hand_free_weights is None else hand_free_weights / hand_free_weights.sum()
 
     def __iter__(self):
-        return ((self.epoch, i) for i in self.base)
+        n_photo, n_free, _ = self.counts
+        for i in self.base:
+            if self.hand_free_weights is not None and n_photo <= i < n_photo + n_free:
+                rng = np.random.default_rng([self.seed, self.epoch, i, 2])
+                yield self.epoch, i, int(rng.choice(len(self.hand_free_weights), p=self.hand_free_weights))
+            else:
+                yield self.epoch, i
 
     def __len__(self) -> int:
         return len(self.base)

@@ -107,7 +107,7 @@ def main() -> None:
         try:
             for actors in (1, 2):
                 out = work / f"ray{actors}"
-                todo, _, _ = ray_job.plan([str(work / "photos")], out, skip_existing=False, overwrite=False)
+                todo = ray_job.plan_job([str(work / "photos")], out, skip_existing=False, overwrite=False).jobs
                 started = time.perf_counter()
                 ray_job.run(todo, actors=actors, batch_size=16, threads=1)
                 timings[f"Ray Data, {actors} actor{'s' * (actors > 1)}"] = (time.perf_counter() - started, actors)

@@ -16,16 +16,7 @@ from handseg.crf import INSTALL_HINT, CRFUnavailableError, crf_available
 from handseg.export import export_onnx, quantize_int8
 from handseg.hardware import DeviceUnavailableError
 from handseg.image import DEFAULT_MAX_SIDE, IMAGE_FILE_SUFFIXES, MAX_PIXELS, ImageLoadError, save_image
-from handseg.jobs import (
-    Tally,
-    UsageError,
-    ensure_writable,
-    expand_inputs,
-    is_video,
-    plan_outputs,
-    refuse_writing_over_inputs,
-    sibling,
-)
+from handseg.jobs import RunPlan, Tally, UsageError, expand_inputs, is_video, plan_run, sibling
 from handseg.pretrained import NoDefaultModelError, available_models, model_summary
 from handseg.segmenter import AUTO, BACKENDS, FastPathNotice, Segmentation, Segmenter, load_model
 from handseg.video import VideoError, segment_video
@@ -56,46 +47,27 @@ def _error(message: str) -> int:
     return 2
 
 
-def _outputs_of(target: Path, source: Path, args: argparse.Namespace) -> list[Path]:
-    """Every file one job writes: the mask (or video), and its overlay and viz pictures when asked."""
-    extra = (
-        []
-        if is_video(source)
-        else [sibling(target, k) for k, on in (("overlay", args.overlay), ("viz", args.viz)) if on]
+def plan_segment_run(args: argparse.Namespace) -> RunPlan:
+    """The run the flags describe (`handseg.jobs.plan_run`), saying what it left out or renamed."""
+    extra = [kind for kind, wanted in (("overlay", args.overlay), ("viz", args.viz)) if wanted]
+    plan = plan_run(
+        args.input,
+        args.output,
+        skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
+        overlay_video=args.overlay,
+        also_writes=lambda source, target: () if is_video(source) else [sibling(target, k) for k in extra],
     )
-    return [target, *extra]
-
-
-def plan_segment_run(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
-    """The (input, output) pairs to do, and how many were skipped because their output exists
-    (--skip-existing). Refuses, before any work (UsageError): no inputs, an output that is an input,
-    existing outputs without --skip-existing or --overwrite, a folder that cannot be written."""
-    inputs, own_outputs = expand_inputs(args.input)
-    if own_outputs:
-        _say(f"skipped {len(own_outputs)} file(s) that handseg wrote (name them on their own to segment them): "
-             f"{_names([Path(p.name) for p in own_outputs])}", args)  # fmt: skip
-    if not inputs:
-        raise UsageError(f"no images or videos found in {' '.join(args.input)}")
-    plan = plan_outputs(inputs, args.output, overlay_video=args.overlay)
+    if plan.own_outputs:
+        _say(f"skipped {len(plan.own_outputs)} file(s) that handseg wrote (name them on their own to segment them): "
+             f"{_names([Path(p.name) for p in plan.own_outputs])}", args)  # fmt: skip
     if plan.renamed:
         _say(f"{len(plan.renamed)} inputs share a name with another input's extension (e.g. "
              f"{plan.renamed[0].name}); their outputs are named <stem>_<extension>_mask.png", args)  # fmt: skip
-    written = [o for source, target in plan.jobs for o in _outputs_of(target, source, args)]
-    refuse_writing_over_inputs(inputs, written)
-    existing = [o for o in written if o.exists()]
-    jobs, skipped = plan.jobs, 0
-    if existing and args.skip_existing:
-        jobs = [(p, o) for p, o in plan.jobs if not o.exists()]
-        skipped = len(plan.jobs) - len(jobs)
-        _say(f"skipped {skipped} file(s) whose output already exists (--skip-existing): "
-             f"{_names([Path(p.name) for p, o in plan.jobs if o.exists()])}", args)  # fmt: skip
-    elif existing and not args.overwrite:
-        raise UsageError(
-            f"{len(existing)} output(s) exist already ({_names(existing)}); handseg does not overwrite without "
-            "asking: --skip-existing keeps them (and continues an interrupted run), --overwrite replaces them"
-        )
-    ensure_writable(o.parent for _, o in jobs)
-    return jobs, skipped
+    if plan.skipped:
+        _say(f"skipped {len(plan.skipped)} file(s) whose output already exists (--skip-existing): "
+             f"{_names([Path(p.name) for p in plan.skipped])}", args)  # fmt: skip
+    return plan
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -104,9 +76,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.max_pixels < 1:
         return _error(f"--max-pixels must be at least 1, got {args.max_pixels}")
     try:
-        jobs, skipped = plan_segment_run(args)
+        plan = plan_segment_run(args)
     except UsageError as exc:
         return _error(str(exc))
+    jobs, skipped = plan.jobs, len(plan.skipped)
     tally = Tally(skipped=skipped, folders={o.parent for _, o in jobs})
     if not jobs:
         _say(f"nothing to do: all {skipped} output(s) exist already (--skip-existing)", args)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +178,54 @@ def ensure_writable(folders: Iterable[Path]) -> None:
             raise UsageError(f"{folder}: a part of this path is a file, not a folder") from None
         except OSError as exc:
             raise UsageError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class RunPlan:
+    """A run over many files, decided before any work."""
+
+    jobs: list[tuple[Path, Path]]  #: (input, output) to do
+    skipped: list[Path] = field(default_factory=list)  #: inputs whose output exists (kept, as asked)
+    renamed: list[Path] = field(default_factory=list)  #: inputs given `<stem>_<ext>_mask` names
+    own_outputs: list[Path] = field(default_factory=list)  #: files handseg wrote, left out of a folder
+    videos_left_out: list[Path] = field(default_factory=list)  #: videos, where the run takes images only
+
+
+def plan_run(
+    patterns: Sequence[str],
+    outputs: Sequence[str] | None,
+    *,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    videos: bool = True,
+    overlay_video: bool = False,
+    also_writes: Callable[[Path, Path], Iterable[Path]] = lambda source, target: (),
+) -> RunPlan:
+    """Inputs, their outputs and what to do about outputs that exist, refusing (UsageError) before any
+    work: no inputs, an output that is an input, existing outputs without `skip_existing` or
+    `overwrite`, a folder that cannot be written. `also_writes(input, output)`: the other files a job
+    writes beside its output (overlays), checked the same way."""
+    inputs, own_outputs = expand_inputs(patterns)
+    left_out = [] if videos else [p for p in inputs if is_video(p)]
+    inputs = [p for p in inputs if p not in left_out]
+    if not inputs:
+        raise UsageError(f"no {'images or videos' if videos else 'images'} found in {' '.join(patterns)}")
+    planned = plan_outputs(inputs, outputs, overlay_video=overlay_video)
+    written = [o for source, target in planned.jobs for o in (target, *also_writes(source, target))]
+    refuse_writing_over_inputs(inputs, written)
+    existing = [o for o in written if o.exists()]
+    jobs, skipped = planned.jobs, []
+    if existing and skip_existing:
+        jobs = [(p, o) for p, o in planned.jobs if not o.exists()]
+        skipped = [p for p, o in planned.jobs if o.exists()]
+    elif existing and not overwrite:
+        shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise UsageError(
+            f"{len(existing)} output(s) exist already ({shown}); handseg does not overwrite without asking: "
+            "--skip-existing keeps them (and continues an interrupted run), --overwrite replaces them"
+        )
+    ensure_writable(o.parent for _, o in jobs)
+    return RunPlan(jobs, skipped, planned.renamed, own_outputs, left_out)
 
 
 @dataclass

@@ -33,15 +33,7 @@ from typing import Any
 import numpy as np
 
 from handseg.image import MAX_PIXELS, ImageLoadError, save_image
-from handseg.jobs import (
-    Tally,
-    UsageError,
-    ensure_writable,
-    expand_inputs,
-    is_video,
-    plan_outputs,
-    refuse_writing_over_inputs,
-)
+from handseg.jobs import RunPlan, Tally, UsageError, plan_run
 from handseg.segmenter import BACKENDS, Segmenter
 from handseg.visualize import mask_to_image
 
@@ -70,25 +62,9 @@ class MaskWriter:
         return {"path": paths, "output": outputs, "status": status, "error": errors}
 
 
-def plan(patterns: Sequence[str], out_dir: Path, *, skip_existing: bool, overwrite: bool) -> tuple[list, int, list]:
-    """(jobs to do, how many skipped because their mask exists, inputs left out as videos); UsageError for
-    what the CLI refuses too."""
-    inputs, _ = expand_inputs(patterns)
-    videos = [p for p in inputs if is_video(p)]
-    inputs = [p for p in inputs if not is_video(p)]
-    if not inputs:
-        raise UsageError(f"no images found in {' '.join(patterns)}")
-    jobs = plan_outputs(inputs, [f"{out_dir}/"]).jobs
-    refuse_writing_over_inputs(inputs, [o for _, o in jobs])
-    existing = [o for _, o in jobs if o.exists()]
-    if existing and not (skip_existing or overwrite):
-        raise UsageError(
-            f"{len(existing)} output(s) exist already (e.g. {existing[0]}); --skip-existing keeps them (and "
-            "continues an interrupted run), --overwrite replaces them"
-        )
-    todo = [(p, o) for p, o in jobs if overwrite or not o.exists()]
-    ensure_writable([out_dir])
-    return todo, len(jobs) - len(todo), videos
+def plan_job(patterns: Sequence[str], out_dir: Path, *, skip_existing: bool, overwrite: bool) -> RunPlan:
+    """The CLI's planning (`handseg.jobs.plan_run`) for masks in `out_dir`; videos are left out."""
+    return plan_run(patterns, [f"{out_dir}/"], skip_existing=skip_existing, overwrite=overwrite, videos=False)
 
 
 def run(
@@ -159,17 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('handseg ray: error: needs Ray: pip install "handseg[ray]"', file=sys.stderr)
         return 2
     try:
-        todo, skipped, videos = plan(
-            args.input, args.output, skip_existing=args.skip_existing, overwrite=args.overwrite
-        )
+        plan = plan_job(args.input, args.output, skip_existing=args.skip_existing, overwrite=args.overwrite)
     except UsageError as exc:
         print(f"handseg ray: error: {exc}", file=sys.stderr)
         return 2
-    if videos:
+    if plan.videos_left_out:
+        videos = plan.videos_left_out
         print(
             f"handseg ray: left out {len(videos)} video(s) (handseg segment does videos): {videos[0]}", file=sys.stderr
         )
-    tally = Tally(skipped=skipped, folders={args.output})
+    todo = plan.jobs
+    tally = Tally(skipped=len(plan.skipped), folders={args.output})
     if todo:
         from handseg.hardware import default_threads
 

@@ -167,6 +167,7 @@ class _Built:
     name: str | None
     notice: str | None
     exported_from: tuple[int, ...] | None
+    own_side: int | None  #: the working resolution the model was trained at (its config, or an .onnx's metadata)
 
 
 class Segmenter:
@@ -229,9 +230,7 @@ class Segmenter:
             if backend not in ("auto", "onnx", "int8") or compile:
                 raise ValueError(f"{model} is an ONNX graph, run by onnxruntime: leave backend and compile as they are")
             self._key = ("onnx file", str(model), Path(model).stat().st_mtime_ns, self.threads)
-            self._built = _cache.get(
-                self._key, lambda: _Built(OnnxRunner(model, self.threads), None, str(model), None, None)
-            )
+            self._built = _cache.get(self._key, lambda: _onnx_file(model, self.threads))
         else:
             net = load_model(model, None if isinstance(model, HandUNet) and device is None else self.device)
             name = net.name_or_path
@@ -277,9 +276,7 @@ class Segmenter:
         return other
 
     def _own_side(self) -> int:
-        runner = self._built.runner
-        own = runner.max_side if isinstance(runner, OnnxRunner) else self._built.model.max_side
-        return own or DEFAULT_MAX_SIDE
+        return self._built.own_side or DEFAULT_MAX_SIDE
 
     def describe(self) -> str:
         """One line: model, backend, device and threads, e.g. for a log."""
@@ -404,12 +401,17 @@ _NO_VNNI = (
 )
 
 
+def _onnx_file(path: str | Path, threads: int) -> _Built:
+    runner = OnnxRunner(path, threads)
+    return _Built(runner, None, str(path), None, None, runner.max_side)
+
+
 def _build(
     model: HandUNet, name: str | None, device: torch.device, backend: str, threads: int | None, compile: bool
 ) -> _Built:
     """The only place a backend is chosen: "auto" resolved, and any fallback noticed (once, as the
     result is cached)."""
-    notice = None
+    notice, side = None, model.max_side
     if backend == "auto":
         if device.type != "cpu" or compile:
             backend = "torch"
@@ -418,7 +420,7 @@ def _build(
             try:
                 if not cpu_multiplies_int8_exactly():
                     raise Int8UnavailableError(_NO_VNNI)
-                return _Built(int8_runner(model, name, threads), model, name, None, weights_version(model))
+                return _Built(int8_runner(model, name, threads), model, name, None, weights_version(model), side)
             except (Int8UnavailableError, OnnxUnavailableError) as exc:
                 notice = f"{exc}; running {fallback} instead ({_SPEED_NOTE})"
                 backend = fallback
@@ -432,16 +434,16 @@ def _build(
     if notice:
         warnings.warn(notice, FastPathNotice, stacklevel=5)  # at the caller of Segmenter(...)
     if backend == "int8":
-        return _Built(int8_runner(model, name, threads), model, name, notice, weights_version(model))
+        return _Built(int8_runner(model, name, threads), model, name, notice, weights_version(model), side)
     if backend == "onnx":
         from handseg.export import export_onnx  # build time; needs the onnx extra
 
         path = export_onnx(model, Path(tempfile.mkdtemp(prefix="handseg-onnx-")) / "model.onnx")
-        return _Built(OnnxRunner(path, threads), model, name, notice, weights_version(model))
+        return _Built(OnnxRunner(path, threads), model, name, notice, weights_version(model), side)
     network = torch.compile(model, dynamic=False) if compile else model
     # bf16 autocast on GPUs, and on CPUs when asked: masks within 0.002 dice of float32 (README).
     bf16 = backend == "bf16" or device.type == "cuda"
-    return _Built(TorchRunner(network, bf16=bf16, threads=threads, compiled=compile), model, name, notice, None)
+    return _Built(TorchRunner(network, bf16=bf16, threads=threads, compiled=compile), model, name, notice, None, side)
 
 
 def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:

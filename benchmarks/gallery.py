@@ -24,10 +24,9 @@ from PIL import Image
 import handseg
 from handseg.visualize import overlay
 from train import DEFAULT_DATA
+from train.pseudo_labels import HELD_OUT_PEOPLE
 
 SETS = ("gtea", "faces", "faces_with_hands", "test", "hand_free_scenes", "gestures_held_out")
-#: The people of gestures_unlabeled that pseudo-labels are never made for (train.pseudo_labels --hold-out).
-HELD_OUT_PEOPLE = ("tongam", "viany")
 
 
 def _split_ids(data: Path, source: str, split: str) -> list[str]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from handseg.hardware import torch_threads
 from handseg.hub import resolve_model_source
 
 #: The int8 file's name in a model folder, beside model.safetensors.
@@ -75,12 +76,13 @@ class TorchRunner:
         self._threads = threads if self.device.type == "cpu" else None
 
     def threads(self) -> int | None:
-        return self._threads
+        return torch_threads(self._threads) if self._threads is not None else None
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if self._threads is not None and torch.get_num_threads() != self._threads:
-            torch.set_num_threads(self._threads)
+        threads = self.threads()
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         # channels_last input: oneDNN's convolutions then run without layout conversions, twice as fast
         # on a CPU (`python benchmarks/stages.py`); the module's own weights are left as they are.
         batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)

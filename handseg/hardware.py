@@ -55,6 +55,28 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+#: The most threads torch may use in this process: None, except in a forked child (below).
+_torch_threads_cap: int | None = None
+
+
+def _one_torch_thread_in_forked_child() -> None:
+    # torch's CPU threads are GNU OpenMP's, and a forked child hangs in its first parallel region when the
+    # parent ran one (datasets.map(num_proc=N), multiprocessing's fork): one thread there, as PyTorch's
+    # own DataLoader workers do. onnxruntime (the int8 default) builds fresh thread pools and is not capped.
+    global _torch_threads_cap
+    _torch_threads_cap = 1
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_torch_thread_in_forked_child)
+
+
+def torch_threads(threads: int) -> int:
+    """The threads torch runs with when `threads` are asked for: `threads`, or 1 in a process forked from
+    one that imported handseg (GNU OpenMP cannot start a thread team again after a fork)."""
+    return min(threads, _torch_threads_cap) if _torch_threads_cap else threads
+
+
 def default_threads(concurrent: int = 1) -> int:
     """CPU threads for one segmentation when `concurrent` run at once: half the usable cores
     shared among them, at least 1.

@@ -4,7 +4,10 @@ hands and without, and one corrupt file."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +111,44 @@ def test_hand_segmenter_on_ray_data_read_images(local_ray, photo_folder):
     for row in rows:
         assert not row["handseg_error"]
         assert np.array_equal(row["mask"] > 127, handseg.segment(row["image"]).mask), row["path"]
+
+
+FORKED_AFTER_TORCH_THREADS = """
+import json, sys, multiprocessing
+import datasets, numpy as np, handseg
+
+photos = sys.argv[1:]
+parent = handseg.Segmenter(backend="torch", threads=2)
+in_parent = [int(parent(p).mask.sum()) for p in photos]  # torch's thread team has run in this process
+
+def in_child(path):
+    return int(parent(path).mask.sum()), parent.runner_threads()
+
+ds = datasets.Dataset.from_dict({"image": photos}).cast_column("image", datasets.Image(decode=False))
+mapped = ds.map(handseg.HandSegmenter(), batched=True, batch_size=2, num_proc=2)
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    inherited = pool.map(in_child, photos)
+print(json.dumps({
+    "in_parent": in_parent,
+    "inherited": inherited,
+    "mapped": [int((np.array(m) > 127).sum()) for m in mapped["mask"]],
+    "default": [int(handseg.segment(p).mask.sum()) for p in photos],
+}))
+"""
+
+
+def test_forked_workers_run_after_the_parent_used_torch_threads(photo_folder):
+    """A process that has run torch on two threads, then forks (datasets.map(num_proc=2), a fork Pool):
+    the workers used to hang for ever (GNU OpenMP cannot start a thread team again after a fork, and the
+    parent's onnxruntime session went with it). Now they finish, with the parent's masks; torch in a
+    forked child runs one thread and says so."""
+    pytest.importorskip("datasets", reason='needs the train extra: pip install "handseg[train]"')
+    photos = [str(p) for p in sorted(photo_folder.iterdir()) if p.name != "corrupt.jpg"][:4]
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_AFTER_TORCH_THREADS, *photos], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [area for area, _ in result["inherited"]] == result["in_parent"]
+    assert {threads for _, threads in result["inherited"]} == {1}
+    assert result["mapped"] == result["default"] and sum(result["default"]) > 0

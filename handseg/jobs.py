@@ -14,7 +14,6 @@ with the same summary:
 from __future__ import annotations
 
 import glob
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -141,21 +140,30 @@ def sibling(mask_path: Path, kind: str) -> Path:
     return mask_path.with_name(f"{mask_path.stem.removesuffix('_mask')}_{kind}.png")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file: the same for every name of it (hard links included)."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+        status = path.stat()
     except OSError:
-        return False
+        return None
+    return status.st_dev, status.st_ino
 
 
 def refuse_writing_over_inputs(inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
-    """A UsageError naming the first output that is one of the inputs (after resolving links)."""
-    sources = [p for p in inputs if p.exists()]
-    resolved = {p.resolve(): p for p in sources}
+    """A UsageError naming the first output that is one of the inputs: the same path once links are
+    resolved, or the same file under another name (a hard link). One look-up per output, so a folder of
+    100,000 photos is checked as fast as ten."""
+    by_path: dict[Path, Path] = {}
+    by_file: dict[tuple[int, int], Path] = {}
+    for source in inputs:
+        file_id = _file_id(source)
+        if file_id is not None:
+            by_path.setdefault(source.resolve(), source)
+            by_file.setdefault(file_id, source)
     for output in outputs:
-        source = resolved.get(output.resolve()) or next((p for p in sources if _same_file(p, output)), None)
+        source = by_path.get(output.resolve())
+        if source is None and (file_id := _file_id(output)) is not None:
+            source = by_file.get(file_id)
         if source is not None:
             raise UsageError(
                 f"{output} is the input {source}: handseg never writes over its inputs; choose another output"

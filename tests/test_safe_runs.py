@@ -50,6 +50,10 @@ def test_an_output_that_is_the_input_is_refused_before_any_work(tmp_path, sample
     link.symlink_to(photo)
     done = run_cli("segment", "-i", str(photo), "-o", str(link), "--model", str(tiny_model_dir), "--overwrite")
     assert done.returncode == 2 and "never writes over its inputs" in done.stderr
+    hard_link = tmp_path / "hard.png"  # the same file under another name
+    hard_link.hardlink_to(photo)
+    done = run_cli("segment", "-i", str(photo), "-o", str(hard_link), "--model", str(tiny_model_dir), "--overwrite")
+    assert done.returncode == 2 and "never writes over its inputs" in done.stderr
     # two inputs, each the other's output
     other = tmp_path / "other.png"
     Image.open(sample_photos[2]).save(other)

@@ -2,10 +2,10 @@
 
 Photos: the two gesture people held out of training (`HELD_OUT_PEOPLE`: the pseudo-labels never include
 them) and the `faces_with_hands` photos where MediaPipe found a hand (`train/faces_with_hands_landmarks.csv`,
-found on photos enlarged to 1024 px: it misses the fingers on most 200 px UTKFace crops). For each hand,
-the share of its 21 landmarks that fall inside the predicted mask, dilated by 2% of the photo's longer
-side (a landmark on the hand's outline still counts); averaged over hands, for all of them and for those
-over a face: the landmarks' box intersects the face's box (MediaPipe's face detection,
+found on photos enlarged to 640 px, `--upscale-below 640`: it misses the fingers on most 200 px UTKFace
+crops). For each hand, the share of its 21 landmarks that fall inside the predicted mask, dilated by 2% of
+the photo's longer side (a landmark on the hand's outline still counts); averaged over hands, for all of
+them and for those over a face: the landmarks' box intersects the face's box (MediaPipe's face detection,
 `train/face_boxes.csv`; where it found no face in a gesture frame, often because a hand covers it, the
 person's median face box over their frames; in a UTKFace crop with none, the middle of the crop).
 

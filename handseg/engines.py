@@ -12,7 +12,8 @@
     )
 
 Its `Segmenter` is built once per process, on the first batch (each `num_proc` worker and each Ray actor
-builds its own), and never pickled: what `datasets` fingerprints for its cache is the model and the
+builds its own; in a forked worker PyTorch runs one thread, `handseg.hardware.torch_threads`), and never
+pickled: what `datasets` fingerprints for its cache is the model and the
 options, so a re-run of the same map is read from the cache instead of computed again. An image that
 cannot be used gets no mask and its reason in `error_column`; the others go on. For folders of files,
 resumable and written as PNG files beside a failures list, `python -m handseg.ray` runs the whole job

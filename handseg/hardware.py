@@ -62,7 +62,8 @@ _torch_threads_cap: int | None = None
 def _one_torch_thread_in_forked_child() -> None:
     # torch's CPU threads are GNU OpenMP's, and a forked child hangs in its first parallel region when the
     # parent ran one (datasets.map(num_proc=N), multiprocessing's fork): one thread there, as PyTorch's
-    # own DataLoader workers do. onnxruntime (the int8 default) builds fresh thread pools and is not capped.
+    # own DataLoader workers do. onnxruntime's sessions (the int8 default) run in a forked child as they are,
+    # also one inherited from the parent (tests/test_engines.py), so they keep their threads.
     global _torch_threads_cap
     _torch_threads_cap = 1
     torch.set_num_threads(1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import io
 import numbers
-import os
 import tempfile
 import threading
 import warnings
@@ -128,16 +127,8 @@ class _Cache:
         with self._lock:
             self._entries.pop(key, None)
 
-    def start_afresh(self) -> None:
-        """Empty, with a new lock: for a forked child, where another thread may have held the old one."""
-        self._entries = OrderedDict()
-        self._lock = threading.RLock()
-
 
 _cache = _Cache()
-# An onnxruntime session used in a forked child hangs (datasets.map(num_proc=N) and multiprocessing fork
-# on Linux): a child builds its own runners, so a child's new Segmenter never gets the parent's session.
-os.register_at_fork(after_in_child=_cache.start_afresh)
 
 
 def _source_key(model: str | Path | None) -> tuple:
@@ -233,7 +224,6 @@ class Segmenter:
             )
         self.threads: int | None = cpu_threads(threads) if self.device.type == "cpu" else None
         self._request = (backend, compile)
-        self._pid = os.getpid()
         if onnx_file:
             if not Path(model).is_file():
                 raise ModelNotFoundError(f"{model}: no such file")
@@ -297,20 +287,14 @@ class Segmenter:
 
     def _runner(self) -> Runner:
         """The built runner, rebuilt first if it is an export of weights that have since changed in place
-        (a model fine-tuned in memory never runs an int8 file or ONNX export made before), or if this
-        Segmenter was built in the process this one was forked from (its onnxruntime session would hang)."""
+        (a model fine-tuned in memory never runs an int8 file or ONNX export made before)."""
         built = self._built
-        stale = built.exported_from is not None and weights_version(built.model) != built.exported_from
-        if stale or self._pid != os.getpid():
+        if built.exported_from is not None and weights_version(built.model) != built.exported_from:
             _cache.drop(self._key)
             backend, compile = self._request
-            if built.model is None:
-                self._built = _cache.get(self._key, lambda: _onnx_file(Path(built.name), self.threads))
-            else:
-                self._built = _cache.get(
-                    self._key, lambda: _build(built.model, built.name, self.device, backend, self.threads, compile)
-                )
-            self._pid = os.getpid()
+            self._built = _cache.get(
+                self._key, lambda: _build(built.model, built.name, self.device, backend, self.threads, compile)
+            )
         return self._built.runner
 
     def default_batch_size(self) -> int:

@@ -120,9 +120,11 @@ import datasets, numpy as np, handseg
 photos = sys.argv[1:]
 parent = handseg.Segmenter(backend="torch", threads=2)
 in_parent = [int(parent(p).mask.sum()) for p in photos]  # torch's thread team has run in this process
+default = handseg.Segmenter(threads=2)  # the default path (int8 here): an onnxruntime session made here
+by_default = [int(default(p).mask.sum()) for p in photos]
 
 def in_child(path):
-    return int(parent(path).mask.sum()), parent.runner_threads()
+    return int(parent(path).mask.sum()), parent.runner_threads(), int(default(path).mask.sum())
 
 ds = datasets.Dataset.from_dict({"image": photos}).cast_column("image", datasets.Image(decode=False))
 mapped = ds.map(handseg.HandSegmenter(), batched=True, batch_size=2, num_proc=2)
@@ -132,6 +134,7 @@ print(json.dumps({
     "in_parent": in_parent,
     "inherited": inherited,
     "mapped": [int((np.array(m) > 127).sum()) for m in mapped["mask"]],
+    "by_default": by_default,
     "default": [int(handseg.segment(p).mask.sum()) for p in photos],
 }))
 """
@@ -139,9 +142,8 @@ print(json.dumps({
 
 def test_forked_workers_run_after_the_parent_used_torch_threads(photo_folder):
     """A process that has run torch on two threads, then forks (datasets.map(num_proc=2), a fork Pool):
-    the workers used to hang for ever (GNU OpenMP cannot start a thread team again after a fork, and the
-    parent's onnxruntime session went with it). Now they finish, with the parent's masks; torch in a
-    forked child runs one thread and says so."""
+    the workers used to hang for ever (GNU OpenMP cannot start a thread team again after a fork). Now they
+    finish, with the parent's masks; torch in a forked child runs one thread and says so."""
     pytest.importorskip("datasets", reason='needs the train extra: pip install "handseg[train]"')
     photos = [str(p) for p in sorted(photo_folder.iterdir()) if p.name != "corrupt.jpg"][:4]
     done = subprocess.run(
@@ -149,6 +151,7 @@ def test_forked_workers_run_after_the_parent_used_torch_threads(photo_folder):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [area for area, _ in result["inherited"]] == result["in_parent"]
-    assert {threads for _, threads in result["inherited"]} == {1}
+    assert [area for area, _, _ in result["inherited"]] == result["in_parent"]
+    assert {threads for _, threads, _ in result["inherited"]} == {1}
+    assert [area for _, _, area in result["inherited"]] == result["by_default"]  # the parent's session, in a child
     assert result["mapped"] == result["default"] and sum(result["default"]) > 0

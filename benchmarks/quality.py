@@ -20,21 +20,13 @@ import numpy as np
 
 import handseg
 from train import DEFAULT_DATA
+from train.composite import skin_mask
 from train.data import image_input, load_split
 from train.evaluate import score_dataset, score_predictions, summarize
 
 PHOTO_SOURCES = "egohands,hgr,handphotos,indoor"
 #: The default sources: the photos with hands and the hand-free photos (scored as false alarms).
 DEFAULT_SOURCES = PHOTO_SOURCES + ",negatives"
-
-
-def skin_mask(rgb: np.ndarray) -> np.ndarray:
-    """YCrCb skin-colour box (ITU-R BT.601 full-range conversion, as OpenCV's COLOR_RGB2YCrCb)."""
-    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    cr = (r - y) * 0.713 + 128
-    cb = (b - y) * 0.564 + 128
-    return (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
 
 
 def skin_prediction(example) -> np.ndarray:

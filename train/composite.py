@@ -242,7 +242,7 @@ class OnFace:
 
     box: tuple[float, float, float, float]  #: the face: x, y, width, height as shares of the photo
 
-    def place(self, height: int, width: int, rng: np.random.Generator) -> tuple[float, float]:
+    def place(self, rng: np.random.Generator) -> tuple[float, float]:
         """(y, x) as shares of the photo for the hand's centre; it may reach past the photo's edge."""
         x, y, w, h = self.box
         spot_y, spot_x = FACE_SPOTS[list(FACE_SPOTS)[int(rng.integers(len(FACE_SPOTS)))]]
@@ -252,23 +252,25 @@ class OnFace:
         return rng.uniform(0.7, 1.3) * self.box[3] * height
 
     def skin(self, rgb: np.ndarray) -> np.ndarray:
-        """The face's skin pixels (N, 3): inside the middle of its box, of skin chroma (YCbCr box as
-        benchmarks/quality.py's); the whole middle where too few are."""
+        """The face's skin pixels (N, 3): inside the middle of its box, of skin colour (`skin_mask`);
+        the whole middle where too few are."""
         h, w = rgb.shape[:2]
         x, y, bw, bh = self.box
         y0, y1 = int(max(0, y + 0.2 * bh) * h), int(min(1, y + 0.8 * bh) * h)
         x0, x1 = int(max(0, x + 0.2 * bw) * w), int(min(1, x + 0.8 * bw) * w)
         middle = rgb[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
-        cb, cr = _chroma(middle)
-        skin = middle[(cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)]
+        skin = middle[skin_mask(middle)]
         return skin if len(skin) >= 50 else middle
 
 
-def _chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Cb, Cr) of float RGB (..., 3), ITU-R BT.601 full range."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+def skin_mask(rgb: np.ndarray) -> np.ndarray:
+    """Skin-coloured pixels of RGB (..., 3): the YCrCb box commonly used with OpenCV (133 <= Cr <= 173,
+    77 <= Cb <= 127; ITU-R BT.601 full range, as OpenCV's COLOR_RGB2YCrCb)."""
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
     y = 0.299 * r + 0.587 * g + 0.114 * b
-    return (b - y) * 0.564 + 128, (r - y) * 0.713 + 128
+    cr = (r - y) * 0.713 + 128
+    cb = (b - y) * 0.564 + 128
+    return (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)
 
 
 def match_skin(hand: np.ndarray, inner: np.ndarray, skin: np.ndarray, shading: np.ndarray) -> np.ndarray:
@@ -301,7 +303,7 @@ def paste_hand(
     wherever alpha >= 0.5, the background's elsewhere."""
     s = settings or PasteSettings()
     if on_face is not None:
-        centre = on_face.place(*labels.shape, rng)
+        centre = on_face.place(rng)
     bh, bw = labels.shape
     rgb, lab, shape = cutout.rgb, cutout.labels, cutout.shape
     edge = cutout.entry_edge

@@ -181,6 +181,15 @@ def main() -> None:
             print(f"| {figure} | " + " | ".join(f"{differences[m][figure]:+.4f}" for m in faster) + " |")
         bar = f"within the bar (dice within {BAR_DICE}, share within {BAR_HAND_FREE_PP} points)"
         print(f"| {bar} | " + " | ".join("yes" if within_bar(differences[m]) else "**no**" for m in faster) + " |")
+    covered = results[models[0]]["hands_on_faces"]
+    print()
+    print(
+        "hands against faces covers (hands in photos): "
+        + "; ".join(
+            f"{what}: " + ", ".join(f"{s} {n['hands']} in {n['photos']}" for s, n in covered[k]["by_source"].items())
+            for k, what in (("all", "all hands"), ("over_face", "over a face"))
+        )
+    )
     if args.json:
         args.json.write_text(json.dumps({f"{p} ({b})": r for (p, b), r in results.items()}, indent=2))
 

@@ -111,8 +111,8 @@ def covered_share(hand: FoundHand, mask: np.ndarray) -> float:
 
 
 def landmark_coverage(predict: Callable[[Path], np.ndarray], data: Path) -> dict:
-    """{"all": {...}, "over_face": {...}}, each with hands, photos and coverage (mean share of landmarks
-    covered per hand); `predict(path) -> bool mask` is run once per photo."""
+    """{"all": {...}, "over_face": {...}}, each with hands, photos, coverage (mean share of landmarks
+    covered per hand) and the hands and photos per source; `predict(path) -> bool mask` is run once per photo."""
     hands = found_hands(data)
     masks: dict[tuple[str, str], np.ndarray] = {}
     shares = []
@@ -125,7 +125,14 @@ def landmark_coverage(predict: Callable[[Path], np.ndarray], data: Path) -> dict
     def summary(chosen: list[int]) -> dict:
         photos = {(hands[i].source, hands[i].id) for i in chosen}
         coverage = float(np.mean([shares[i] for i in chosen])) if chosen else float("nan")
-        return {"hands": len(chosen), "photos": len(photos), "coverage": coverage}
+        by_source = {
+            source: {
+                "hands": sum(hands[i].source == source for i in chosen),
+                "photos": sum(s == source for s, _ in photos),
+            }
+            for source in sorted({s for s, _ in photos})
+        }
+        return {"hands": len(chosen), "photos": len(photos), "coverage": coverage, "by_source": by_source}
 
     return {
         "all": summary(list(range(len(hands)))),

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from handseg.hardware import default_threads
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError
 from handseg.segmenter import AUTO, MaxSide, ModelInput, Segmenter
 from handseg.visualize import mask_to_image
@@ -79,8 +80,6 @@ class HandSegmenter:
         if self._segmenter is None:
             options = dict(self.segmenter_options)
             if options["threads"] is None:
-                from handseg.hardware import default_threads
-
                 options["threads"] = default_threads(concurrent=self.processes)
             self._segmenter = Segmenter(self.model, **options)
         return self._segmenter

@@ -215,17 +215,18 @@ def plan_run(
     writes beside its output (overlays), checked the same way."""
     inputs, own_outputs = expand_inputs(patterns)
     left_out = [] if videos else [p for p in inputs if is_video(p)]
-    inputs = [p for p in inputs if p not in left_out]
+    inputs = [p for p in inputs if videos or not is_video(p)]
     if not inputs:
         raise UsageError(f"no {'images or videos' if videos else 'images'} found in {' '.join(patterns)}")
     planned = plan_outputs(inputs, outputs, overlay_video=overlay_video)
     written = [o for source, target in planned.jobs for o in (target, *also_writes(source, target))]
     refuse_writing_over_inputs(inputs, written)
     existing = [o for o in written if o.exists()]
+    present = set(existing)  # each output looked up once on disk
     jobs, skipped = planned.jobs, []
     if existing and skip_existing:
-        jobs = [(p, o) for p, o in planned.jobs if not o.exists()]
-        skipped = [p for p, o in planned.jobs if o.exists()]
+        jobs = [(p, o) for p, o in planned.jobs if o not in present]
+        skipped = [p for p, o in planned.jobs if o in present]
     elif existing and not overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
         raise UsageError(

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from handseg.hardware import default_threads
 from handseg.image import MAX_PIXELS, ImageLoadError, save_image
 from handseg.jobs import RunPlan, Tally, UsageError, plan_run
 from handseg.segmenter import BACKENDS, Segmenter
@@ -147,8 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = plan.jobs
     tally = Tally(skipped=len(plan.skipped), folders={args.output})
     if todo:
-        from handseg.hardware import default_threads
-
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=args.address, log_to_driver=False, configure_logging=False)

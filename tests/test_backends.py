@@ -87,7 +87,7 @@ def test_without_an_int8_file_auto_says_so_once_and_runs_bf16_or_float(bf16_cpu,
 
 
 @pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
-def test_the_default_is_int8_on_a_cpu_that_multiplies_int8_exactly(sample_photos, monkeypatch):
+def test_the_default_is_int8_where_the_cpu_multiplies_int8_exactly_else_float(sample_photos):
     result = handseg.segment(sample_photos[0])
     expected = (
         "int8" if handseg.cpu_multiplies_int8_exactly() else ("bf16" if handseg.cpu_has_native_bf16() else "torch")

@@ -115,7 +115,12 @@ def main() -> None:
             ray.shutdown()
 
     bare = timings["bare (one Segmenter, no writing)"][0]
-    print(f"{n} photos; {segmenter.describe()}; {handseg.usable_cores()} cores")
+    sides = [max(handseg.load_image(p).shape[:2]) for p in photos]
+    print(f"{n} photos (mean {sum(p.stat().st_size for p in photos) / n / 1024:.0f} KB, longer side "
+          f"{min(sides)}-{max(sides)} px); {segmenter.describe()}; {handseg.usable_cores()} cores")  # fmt: skip
+    masks = list((work / "cli").glob("*_mask.png"))
+    if masks:
+        print(f"masks as PNG: mean {sum(m.stat().st_size for m in masks) / len(masks) / 1024:.1f} KB")
     print()
     print("| engine | seconds | photos/s | overhead per photo, ms (summed over processes) |")
     print("|---|---:|---:|---:|")

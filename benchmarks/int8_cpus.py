@@ -12,6 +12,8 @@ the same train photos as `python -m train.quantize`):
   s8   int8 weights, full range: the shipped recipe up to handseg 0.4
   s7   int8 weights in 7 bits (`reduce_range`): a pair of products cannot reach the 16-bit limit
   u8   uint8 weights (onnxruntime's U8U8 kernels, which widen to 16 bits before multiplying)
+Each recipe runs twice: with onnxruntime's default kernels ("plain") and with its setting for exact int8
+sums on x86 ("exact": `handseg.backends.X64_EXACT_INT8`, which handseg sets where the CPU lacks VNNI).
 For each: the share of mask pixels equal to float32 PyTorch's (mean, and the worst photo) and the mean
 dice between the two masks, on every --every'th val photo of egohands, hgr, handphotos and the
 hand-free negatives, at the working size; here, and in a child process run by `qemu-x86_64 -cpu CPU`
@@ -23,6 +25,7 @@ is no guide to a real CPU's; the speed column is this CPU's (network alone, defa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -40,26 +43,36 @@ RECIPES = {
 }
 
 
-def run_int8(paths: dict[str, str], inputs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """recipe -> the mask (logits > 0) of each input, with onnxruntime alone (no torch: fast under QEMU)."""
-    import onnxruntime as ort
-
+def run_int8(
+    paths: dict[str, str], inputs: list[np.ndarray], modes: dict[str, dict[str, str]]
+) -> dict[str, list[np.ndarray]]:
+    """ "recipe mode" -> the mask (logits > 0) of each input, for each recipe's file and each mode's session
+    settings, with onnxruntime alone (no torch: fast under QEMU)."""
     masks = {}
     for recipe, path in paths.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.log_severity_level = 1, 3
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        masks[recipe] = [session.run(None, {"image": x})[0][0, 0] > 0 for x in inputs]
+        for mode, entries in modes.items():
+            session = make_session(path, 1, entries)
+            masks[f"{recipe} {mode}"] = [session.run(None, {"image": x})[0][0, 0] > 0 for x in inputs]
     return masks
 
 
+def make_session(path: str, threads: int, entries: dict[str, str]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.log_severity_level = threads, 3
+    for key, value in entries.items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
 def child(folder: Path) -> None:
-    """Run under QEMU: read inputs.npz and the recipes' files from `folder`, write emulated.npz."""
+    """Run under QEMU: read inputs.npz, modes.json and the recipes' files from `folder`, write emulated.npz."""
     with np.load(folder / "inputs.npz") as stored:
         inputs = [stored[k] for k in sorted(stored, key=int)]
     paths = {p.stem: str(p) for p in sorted(folder.glob("*.onnx"))}
-    masks = run_int8(paths, inputs)
-    np.savez(folder / "emulated.npz", **{f"{r}_{i}": m for r, ms in masks.items() for i, m in enumerate(ms)})
+    masks = run_int8(paths, inputs, json.loads((folder / "modes.json").read_text()))
+    np.savez(folder / "emulated.npz", **{f"{r}|{i}": m for r, ms in masks.items() for i, m in enumerate(ms)})
 
 
 def agreement(masks: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, float, float]:
@@ -87,6 +100,7 @@ def main() -> None:
 
     import handseg
     from benchmarks.stages import median_ms
+    from handseg.backends import X64_EXACT_INT8
     from train import DEFAULT_DATA
     from train.data import image_input, load_split
     from train.quantize import calibration_photos
@@ -114,7 +128,9 @@ def main() -> None:
         paths[recipe] = str(handseg.quantize_int8(model, folder / f"{recipe}.onnx", photos, **RECIPES[recipe]))
     arrays = [x.numpy() for x in inputs]
     np.savez(folder / "inputs.npz", **{str(i): x for i, x in enumerate(arrays)})
-    native = run_int8(paths, arrays)
+    modes = {"plain": {}, "exact": X64_EXACT_INT8}
+    (folder / "modes.json").write_text(json.dumps(modes))
+    native = run_int8(paths, arrays, modes)
     started = time.perf_counter()
     # The child is this file run by the base interpreter under QEMU; it needs only numpy and onnxruntime,
     # found where this process finds them.
@@ -123,10 +139,10 @@ def main() -> None:
     subprocess.run([*command, "--child", str(folder)], check=True, env=env, stderr=subprocess.DEVNULL)
     emulated_s = time.perf_counter() - started
     with np.load(folder / "emulated.npz") as stored:
-        emulated = {r: [stored[f"{r}_{i}"] for i in range(len(arrays))] for r in paths}
+        emulated = {r: [stored[f"{r}|{i}"] for i in range(len(arrays))] for r in native}
     frame = torch.rand(
         1, 3, *handseg.working_size(1280, 1918, max_side=side), generator=torch.Generator().manual_seed(0)
-    )
+    ).numpy()
     print(
         f"{len(arrays)} val photos (every {args.every}th of egohands, hgr, handphotos, negatives), at the working size;"
     )
@@ -134,15 +150,16 @@ def main() -> None:
           f"emulated: QEMU -cpu {args.cpu} "
           f"({emulated_s:.0f} s); torch float32 is the reference")  # fmt: skip
     print()
-    print("| recipe | network ms here | equal to float here, mean / worst % | dice here | equal to float, AVX2 "
-          "(QEMU), mean / worst % | dice AVX2 | pixels equal between the two CPUs % |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for recipe, path in paths.items():
-        runner = handseg.Segmenter(path, threads=threads).runner
-        ms = median_ms(lambda runner=runner: runner(frame), args.runs)
-        here, there = agreement(native[recipe], reference), agreement(emulated[recipe], reference)
-        between = float(np.mean([(a == b).mean() for a, b in zip(native[recipe], emulated[recipe])]))
-        cells = [f"{ms:.1f}", f"{100 * here[0]:.2f} / {100 * here[1]:.2f}", f"{here[2]:.4f}"]
+    print("| recipe | kernels | network ms here | equal to float here, mean / worst % | dice here | equal to "
+          "float, AVX2 (QEMU), mean / worst % | dice AVX2 | pixels equal between the two CPUs % |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in native:
+        recipe, mode = name.split()
+        session = make_session(paths[recipe], threads, modes[mode])
+        ms = median_ms(lambda session=session: session.run(None, {"image": frame}), args.runs)
+        here, there = agreement(native[name], reference), agreement(emulated[name], reference)
+        between = float(np.mean([(a == b).mean() for a, b in zip(native[name], emulated[name])]))
+        cells = [mode, f"{ms:.1f}", f"{100 * here[0]:.2f} / {100 * here[1]:.2f}", f"{here[2]:.4f}"]
         cells += [f"{100 * there[0]:.2f} / {100 * there[1]:.2f}", f"{there[2]:.4f}", f"{100 * between:.3f}"]
         print(f"| {recipe} | " + " | ".join(cells) + " |", flush=True)
 

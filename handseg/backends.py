@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from handseg.hardware import torch_threads
+from handseg.hardware import cpu_multiplies_int8_exactly, torch_threads
 from handseg.hub import resolve_model_source
 
 #: The int8 file's name in a model folder, beside model.safetensors.
@@ -106,6 +106,8 @@ class OnnxRunner:
         # wait on it: off, as for torch (README, performance under load).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: a quantized graph's unused constants are not news
+        for key, value in exact_int8_entries().items():
+            options.add_session_config_entry(key, value)
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.metadata: dict[str, str] = self.session.get_modelmeta().custom_metadata_map
@@ -119,6 +121,19 @@ class OnnxRunner:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self.session.run(None, {"image": batch.detach().cpu().numpy().astype(np.float32, copy=False)})[0]
         return torch.from_numpy(logits)
+
+
+#: onnxruntime's session setting for exact int8 sums on x86 without VNNI (kOrtSessionOptionsAvx2PrecisionMode):
+#: its int8 kernels there sum pairs of uint8 x int8 products into 16 bits with saturation; with it, the
+#: weights are turned to uint8 at load and the U8U8 kernels widen before adding, so the masks equal a VNNI
+#: CPU's (`python benchmarks/int8_cpus.py`). It costs 2.5x on a VNNI CPU, where the sums are exact anyway.
+X64_EXACT_INT8 = {"session.x64quantprecision": "1"}
+
+
+def exact_int8_entries() -> dict[str, str]:
+    """The onnxruntime session settings that make int8 sums exact on this CPU: X64_EXACT_INT8 where the
+    CPU does not add int8 products exactly by itself (`handseg.cpu_multiplies_int8_exactly`), else none."""
+    return {} if cpu_multiplies_int8_exactly() else dict(X64_EXACT_INT8)
 
 
 def weights_version(model: nn.Module) -> tuple[int, ...]:

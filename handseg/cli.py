@@ -62,8 +62,8 @@ def plan_segment_run(args: argparse.Namespace) -> RunPlan:
         _say(f"skipped {len(plan.own_outputs)} file(s) that handseg wrote (name them on their own to segment them): "
              f"{_names([Path(p.name) for p in plan.own_outputs])}", args)  # fmt: skip
     if plan.renamed:
-        _say(f"{len(plan.renamed)} inputs share a name with another input's extension (e.g. "
-             f"{plan.renamed[0].name}); their outputs are named <stem>_<extension>_mask.png", args)  # fmt: skip
+        _say(f"{len(plan.renamed)} inputs would share an output name with another input (e.g. {plan.renamed[0]}); "
+             "theirs are named <stem>_<extension>_mask.png, numbered where that is not enough", args)  # fmt: skip
     if plan.skipped:
         _say(f"skipped {len(plan.skipped)} file(s) whose output already exists (--skip-existing): "
              f"{_names([Path(p.name) for p in plan.skipped])}", args)  # fmt: skip
@@ -105,7 +105,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    if len(jobs) + skipped > 1 or tally.failed:
+    if tally.failed or (len(jobs) + skipped > 1 and not args.quiet):  # -q: only errors
         print(f"handseg: {tally.line()}", file=sys.stderr)
     return 1 if tally.failed else 0
 

@@ -102,11 +102,11 @@ def cpu_threads(threads: int | None = None) -> int:
 
 
 def cpu_multiplies_int8_exactly() -> bool:
-    """Whether onnxruntime's int8 kernels add up int8 products without saturating on this CPU: x86 with
-    VNNI (AVX512-VNNI or AVX-VNNI: products summed into 32 bits), or 64-bit ARM (dot products into 32
+    """Whether this CPU adds up int8 products without saturating in onnxruntime's default int8 kernels: x86
+    with VNNI (AVX512-VNNI or AVX-VNNI: products summed into 32 bits), or 64-bit ARM (dot products into 32
     bits). On x86 without VNNI, pairs of uint8 x int8 products are first summed into 16 bits with
-    saturation, and the shipped int8 file's masks move beyond handseg's quality bar (measured under
-    emulation of an AVX2-only AMD EPYC: `python benchmarks/int8_cpus.py`)."""
+    saturation, and the masks move (`python benchmarks/int8_cpus.py`): there handseg asks onnxruntime
+    for exact sums instead (`handseg.backends.exact_int8_entries`)."""
     machine = platform.machine().lower()
     if machine in ("arm64", "aarch64"):
         return True

@@ -41,7 +41,17 @@ ImageInput = str | Path | bytes | io.IOBase | Image.Image | np.ndarray
 
 
 class ImageLoadError(ValueError):
-    """The input is not a usable image: unreadable, truncated, empty, too large or of an odd type."""
+    """The input is not a usable image: unreadable, truncated, empty, too large or of an odd type.
+
+    `str(error)` is "<source>: <reason>" (the file's name, or "image" for bytes); `reason` alone is for
+    lists that name the file already (a failures CSV, a batch report)."""
+
+    def __init__(self, reason: str, source: str | None = None) -> None:
+        self.reason, self.source = reason, source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+    def __reduce__(self):  # pickled whole (worker processes), not from str(self) alone
+        return type(self), (self.reason, self.source)
 
 
 def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -93,13 +103,13 @@ def _decode(
     if isinstance(source, (str, Path)):
         name = str(source)
         if not Path(source).is_file():
-            raise ImageLoadError(f"{name}: no such file")
+            raise ImageLoadError("no such file", name)
         if Path(source).stat().st_size == 0:
-            raise ImageLoadError(f"{name}: the file is empty (0 bytes)")
+            raise ImageLoadError("the file is empty (0 bytes)", name)
         opener = lambda: Image.open(source)  # noqa: E731
     elif isinstance(source, bytes):
         if not source:
-            raise ImageLoadError("image: no bytes given")
+            raise ImageLoadError("no bytes given", "image")
         opener = lambda: Image.open(io.BytesIO(source))  # noqa: E731
     elif isinstance(source, io.IOBase):
         data = read_file_object(source)
@@ -118,12 +128,13 @@ def _decode(
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageLoadError(
-                    f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
+                    f"{width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
                     f"{max_pixels / 1e6:.0f} MP limit, a guard against decompression bombs; for a larger photo "
-                    "raise it with max_pixels= (Python) or --max-pixels (handseg segment)"
+                    "raise it with max_pixels= (Python) or --max-pixels (handseg segment)",
+                    name,
                 )
             if width == 0 or height == 0:
-                raise ImageLoadError(f"{name}: image has no pixels ({width}x{height})")
+                raise ImageLoadError(f"image has no pixels ({width}x{height})", name)
             # EXIF orientations 5-8 turn the stored image by 90 degrees.
             orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
             turned = orientation in (5, 6, 7, 8)
@@ -138,11 +149,11 @@ def _decode(
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+        raise ImageLoadError(f"refused as a possible decompression bomb ({exc})", name) from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{name}: not an image file in any format Pillow can read") from None
+        raise ImageLoadError("not an image file in any format Pillow can read", name) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{name}: the image data is broken or truncated ({exc})") from None
+        raise ImageLoadError(f"the image data is broken or truncated ({exc})", name) from None
 
 
 def read_file_object(source: io.IOBase) -> bytes:
@@ -152,11 +163,11 @@ def read_file_object(source: io.IOBase) -> bytes:
     try:
         data = source.read()
     except (OSError, ValueError) as exc:
-        raise ImageLoadError(f"{name}: cannot read the file object ({exc})") from None
+        raise ImageLoadError(f"cannot read the file object ({exc})", name) from None
     if not isinstance(data, bytes):
-        raise ImageLoadError(f"{name}: a file object opened in text mode; open it with 'rb'")
+        raise ImageLoadError("a file object opened in text mode; open it with 'rb'", name)
     if not data:
-        raise ImageLoadError(f"{name}: no bytes to read (empty, or already read to its end)")
+        raise ImageLoadError("no bytes to read (empty, or already read to its end)", name)
     return data
 
 

@@ -6,7 +6,7 @@ with the same summary:
 
 - an output is never one of the inputs (paths compared after resolving links);
 - two inputs never write one output (`a.jpg` and `a.png` in one folder get `a_jpg_mask.png` and
-  `a_png_mask.png`, and the run says so);
+  `a_png_mask.png`, two `y.jpg` from two folders `y_jpg_mask.png` and `y_jpg_2_mask.png`; the run says so);
 - an output that exists already is kept or replaced only by an explicit choice (`skip`/`overwrite`);
 - every output folder is made and checked writable once, up front.
 """
@@ -70,11 +70,10 @@ def _is_own_output(path: Path, stems: set[tuple[Path, str]]) -> bool:
     return (path.parent, path.stem[: -len(tag)]) in stems or written_by_handseg(path)
 
 
-def default_output_name(source: Path, *, overlay_video: bool = False, with_suffix: bool = False) -> str:
-    """`<stem>_mask.png` for an image, `<stem>_mask.mp4` (or `_overlay.mp4`) for a video; with
-    `with_suffix`, the input's extension joins the stem (`a_jpg_mask.png`), to tell apart inputs
-    that share a stem."""
-    stem = f"{source.stem}_{source.suffix.lstrip('.').lower()}" if with_suffix else source.stem
+def default_output_name(source: Path, *, overlay_video: bool = False, tag: str = "") -> str:
+    """`<stem>_mask.png` for an image, `<stem>_mask.mp4` (or `_overlay.mp4`) for a video; `tag` joins the
+    stem (`a_jpg_mask.png`) to tell apart inputs that would share an output."""
+    stem = f"{source.stem}_{tag}" if tag else source.stem
     if is_video(source):
         return f"{stem}_overlay.mp4" if overlay_video else f"{stem}_mask.mp4"
     return f"{stem}_mask.png"
@@ -85,13 +84,15 @@ class Plan:
     """Each input with its output, and what was decided on the way."""
 
     jobs: list[tuple[Path, Path]]
-    renamed: list[Path] = field(default_factory=list)  #: inputs given `<stem>_<ext>_mask` names
+    renamed: list[Path] = field(default_factory=list)  #: inputs whose output name was made unique
 
 
 def plan_outputs(inputs: list[Path], outputs: Sequence[str] | None, *, overlay_video: bool = False) -> Plan:
-    """Where each input's result goes: beside it, in one output folder, or at the paths given. Inputs
-    that would share an output name in one folder get their extension in it (`Plan.renamed`); two
-    explicit outputs that are one path are a UsageError."""
+    """Where each input's result goes: beside it, in one output folder, or at the paths given. Every input
+    gets its own output: inputs that would share one in a folder (`a.jpg` and `a.png`; `d1/y.jpg` and
+    `d2/y.jpg` into one folder; `a.jpg` and `a.JPG`, one file on a case-blind file system) get their
+    extension in the name, then a number (`a_jpg_mask.png`, `y_jpg_mask.png` and `y_jpg_2_mask.png`), listed
+    in `Plan.renamed`. Two explicit outputs that are one path are a UsageError."""
     single = outputs[0] if outputs else None
     # One -o that is a folder, ends in a slash, serves several inputs or has no file extension: a folder
     # (created when missing), so `-o masks` works like `-o masks/`.
@@ -105,13 +106,24 @@ def plan_outputs(inputs: list[Path], outputs: Sequence[str] | None, *, overlay_v
     def folder_of(p: Path) -> Path:
         return Path(single) if into_folder else p.parent
 
+    def key(p: Path, name: str) -> tuple[Path, str]:
+        return folder_of(p), name.casefold()  # names that differ only in case are one file on some systems
+
     names = {p: default_output_name(p, overlay_video=overlay_video) for p in inputs}
-    taken: dict[tuple[Path, str], int] = {}
+    counts: dict[tuple[Path, str], int] = {}
     for p in inputs:
-        taken[folder_of(p), names[p]] = taken.get((folder_of(p), names[p]), 0) + 1
-    renamed = [p for p in inputs if taken[folder_of(p), names[p]] > 1]
+        counts[key(p, names[p])] = counts.get(key(p, names[p]), 0) + 1
+    renamed = [p for p in inputs if counts[key(p, names[p])] > 1]
+    taken = {key(p, names[p]) for p in inputs if p not in set(renamed)}
     for p in renamed:
-        names[p] = default_output_name(p, overlay_video=overlay_video, with_suffix=True)
+        extension = p.suffix.lstrip(".").lower()
+        for number in range(1, len(inputs) + 2):
+            tag = extension if number == 1 else f"{extension}_{number}"
+            name = default_output_name(p, overlay_video=overlay_video, tag=tag)
+            if key(p, name) not in taken:
+                break
+        names[p] = name
+        taken.add(key(p, name))
     return Plan([(p, folder_of(p) / names[p]) for p in inputs], renamed)
 
 
@@ -194,7 +206,7 @@ class RunPlan:
 
     jobs: list[tuple[Path, Path]]  #: (input, output) to do
     skipped: list[Path] = field(default_factory=list)  #: inputs whose output exists (kept, as asked)
-    renamed: list[Path] = field(default_factory=list)  #: inputs given `<stem>_<ext>_mask` names
+    renamed: list[Path] = field(default_factory=list)  #: inputs whose output name was made unique
     own_outputs: list[Path] = field(default_factory=list)  #: files handseg wrote, left out of a folder
     videos_left_out: list[Path] = field(default_factory=list)  #: videos, where the run takes images only
 
@@ -250,9 +262,9 @@ class Tally:
     def total(self) -> int:
         return self.written + self.skipped + self.failed
 
-    def line(self, noun: str = "masks") -> str:
+    def line(self, noun: str = "mask") -> str:
         where = f" to {next(iter(self.folders))}" if len(self.folders) == 1 else ""
-        text = f"{self.written} {noun} written{where}, {self.skipped} skipped (output already there)"
+        text = f"{self.written} {noun}{'' if self.written == 1 else 's'} written{where}, {self.skipped} skipped (output already there)"
         if self.failed:
             return f"{text}, {self.failed} of {self.total} inputs failed"
         return f"{text}, 0 failed"

@@ -58,9 +58,10 @@ class MaskWriter:
                 if isinstance(result, ImageLoadError):
                     raise result
                 save_image(mask_to_image(result.mask), outputs[index])
-            except (ImageLoadError, OSError) as exc:
-                status[index], errors[index] = "failed", str(exc)
-        return {"path": paths, "output": outputs, "status": status, "error": errors}
+            except (ImageLoadError, OSError) as exc:  # the path has its own column: the reason alone
+                status[index], errors[index] = "failed", exc.reason if isinstance(exc, ImageLoadError) else str(exc)
+        runs = [self.segmenter.describe()] * len(paths)  # what ran, said by the driver at the end
+        return {"path": paths, "output": outputs, "status": status, "error": errors, "runner": runs}
 
 
 def plan_job(patterns: Sequence[str], out_dir: Path, *, skip_existing: bool, overwrite: bool) -> RunPlan:
@@ -168,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if started_here:
                 ray.shutdown()
         report(rows, args.output, tally)
+        for described in sorted({row["runner"] for row in rows}):
+            print(f"handseg ray: {described} (each of {args.actors} actor{'s' if args.actors != 1 else ''})")
     print(
         f"handseg ray: {tally.line()}" + (f"; failures listed in {args.output / FAILURES_FILE}" if tally.failed else "")
     )

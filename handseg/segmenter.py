@@ -39,7 +39,7 @@ from handseg.backends import (
     weights_version,
 )
 from handseg.crf import refine_with_crf
-from handseg.hardware import cpu_has_native_bf16, cpu_multiplies_int8_exactly, cpu_threads, resolve_device
+from handseg.hardware import cpu_has_native_bf16, cpu_threads, resolve_device
 from handseg.hub import ModelNotFoundError, resolve_model_source
 from handseg.image import (
     DEFAULT_MAX_SIDE,
@@ -180,9 +180,9 @@ class Segmenter:
     `model`: a HandUNet, a hub folder or repo id, a shipped model's name, an exported `.onnx` file,
     or None (the shipped default model).
     `device`: "cpu", "cuda" or "cuda:N" (None: CUDA when available; a given HandUNet's own device).
-    `backend`: one of BACKENDS. "auto" is, on a CPU: "int8" where the model has its int8 file,
-    onnxruntime is installed and the CPU adds up int8 products exactly (VNNI on x86, or ARM:
-    `handseg.cpu_multiplies_int8_exactly`; its network about 3x float32 PyTorch, 2x bf16), else
+    `backend`: one of BACKENDS. "auto" is, on a CPU: "int8" where the model has its int8 file and
+    onnxruntime is installed (its network about 3x float32 PyTorch, 2x bf16; on x86 CPUs without VNNI
+    onnxruntime is told to add int8 products exactly, `handseg.backends.exact_int8_entries`), else
     "bf16" on a CPU with bf16 arithmetic (1.6x float32), else "torch"; on CUDA, and with
     `compile=True`, "torch".
     Speeds: `python benchmarks/cpu_paths.py`; the quality bar every CPU path meets (0.005 dice per
@@ -394,11 +394,6 @@ def _positive_scale(scale: float | None) -> float | None:
 
 #: How much faster int8 and bf16 are than float32 PyTorch on a CPU (`python benchmarks/cpu_paths.py`).
 _SPEED_NOTE = "int8: about 2x bf16's speed, 3x float32's"
-#: Why "auto" leaves int8 out on x86 CPUs without VNNI (`handseg.hardware.cpu_multiplies_int8_exactly`).
-_NO_VNNI = (
-    "this CPU has no VNNI (AVX512-VNNI or AVX-VNNI), so onnxruntime's int8 kernels saturate here and move the "
-    "masks further from the float model's than handseg's quality bar allows"
-)
 
 
 def _onnx_file(path: str | Path, threads: int) -> _Built:
@@ -418,14 +413,10 @@ def _build(
         else:
             fallback = "bf16" if cpu_has_native_bf16() else "torch"
             try:
-                if not cpu_multiplies_int8_exactly():
-                    raise Int8UnavailableError(_NO_VNNI)
                 return _Built(int8_runner(model, name, threads), model, name, None, weights_version(model), side)
             except (Int8UnavailableError, OnnxUnavailableError) as exc:
                 notice = f"{exc}; running {fallback} instead ({_SPEED_NOTE})"
                 backend = fallback
-    elif backend == "int8" and device.type == "cpu" and not cpu_multiplies_int8_exactly():
-        notice = f"{_NO_VNNI}; running int8 as asked"
     elif backend == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         # Emulated bf16 took 4.1 s a frame against 0.32 s in float32 on an AVX2-only AMD EPYC.
         notice = "this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so bf16 would be emulated and many times "

@@ -167,8 +167,7 @@ def test_a_result_prints_short_and_names_its_model(sample_photos):
     text = repr(result)
     h, w = result.mask.shape
     backend = result.backend
-    # int8 on a CPU that multiplies int8 exactly, float elsewhere (test_backends)
-    assert backend == "int8" if handseg.cpu_multiplies_int8_exactly() else backend in ("bf16", "torch")
+    assert backend == "int8"  # on every CPU (test_backends)
     assert text == (
         f"Segmentation({w}x{h}, hand {100 * result.hand_fraction:.1f}%, model={DEFAULT_MODEL!r}, backend={backend!r})"
     )

@@ -89,6 +89,18 @@ def test_two_inputs_with_one_name_get_two_outputs(tmp_path, sample_photos, tiny_
     assert masks == ["a_jpg_mask.png", "a_png_mask.png"]
     assert Image.open(tmp_path / "masks" / "a_jpg_mask.png").size == Image.open(folder / "a.jpg").size
     assert Image.open(tmp_path / "masks" / "a_png_mask.png").size == Image.open(folder / "a.png").size
+    # one name in two folders, and two names one case-blind file system would take as one: four masks
+    for i, name in enumerate(("d1/y.jpg", "d2/y.jpg", "d3/b.jpg", "d3/b.JPG")):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.open(sample_photos[i]).convert("RGB").save(tmp_path / name, format="JPEG")
+    inputs = [str(tmp_path / n) for n in ("d1/y.jpg", "d2/y.jpg", "d3/b.jpg", "d3/b.JPG")]
+    done = run_cli("segment", "-i", *inputs, "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir))
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["b_jpg_2_mask.png", "b_jpg_mask.png", "y_jpg_2_mask.png", "y_jpg_mask.png"]
+    assert "4 masks written" in done.stderr
+    for source, mask in zip(inputs, ["y_jpg_mask.png", "y_jpg_2_mask.png", "b_jpg_mask.png", "b_jpg_2_mask.png"]):
+        assert Image.open(tmp_path / "out" / mask).size == Image.open(source).size
     # an explicit output given twice cannot be renamed: refused
     done = run_cli("segment", "-i", str(folder / "a.jpg"), str(folder / "a.png"), "-o", str(tmp_path / "m.png"),
                    str(tmp_path / "m.png"), "--model", str(tiny_model_dir))  # fmt: skip
@@ -126,6 +138,12 @@ def test_a_folder_run_ends_with_one_line_saying_what_happened(photos, tmp_path, 
     last = done.stderr.strip().splitlines()[-1]
     expected = f"{total - 2} masks written to {out}, 1 skipped (output already there), 1 of {total} inputs failed"
     assert last == f"handseg: {expected}"
+    # -q: only errors; a clean run prints nothing at all
+    (photos / "broken.jpg").unlink()
+    quiet = run_cli("segment", "-i", str(photos), "-o", str(out), "--model", str(tiny_model_dir), "--overwrite", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "", quiet.stderr
+    one = run_cli("segment", "-i", str(first), "-o", str(tmp_path / "one"), "--model", str(tiny_model_dir))
+    assert one.returncode == 0 and "1 mask written" not in one.stderr  # a single input: no summary line
 
 
 def test_usage_errors_name_what_is_wrong_and_exit_2(tmp_path, sample_photos, tiny_model_dir):

@@ -264,7 +264,8 @@ class Tally:
 
     def line(self, noun: str = "mask") -> str:
         where = f" to {next(iter(self.folders))}" if len(self.folders) == 1 else ""
-        text = f"{self.written} {noun}{'' if self.written == 1 else 's'} written{where}, {self.skipped} skipped (output already there)"
+        nouns = noun if self.written == 1 else f"{noun}s"
+        text = f"{self.written} {nouns} written{where}, {self.skipped} skipped (output already there)"
         if self.failed:
             return f"{text}, {self.failed} of {self.total} inputs failed"
         return f"{text}, 0 failed"

@@ -244,9 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(ds) == 0:
         print(f"error: no images in the {args.split} split of {args.data}", file=sys.stderr)
         return 2
-    print(
-        f"scoring the {args.split} split of {args.data} ({len(ds)} images); {segmenter.describe()}", file=sys.stderr
-    )
+    print(f"scoring the {args.split} split of {args.data} ({len(ds)} images); {segmenter.describe()}", file=sys.stderr)
     options = {"threshold": args.threshold, "crf": args.crf}
     policy = LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else LabelPolicy()
     rows = score_dataset(segmenter, ds, progress=True, policy=policy, **options)

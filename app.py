@@ -33,6 +33,8 @@ def fail(message: str) -> None:
 
 
 def main() -> None:
+    import handseg
+
     parser = argparse.ArgumentParser(description="handseg web app")
     parser.add_argument(
         "--model", help="hub folder, repo id or shipped model name to use (default: the shipped default model)"
@@ -42,7 +44,7 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs internet)")
     parser.add_argument(
         "--backend",
-        choices=["auto", "torch", "bf16", "onnx", "int8"],
+        choices=handseg.BACKENDS,
         default="auto",
         help="how the network runs, as in handseg segment --backend (default auto: int8 on a CPU where the "
         "model has its int8 file)",
@@ -62,17 +64,21 @@ def main() -> None:
 
     import gradio as gr
 
-    import handseg
-    from demo import build_demo
+    from demo import build_demo, load_segmenters
 
-    # Each of the concurrent requests runs its own team of threads: share the cores among them.
-    threads = args.threads or handseg.default_threads(concurrent=CONCURRENCY_LIMIT)
+    # Each of the concurrent requests runs its own team of threads: the Segmenters share the cores among them.
     try:
-        main_model = handseg.Segmenter(args.model, threads=threads, backend=args.backend)
-        print(f"handseg app: {CONCURRENCY_LIMIT} segmentations at a time; {main_model.describe()}", flush=True)
-        demo = build_demo(model=args.model, threads=threads, backend=args.backend)
-    except (handseg.NoDefaultModelError, handseg.DeviceUnavailableError, OSError, ValueError) as exc:
+        segmenters, notices = load_segmenters(
+            args.model, threads=args.threads, concurrent=CONCURRENCY_LIMIT, backend=args.backend
+        )
+    except (handseg.NoDefaultModelError, ImportError, OSError, ValueError) as exc:  # no such model, no such device
         fail(f"--model: {exc}" if args.model else f"cannot load the shipped model: {exc}")
+    for notice in notices:
+        print(f"handseg app: note: {notice}", flush=True)
+    if segmenters:
+        main_model = next(iter(segmenters.values()))
+        print(f"handseg app: {CONCURRENCY_LIMIT} segmentations at a time; {main_model.describe()}", flush=True)
+    demo = build_demo(segmenters)
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=64)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     try:

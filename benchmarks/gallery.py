@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 import handseg
-from handseg.visualize import overlay
 from train import DEFAULT_DATA
 from train.pseudo_labels import HELD_OUT_PEOPLE
 
@@ -94,7 +93,7 @@ def main() -> None:
     segmenter = handseg.Segmenter(args.model, device="cpu", backend=args.backend)
     tiles = []
     for path, (_, result) in zip(paths, segmenter.iter_segment(paths)):
-        tile = overlay(result.image, result.mask, opacity=0.55)
+        tile = result.overlay(opacity=0.55)
         if args.set == "test":
             tile = _outline(tile, handseg.load_mask(args.data / "luthaihoc_ego" / "masks" / f"{path.stem}.png"))
         tiles.append(_fit(tile, args.tile_width))

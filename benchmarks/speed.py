@@ -10,7 +10,7 @@ Paths (end to end: JPEG file -> full-size mask):
   original      the 2018 pipeline, re-implemented for reference: 64-wide U-Net (random weights: timing
                 only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size
   default       handseg.segment with the model at its own working resolution, default backend ("auto":
-                bf16 on a CPU with bf16 arithmetic, else float32)
+                int8 where the model has its int8 file, else bf16 on a CPU with bf16 arithmetic, else float32)
   float         the same in float32 (backend="torch"), the default before bf16
   default+crf   the default with CRF (at the working resolution)
   compiled      float32 with torch.compile (compile=True); its one-off compile is in "first call s"
@@ -55,7 +55,7 @@ class OriginalPipeline:
 
     def __init__(self) -> None:
         torch.manual_seed(0)
-        self.net = handseg.HandUNet().eval()  # 64-wide, the original network
+        self.net = handseg.OriginalUNet().eval()  # 64-wide, the original network
 
     @torch.inference_mode()
     def __call__(self, path: str) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The handseg Gradio app: `build_demo(model=...)` returns the gr.Blocks; app.py launches it."""
+"""The handseg Gradio app: `build_demo(load_segmenters(...)[0])` returns the gr.Blocks; app.py launches it."""
 
-from demo.ui import build_demo
+from demo.ui import build_demo, load_segmenters
 
-__all__ = ["build_demo"]
+__all__ = ["build_demo", "load_segmenters"]

@@ -110,9 +110,9 @@ def segment_photo(
     at_size = segmenter.with_working_size(max_side=int(max_side) or None)  # the slider's 0: full size
     result = _segment(at_size, image, threshold=threshold, crf=crf)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    tinted = overlay(result.image, result.mask, color=color or "#ff3c8c", opacity=opacity)
+    tinted = result.overlay(color=color or handseg.visualize.DEFAULT_OVERLAY_COLOR, opacity=opacity)
     folder = _work_dir()
-    mask_path = handseg.save_image(mask_to_image(result.mask), folder / f"{_stem(image)}_mask.png")
+    (mask_path,) = result.save(folder / f"{_stem(image)}_mask.png")
     h, w = result.mask.shape
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
@@ -177,7 +177,7 @@ def compare(
         photo = result.image if photo is None else photo
         errors = error_map(result.mask, truth, photo) if truth is not None else None
         outputs += [
-            _image_file(folder, f"{label}_overlay", overlay(photo, result.mask)),
+            _image_file(folder, f"{label}_overlay", overlay(photo, result.mask)),  # the one photo decoded once
             _image_file(folder, f"{label}_errors", errors) if errors is not None else None,
             _scores_markdown(title, result, truth),
         ]
@@ -220,20 +220,19 @@ def batch(segmenter: handseg.Segmenter, files: list, threshold: float, crf: bool
     done = 0
     used_names: set[str] = set()
     with zipfile.ZipFile(out_zip, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        results = segmenter.iter_segment((source for _, source in items), threshold=threshold, crf=crf)
-        for index, result in results:
-            name = items[index][0]
+        for outcome in segmenter.run((source for _, source in items), threshold=threshold, crf=crf):
+            name = items[outcome.index][0]
             if progress is not None:
-                progress((index + 1) / len(items), desc=f"{index + 1}/{len(items)}: {name}")
-            if isinstance(result, Exception):
-                problems.append((name, str(result).replace("image: ", "")))
+                progress((outcome.index + 1) / len(items), desc=f"{outcome.index + 1}/{len(items)}: {name}")
+            if outcome.error is not None:
+                problems.append((name, outcome.reason))
                 continue
             out_name = f"{Path(name).stem}_mask.png"
             while out_name in used_names:  # same file name in two uploads
                 out_name = f"{Path(out_name).stem}_{len(used_names)}.png"
             used_names.add(out_name)
             buffer = io.BytesIO()
-            Image.fromarray(mask_to_image(result.mask)).save(buffer, format="PNG")
+            Image.fromarray(mask_to_image(outcome.result.mask)).save(buffer, format="PNG")
             archive.writestr(out_name, buffer.getvalue())
             done += 1
     report = f"**{done} of {len(items)} images segmented.**"
@@ -251,4 +250,4 @@ def live_frame(segmenter: handseg.Segmenter, frame: np.ndarray | None, last: flo
     result = segmenter.with_working_size(max_side=max_side)(frame)
     now = time.perf_counter()
     fps = f"{1 / (now - last):.1f} frames/s" if last else "starting…"
-    return overlay(result.image, result.mask), fps, now
+    return result.overlay(), fps, now

@@ -1,8 +1,10 @@
-"""The Gradio page: `build_demo(model=...)` lays out the tabs and wires them to demo.callbacks."""
+"""The Gradio page: `build_demo(segmenters)` lays out the tabs and wires them to demo.callbacks;
+`load_segmenters` builds the Segmenters it offers, once."""
 
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import gradio as gr
@@ -36,43 +38,55 @@ def raw_image(**kwargs) -> gr.Image:
     return component
 
 
-def _load_models(
-    model: handseg.HandUNet | str | Path | None, threads: int | None = None, backend: str = "auto"
-) -> tuple[dict[str, handseg.Segmenter], str | None]:
-    """A Segmenter for each model offered in the app, the first being the main one; plus a notice when
-    something is missing."""
-    models: dict[str, handseg.Segmenter] = {}
-    notice = None
-    if model is not None:
-        label = Path(model).name if isinstance(model, (str, Path)) else "given model"
-        models[f"--model {label}"] = handseg.Segmenter(model, threads=threads, backend=backend)
-    default = handseg.pretrained.DEFAULT_MODEL
-    try:
-        models[f"default ({default})"] = handseg.Segmenter(None, threads=threads, backend=backend)
-        for name in handseg.available_models():  # earlier shipped models, for side-by-side comparison
-            if name != default:
-                try:
-                    models[f"shipped {name}"] = handseg.Segmenter(name, threads=threads, backend=backend)
-                except (handseg.Int8UnavailableError, handseg.OnnxUnavailableError):  # e.g. no int8 file
-                    models[f"shipped {name}"] = handseg.Segmenter(name, threads=threads)
-    except handseg.NoDefaultModelError as exc:
-        if not models:
-            notice = f"**No model loaded:** {exc}"
-    return models, notice
+def load_segmenters(
+    model: handseg.HandUNet | str | Path | None = None,
+    *,
+    threads: int | None = None,
+    concurrent: int = 1,
+    backend: str = "auto",
+) -> tuple[dict[str, handseg.Segmenter], list[str]]:
+    """A Segmenter for each model offered in the app, the main one first (`model`, else the shipped
+    default), then the other shipped models for comparison; plus the main model's notice, if any (said
+    once by the caller). `concurrent`: the segmentations that run at once, which share the cores."""
+    options = {"threads": threads, "concurrent": concurrent}
+    segmenters: dict[str, handseg.Segmenter] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", handseg.FastPathNotice)  # said once, as a line, below
+        if model is not None:
+            label = Path(model).name if isinstance(model, (str, Path)) else "given model"
+            segmenters[f"--model {label}"] = handseg.Segmenter(model, backend=backend, **options)
+        default = handseg.pretrained.DEFAULT_MODEL
+        if default is not None:
+            segmenters[f"default ({default})"] = handseg.Segmenter(None, backend=backend, **options)
+            for name in handseg.available_models():  # earlier shipped models, for side-by-side comparison
+                if name != default:
+                    try:
+                        segmenters[f"shipped {name}"] = handseg.Segmenter(name, backend=backend, **options)
+                    except (handseg.Int8UnavailableError, handseg.OnnxUnavailableError):  # e.g. no int8 file
+                        segmenters[f"shipped {name}"] = handseg.Segmenter(name, **options)
+    main = next(iter(segmenters.values()), None)
+    return segmenters, [main.notice] if main is not None and main.notice else []
+
+
+NO_MODEL = (
+    "this handseg build ships no default model: start the app with --model DIR (a hub folder, e.g. from "
+    "handseg convert)."
+)
 
 
 def _no_model(*_args, **_kwargs):
-    raise callbacks.user_error(
-        "No model is loaded: start the app with --model DIR (a hub folder, e.g. from handseg convert)."
-    )
+    raise callbacks.user_error(f"No model is loaded: {NO_MODEL}")
 
 
-def build_demo(
-    model: handseg.HandUNet | str | Path | None = None, threads: int | None = None, backend: str = "auto"
-) -> gr.Blocks:
-    """The app. `model`: a HandUNet or hub folder/id shown first; the shipped default is offered too.
-    `threads` and `backend`: how each segmentation runs (see `handseg.Segmenter`)."""
-    models, notice = _load_models(model, threads, backend)
+def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | None = None) -> gr.Blocks:
+    """The app, over Segmenters built once (`load_segmenters`): the first is the main one, the others are
+    offered for comparison; a single Segmenter is offered alone; None: the shipped models."""
+    if segmenters is None:
+        segmenters, _ = load_segmenters()
+    elif isinstance(segmenters, handseg.Segmenter):
+        segmenters = {segmenters.name or "model": segmenters}
+    models = segmenters
+    notice = None if models else f"**No model loaded:** {NO_MODEL}"
     callbacks.RESULTS_DIR.mkdir(exist_ok=True)
     gr.set_static_paths([callbacks.RESULTS_DIR])  # results are served as written, never rewritten
     names = list(models)

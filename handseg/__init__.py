@@ -3,109 +3,134 @@
 import handseg
 result = handseg.segment("photo.jpg")          # shipped default model
 result.mask                                    # bool (H, W)
+result.save("photo_mask.png", overlay=True)    # the mask, and the overlay beside it
 segmenter = handseg.Segmenter("handunet_lite0.hands_v4", threads=2)   # decide once, run many
 model = handseg.HandUNet.from_pretrained("path/or/repo-id")  # or a shipped name: handseg.available_models()
 
 The names below are the public API; the app, training and benchmarks use nothing else. The
-submodules `metrics`, `visualize`, `crf` and `pretrained` are public as namespaces.
+submodules `metrics`, `visualize`, `crf`, `processing`, `registry` and `pretrained` are public as
+namespaces. Names load on first use (PEP 562), so `import handseg` is quick and a command can be
+interrupted while torch loads.
 """
 
-from handseg import crf, metrics, pretrained, visualize
-from handseg.backends import INT8_FILE, Int8UnavailableError, OnnxUnavailableError
-from handseg.crf import CRFUnavailableError
-from handseg.engines import HandSegmenter
-from handseg.export import export_onnx, quantize_int8
-from handseg.hardware import (
-    DeviceUnavailableError,
-    cpu_has_native_bf16,
-    cpu_multiplies_int8_exactly,
-    default_threads,
-    usable_cores,
-)
-from handseg.hub import HubUnreachableError, ModelNotFoundError, hub_reachable, resolve_model_source
-from handseg.image import (
-    DEFAULT_MAX_SIDE,
-    IMAGE_FILE_SUFFIXES,
-    MAX_PIXELS,
-    ImageLoadError,
-    load_image,
-    load_mask,
-    load_working_image,
-    resize_rgb,
-    save_image,
-    to_model_input,
-    working_size,
-)
-from handseg.model import HandUNet
-from handseg.networks import DEFAULT_DECODER_CHANNELS, LiteUNet, OriginalUNet
-from handseg.networks.encoders import LITE0_MEAN, LITE0_STD, LITE_VARIANTS, EfficientNetLiteEncoder, load_lite_imagenet
-from handseg.pretrained import NoDefaultModelError, available_models, pretrained_path
-from handseg.segmenter import (
-    AUTO,
-    BACKENDS,
-    FastPathNotice,
-    Segmentation,
-    Segmenter,
-    iter_segment,
-    load_model,
-    segment,
-    segment_batch,
-)
+from __future__ import annotations
 
-__version__ = "0.5.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AUTO",
-    "BACKENDS",
-    "CRFUnavailableError",
-    "DEFAULT_DECODER_CHANNELS",
-    "DEFAULT_MAX_SIDE",
-    "DeviceUnavailableError",
-    "EfficientNetLiteEncoder",
-    "FastPathNotice",
-    "HandSegmenter",
-    "HandUNet",
-    "HubUnreachableError",
-    "IMAGE_FILE_SUFFIXES",
-    "INT8_FILE",
-    "ImageLoadError",
-    "Int8UnavailableError",
-    "LITE0_MEAN",
-    "LITE0_STD",
-    "LITE_VARIANTS",
-    "LiteUNet",
-    "MAX_PIXELS",
-    "ModelNotFoundError",
-    "NoDefaultModelError",
-    "OnnxUnavailableError",
-    "OriginalUNet",
-    "Segmentation",
-    "Segmenter",
-    "available_models",
-    "cpu_has_native_bf16",
-    "cpu_multiplies_int8_exactly",
-    "crf",
-    "default_threads",
-    "export_onnx",
-    "hub_reachable",
-    "iter_segment",
-    "load_image",
-    "load_lite_imagenet",
-    "load_mask",
-    "load_model",
-    "load_working_image",
-    "metrics",
-    "pretrained",
-    "pretrained_path",
-    "quantize_int8",
-    "resize_rgb",
-    "resolve_model_source",
-    "save_image",
-    "segment",
-    "segment_batch",
-    "to_model_input",
-    "usable_cores",
-    "visualize",
-    "working_size",
-    "__version__",
-]
+__version__ = "0.6.0"
+
+#: Public name -> the module that defines it.
+_NAMES = {
+    "backends": ("AUTO", "BACKENDS", "Int8UnavailableError", "X64_EXACT_INT8"),
+    "crf": ("CRFUnavailableError",),
+    "engines": ("HandSegmenter",),
+    "export": ("export_onnx", "quantize_int8"),
+    "hardware": (
+        "DeviceUnavailableError",
+        "cpu_has_native_bf16",
+        "cpu_multiplies_int8_exactly",
+        "default_threads",
+        "usable_cores",
+    ),
+    "hub": ("HubUnreachableError", "ModelNotFoundError", "hub_reachable", "resolve_model_source"),
+    "image": (
+        "IMAGE_FILE_SUFFIXES",
+        "MAX_PIXELS",
+        "ImageLoadError",
+        "load_image",
+        "load_mask",
+        "resize_rgb",
+        "save_image",
+    ),
+    "model": ("HandUNet", "create_model"),
+    "networks": ("DEFAULT_DECODER_CHANNELS", "LiteUNet", "OriginalUNet"),
+    "networks.encoders": (
+        "LITE0_MEAN",
+        "LITE0_STD",
+        "LITE_VARIANTS",
+        "EfficientNetLiteEncoder",
+        "load_lite_imagenet",
+    ),
+    "packaging": ("INT8_FILE", "FastPathNotice", "OnnxUnavailableError"),
+    "pretrained": ("NoDefaultModelError", "available_models", "pretrained_path"),
+    "processing": ("DEFAULT_MAX_SIDE", "load_working_image", "to_model_input", "working_size"),
+    "registry": ("architectures", "register_architecture"),
+    "results": ("Segmentation",),
+    "segmenter": (
+        "Outcome",
+        "Segmenter",
+        "SegmenterOptions",
+        "iter_segment",
+        "load_model",
+        "segment",
+        "segment_batch",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+_NAMESPACES = ("crf", "metrics", "pretrained", "processing", "registry", "visualize")
+
+__all__ = sorted([*_MODULE_OF, *_NAMESPACES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"handseg.{_MODULE_OF[name]}"), name)
+    elif name in _NAMESPACES:
+        value = importlib.import_module(f"handseg.{name}")
+    else:
+        raise AttributeError(f"module 'handseg' has no attribute {name!r}")
+    globals()[name] = value  # loaded once
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from handseg import crf, metrics, pretrained, processing, registry, visualize
+    from handseg.backends import AUTO, BACKENDS, X64_EXACT_INT8, Int8UnavailableError
+    from handseg.crf import CRFUnavailableError
+    from handseg.engines import HandSegmenter
+    from handseg.export import export_onnx, quantize_int8
+    from handseg.hardware import (
+        DeviceUnavailableError,
+        cpu_has_native_bf16,
+        cpu_multiplies_int8_exactly,
+        default_threads,
+        usable_cores,
+    )
+    from handseg.hub import HubUnreachableError, ModelNotFoundError, hub_reachable, resolve_model_source
+    from handseg.image import (
+        IMAGE_FILE_SUFFIXES,
+        MAX_PIXELS,
+        ImageLoadError,
+        load_image,
+        load_mask,
+        resize_rgb,
+        save_image,
+    )
+    from handseg.model import HandUNet, create_model
+    from handseg.networks import DEFAULT_DECODER_CHANNELS, LiteUNet, OriginalUNet
+    from handseg.networks.encoders import (
+        LITE0_MEAN,
+        LITE0_STD,
+        LITE_VARIANTS,
+        EfficientNetLiteEncoder,
+        load_lite_imagenet,
+    )
+    from handseg.packaging import INT8_FILE, FastPathNotice, OnnxUnavailableError
+    from handseg.pretrained import NoDefaultModelError, available_models, pretrained_path
+    from handseg.processing import DEFAULT_MAX_SIDE, load_working_image, to_model_input, working_size
+    from handseg.registry import architectures, register_architecture
+    from handseg.results import Segmentation
+    from handseg.segmenter import (
+        Outcome,
+        Segmenter,
+        SegmenterOptions,
+        iter_segment,
+        load_model,
+        segment,
+        segment_batch,
+    )

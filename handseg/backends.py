@@ -1,51 +1,60 @@
-"""What runs the network: PyTorch (float32 or bf16 autocast) or onnxruntime (float32 or int8).
+"""What runs the network, and the one place it is chosen: PyTorch (float32 or bf16 autocast) or
+onnxruntime (float32 or int8).
 
-Every backend is a runner with one small protocol (`Runner`): it takes a batch, (N, 3, H, W) float
-in [0, 1], returns float32 logits, and says what it is. `handseg.segmenter` picks one and feeds it;
-nothing else in the pipeline cares which. An int8 file (`model_int8.onnx`, beside a model's
-`model.safetensors`) is found and checked here: it records a digest of the weights it was made
-from, and one made from other weights is refused, never run. Making one is build time:
+Every backend is a runner with one small protocol (`Runner`): it takes a batch, (N, C, H, W) float
+in [0, 1], returns float32 logits, and says what it is. `build_runner` decides which one runs a
+model ("auto" resolved, fallbacks noticed); `handseg.Segmenter` asks it once and feeds what it
+gets, and nothing else in the pipeline cares which. An int8 file (`model_int8.onnx`, beside a
+model's `model.safetensors`) is found and checked here: it records a digest of the weights it was
+made from, and one made from other weights is refused, never run. Making one is build time:
 `handseg.export.quantize_int8`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
-import shutil
+import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from handseg.hardware import cpu_multiplies_int8_exactly, torch_threads
-from handseg.hub import resolve_model_source
+from handseg.hardware import cpu_has_native_bf16, cpu_multiplies_int8_exactly, torch_threads
+from handseg.model import HandUNet
+from handseg.packaging import (
+    CONFIG_KEY,
+    INT8_FILE,
+    PRECISION_KEY,
+    FastPathNotice,
+    OnnxUnavailableError,
+    how_to_make_int8,
+    int8_digest,
+    weights_digest,
+)
 
-#: The int8 file's name in a model folder, beside model.safetensors.
-INT8_FILE = "model_int8.onnx"
-#: ONNX metadata keys: the precision of the graph ("float32" or "int8"), the digest of the weights an
-#: int8 file was made from, and the model's config (max_side, normalization).
-PRECISION_KEY = "handseg_precision"
-DIGEST_KEY = "handseg_weights_sha256"
-CONFIG_KEY = "handseg_config"
+#: "auto": the fastest path within the quality bar (int8 where the model has its int8 file; see
+#: `build_runner`); "torch": PyTorch in float32 (bf16 autocast on CUDA); "bf16": PyTorch under bf16
+#: autocast; "onnx": onnxruntime in float32; "int8": onnxruntime with the model's int8 file.
+BACKENDS = ("auto", "torch", "bf16", "onnx", "int8")
+AUTO: Literal["auto"] = "auto"
 
+#: onnxruntime's session setting for exact int8 sums on x86 without VNNI (kOrtSessionOptionsAvx2PrecisionMode):
+#: its int8 kernels there sum pairs of uint8 x int8 products into 16 bits with saturation; with it, the
+#: weights are turned to uint8 at load and the U8U8 kernels widen before adding, so the masks equal a VNNI
+#: CPU's (`python benchmarks/int8_cpus.py`). It costs 2.5x on a VNNI CPU, where the sums are exact anyway.
+X64_EXACT_INT8 = {"session.x64quantprecision": "1"}
 
-class OnnxUnavailableError(ImportError):
-    """onnxruntime (or onnx, for export) is not installed."""
+#: How much faster int8 and bf16 are than float32 PyTorch on a CPU (`python benchmarks/cpu_paths.py`).
+_SPEED_NOTE = "int8: about 2x bf16's speed, 3x float32's"
 
 
 class Int8UnavailableError(FileNotFoundError):
     """The model has no int8 file, or its int8 file was made from other weights."""
-
-
-class FastPathNotice(UserWarning):
-    """A faster path cannot be used (no int8 file, one made from other weights, no bf16 arithmetic),
-    and what happens instead; said once."""
 
 
 class Runner(Protocol):
@@ -90,6 +99,12 @@ class TorchRunner:
             return self.model(batch).float()
 
 
+def exact_int8_entries() -> dict[str, str]:
+    """The onnxruntime session settings that make int8 sums exact on this CPU: X64_EXACT_INT8 where the
+    CPU does not add int8 products exactly by itself (`handseg.cpu_multiplies_int8_exactly`), else none."""
+    return {} if cpu_multiplies_int8_exactly() else dict(X64_EXACT_INT8)
+
+
 class OnnxRunner:
     """An ONNX graph (float32 export or int8 file) run by onnxruntime on the CPU."""
 
@@ -103,7 +118,7 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # Threads that spin while waiting steal the cores another busy process needs, and then
-        # wait on it: off, as for torch (README, performance under load).
+        # wait on it: off, as for torch (`python benchmarks/threads.py`).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: a quantized graph's unused constants are not news
         for key, value in exact_int8_entries().items():
@@ -123,116 +138,82 @@ class OnnxRunner:
         return torch.from_numpy(logits)
 
 
-#: onnxruntime's session setting for exact int8 sums on x86 without VNNI (kOrtSessionOptionsAvx2PrecisionMode):
-#: its int8 kernels there sum pairs of uint8 x int8 products into 16 bits with saturation; with it, the
-#: weights are turned to uint8 at load and the U8U8 kernels widen before adding, so the masks equal a VNNI
-#: CPU's (`python benchmarks/int8_cpus.py`). It costs 2.5x on a VNNI CPU, where the sums are exact anyway.
-X64_EXACT_INT8 = {"session.x64quantprecision": "1"}
+class WeightsWatch:
+    """Tells whether a model's weights changed in place since it was made (an optimizer step,
+    load_state_dict): cheap enough to ask before every batch (35 us for the shipped model, where a walk
+    over its modules took 0.6 ms and a digest of 15 MB of weights far longer)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._tensors = tuple(itertools.chain(model.parameters(), model.buffers()))
+        self._versions = self._now()
+
+    def _now(self) -> tuple[int, ...]:
+        # torch has no public counter of in-place changes; tests/test_runtime.py fails if `_version` goes away.
+        return tuple(t._version for t in self._tensors)
+
+    def changed(self) -> bool:
+        return self._now() != self._versions
 
 
-def exact_int8_entries() -> dict[str, str]:
-    """The onnxruntime session settings that make int8 sums exact on this CPU: X64_EXACT_INT8 where the
-    CPU does not add int8 products exactly by itself (`handseg.cpu_multiplies_int8_exactly`), else none."""
-    return {} if cpu_multiplies_int8_exactly() else dict(X64_EXACT_INT8)
-
-
-def weights_version(model: nn.Module) -> tuple[int, ...]:
-    """Changes whenever a weight of `model` changes in place (an optimizer step, load_state_dict):
-    cheap enough to ask before every batch, where a digest of 15 MB of weights is not."""
-    # torch has no public counter of in-place changes; tests/test_backends.py fails if `_version` goes away.
-    return tuple(t._version for t in itertools.chain(model.parameters(), model.buffers()))
-
-
-def weights_digest(model: nn.Module) -> str:
-    """sha256 of the model's parameters and buffers (names and float32 bytes, in name order).
-    The same weights give the same digest however they were loaded or saved."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def int8_file(source: str | Path | None, *, local_only: bool = False) -> Path | None:
-    """The int8 file of a model folder, a shipped model's name or a Hub repo id (None if it has none).
-    A repo id asks the Hub (or its local cache) once; `local_only` never asks the network."""
-    if source is None:
-        return None
-    folder = Path(resolve_model_source(source)).expanduser()
-    if folder.is_dir():
-        found = folder / INT8_FILE
-        return found if found.is_file() else None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(str(source), INT8_FILE, local_files_only=local_only))
-    except Exception:  # not a repo id, no such file in it, or the Hub unreachable: no int8 file
-        return None
-
-
-def int8_runner(model: nn.Module, name: str | None, threads: int) -> OnnxRunner:
-    """The int8 onnxruntime runner made from exactly `model`'s weights, found beside them (`name`:
-    where the model came from). Raises Int8UnavailableError or OnnxUnavailableError with the reason."""
+def int8_runner(model: HandUNet, threads: int) -> OnnxRunner:
+    """The int8 onnxruntime runner made from exactly `model`'s weights, found in the folder it was loaded
+    from. Raises Int8UnavailableError or OnnxUnavailableError with the reason."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise OnnxUnavailableError("int8 needs onnxruntime: pip install onnxruntime") from None
-    found = int8_file(name)
-    if found is None:
-        raise Int8UnavailableError(f"{name or 'this model'} has no {INT8_FILE}; {how_to_make_int8(name)}")
-    runner = OnnxRunner(found, threads)
-    if runner.metadata.get(DIGEST_KEY) != weights_digest(model):
-        raise Int8UnavailableError(f"{found} was made from other weights than the model's; {how_to_make_int8(name)}")
-    return runner
+    folder = model.source_folder
+    found = folder / INT8_FILE if folder is not None else None
+    name = model.name_or_path or "this model"
+    if found is None or not found.is_file():
+        raise Int8UnavailableError(f"{name} has no {INT8_FILE}; {how_to_make_int8(folder)}")
+    if int8_digest(found) != weights_digest(model):
+        raise Int8UnavailableError(f"{found} was made from other weights than the model's; {how_to_make_int8(folder)}")
+    return OnnxRunner(found, threads)
 
 
-def int8_digest(path: str | Path) -> str | None:
-    """The weights digest an int8 file records (None if it records none)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise OnnxUnavailableError("reading an int8 file needs onnxruntime: pip install onnxruntime") from None
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
+@dataclass(frozen=True)
+class Built:
+    """What runs a model: the runner, and why it is not the one asked for (None if it is). `watch` is set
+    when the runner is an export of the model's weights (onnx, int8), so a change to them is seen."""
+
+    runner: Runner
+    notice: str | None = None
+    watch: WeightsWatch | None = None
 
 
-def carry_int8_file(model: nn.Module, name: str | None, folder: Path) -> None:
-    """Copy the int8 file found beside `model`'s weights (`name`: where it was loaded from) into `folder`
-    when it was made from exactly these weights; when it was not (the model was fine-tuned since), a
-    FastPathNotice says so and the file is not copied."""
-    source = int8_file(name, local_only=True)
-    if source is None:
-        return
-    target = folder / INT8_FILE
-    fresh = int8_digest(source) == weights_digest(model)
-    if source.resolve() == target.resolve():
-        if not fresh:
-            warnings.warn(f"{target} was made from the weights saved here before; {how_to_make_int8(str(folder))}",
-                          FastPathNotice, stacklevel=3)  # fmt: skip
-        return
-    if not fresh:
-        warnings.warn(
-            f"{source} not copied to {folder}: it was made from other weights than these (fine-tuned since?); "
-            f"{how_to_make_int8(str(folder))}",
-            FastPathNotice,
-            stacklevel=3,
-        )
-        return
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        shutil.copyfile(source, partial)  # a new file: the user's umask applies
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+def build_runner(model: HandUNet, device: torch.device, backend: str, threads: int | None, compile: bool) -> Built:
+    """The only place a backend is chosen. "auto" is, on a CPU: int8 where the model has its int8 file
+    and onnxruntime is installed (exact sums on every x86 CPU: `exact_int8_entries`), else bf16 on a CPU
+    with bf16 arithmetic, else torch (float32); on CUDA, and with `compile`, torch. A fallback from the
+    first choice is noticed once (a FastPathNotice warning, and `Built.notice`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    notice = None
+    if backend == "auto":
+        if device.type != "cpu" or compile:
+            backend = "torch"
+        else:
+            try:
+                return Built(int8_runner(model, threads), None, WeightsWatch(model))
+            except (Int8UnavailableError, OnnxUnavailableError) as exc:
+                backend = "bf16" if cpu_has_native_bf16() else "torch"
+                notice = f"{exc}; running {backend} instead ({_SPEED_NOTE})"
+    elif backend == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        # Emulated bf16 took 4.1 s a frame against 0.32 s in float32 on an AVX2-only AMD EPYC.
+        notice = "this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so bf16 would be emulated and many times "
+        notice += "slower than float32; running torch (float32) instead"
+        backend = "torch"
+    if notice:
+        warnings.warn(notice, FastPathNotice, stacklevel=5)  # at the caller of Segmenter(...)
+    if backend == "int8":
+        return Built(int8_runner(model, threads), notice, WeightsWatch(model))
+    if backend == "onnx":
+        from handseg.export import export_onnx  # build time; needs the onnx extra
 
-
-def how_to_make_int8(name: str | None) -> str:
-    name = name or "FOLDER"
-    folder = Path(resolve_model_source(name))
-    target = folder / INT8_FILE if folder.is_dir() else INT8_FILE
-    return (
-        f"make one with: handseg export --model {name} --int8 --calibration PHOTOS --onnx {target} "
-        "(PHOTOS: a folder of photos like yours, with and without hands)"
-    )
+        path = export_onnx(model, Path(tempfile.mkdtemp(prefix="handseg-onnx-")) / "model.onnx")
+        return Built(OnnxRunner(path, threads), notice, WeightsWatch(model))
+    network = torch.compile(model, dynamic=False) if compile else model
+    # bf16 autocast on GPUs, and on CPUs when asked: masks within 0.002 dice of float32 (benchmarks/targets.py).
+    bf16 = backend == "bf16" or device.type == "cuda"
+    return Built(TorchRunner(network, bf16=bf16, threads=threads, compiled=compile), notice)

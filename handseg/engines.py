@@ -8,7 +8,8 @@
 
     import ray
     ray.data.read_images("s3://bucket/photos").map_batches(
-        handseg.HandSegmenter, fn_constructor_kwargs={"mask_format": "array"}, concurrency=4, batch_size=16
+        handseg.HandSegmenter, fn_constructor_kwargs={"mask_format": "array", "processes": 4},
+        concurrency=4, num_cpus=0.5, batch_size=16,  # num_cpus below 1 leaves Ray's readers a core
     )
 
 Its `Segmenter` is built once per process, on the first batch (each `num_proc` worker and each Ray actor
@@ -24,14 +25,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from PIL import Image
 
-from handseg.hardware import default_threads
-from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError
-from handseg.segmenter import AUTO, MaxSide, ModelInput, Segmenter
+from handseg.image import ImageInput, ImageLoadError
+from handseg.segmenter import ModelInput, Segmenter, SegmenterOptions
 from handseg.visualize import mask_to_image
 
 #: How masks are returned: "image" (PIL images, stored by `datasets` as PNG), "array" (uint8 0/255
@@ -43,8 +43,9 @@ class HandSegmenter:
     """A callable over batches (a dict of columns), adding `mask_column` and `error_column`.
 
     Images may be PIL images, `datasets.Image(decode=False)` cells ({"bytes", "path"}), paths, encoded
-    bytes or arrays. `model` and the keywords after it are `handseg.Segmenter`'s (`threads` None: half
-    the usable cores divided among `processes`, the workers or actors sharing the machine)."""
+    bytes or arrays. `model` and `options` are `handseg.Segmenter`'s, `processes` its `concurrent` (the
+    workers or actors sharing the machine, among which the cores are shared when `threads` is not given);
+    `threshold`, `crf` and `batch_size` are `Segmenter.run`'s."""
 
     def __init__(
         self,
@@ -56,32 +57,27 @@ class HandSegmenter:
         mask_format: str = "image",
         threshold: float = 0.5,
         crf: bool = False,
-        device: str | None = None,
-        backend: str = "auto",
-        threads: int | None = None,
-        processes: int = 1,
-        max_side: MaxSide = AUTO,
         batch_size: int | None = None,
-        max_pixels: int = MAX_PIXELS,
+        processes: int = 1,
+        **options: Unpack[SegmenterOptions],
     ) -> None:
         if mask_format not in MASK_FORMATS:
             raise ValueError(f"mask_format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
+        unknown = set(options) - set(SegmenterOptions.__annotations__)
+        if unknown:
+            raise TypeError(f"HandSegmenter() got an unexpected keyword argument {sorted(unknown)[0]!r}")
         self.model = str(model) if isinstance(model, Path) else model  # a path pickles (and hashes) as text
         self.columns = (image_column, mask_column, error_column)
         self.mask_format = mask_format
-        self.options = {"threshold": threshold, "crf": crf, "batch_size": batch_size, "max_pixels": max_pixels}
-        self.segmenter_options = {"device": device, "backend": backend, "threads": threads, "max_side": max_side}
-        self.processes = processes
+        self.run_options = {"threshold": threshold, "crf": crf, "batch_size": batch_size}
+        self.segmenter_options = {**options, "concurrent": processes}
         self._segmenter: Segmenter | None = None
 
     @property
     def segmenter(self) -> Segmenter:
         """Built on first use, once per process."""
         if self._segmenter is None:
-            options = dict(self.segmenter_options)
-            if options["threads"] is None:
-                options["threads"] = default_threads(concurrent=self.processes)
-            self._segmenter = Segmenter(self.model, **options)
+            self._segmenter = Segmenter(self.model, **self.segmenter_options)
         return self._segmenter
 
     def __getstate__(self) -> dict[str, Any]:
@@ -90,14 +86,14 @@ class HandSegmenter:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         image_column, mask_column, error_column = self.columns
-        images = [_as_input(image) for image in batch[image_column]]
-        masks: list[Any] = [None] * len(images)
-        errors = [""] * len(images)
-        for index, result in self.segmenter.iter_segment(images, **self.options):
-            if isinstance(result, ImageLoadError):
-                errors[index] = _named(str(result), batch[image_column][index])
+        cells = batch[image_column]
+        masks: list[Any] = [None] * len(cells)
+        errors = [""] * len(cells)
+        for outcome in self.segmenter.run([_as_input(cell) for cell in cells], **self.run_options):
+            if outcome.error is not None:
+                errors[outcome.index] = _named(outcome.error, cells[outcome.index])
             else:
-                masks[index] = self._encode(mask_to_image(result.mask))
+                masks[outcome.index] = self._encode(mask_to_image(outcome.result.mask))
         if self.mask_format == "array":
             masks = [m if m is not None else np.zeros((0, 0), np.uint8) for m in masks]
         return {**batch, mask_column: masks, error_column: errors}
@@ -113,12 +109,12 @@ class HandSegmenter:
         return buffer.getvalue()
 
 
-def _named(message: str, cell: Any) -> str:
+def _named(error: Exception, cell: Any) -> str:
     """An error naming the file it came from, where the cell knows it (bytes read from a dataset say "image")."""
     path = cell.get("path") if isinstance(cell, dict) else None
-    if path and path not in message:
-        return f"{path}: {message.removeprefix('image: ')}"
-    return message
+    if path and isinstance(error, ImageLoadError):
+        return f"{path}: {error.reason}"
+    return str(error)
 
 
 def _as_input(image: Any) -> ImageInput:

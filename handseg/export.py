@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handseg.backends import CONFIG_KEY, DIGEST_KEY, PRECISION_KEY, OnnxUnavailableError, weights_digest
-from handseg.image import DEFAULT_MAX_SIDE, ImageInput, load_working_image, to_model_input
+from handseg.image import ImageInput
 from handseg.model import HandUNet
+from handseg.packaging import CONFIG_KEY, DIGEST_KEY, PRECISION_KEY, OnnxUnavailableError, weights_digest
+from handseg.processing import DEFAULT_MAX_SIDE, load_working_image, to_model_input
 
 
 def _onnx():

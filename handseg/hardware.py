@@ -89,16 +89,19 @@ def default_threads(concurrent: int = 1) -> int:
     return max(1, usable_cores() // 2 // max(1, concurrent))
 
 
-def cpu_threads(threads: int | None = None) -> int:
+def cpu_threads(threads: int | None = None, concurrent: int = 1) -> int:
     """The CPU threads a segmentation uses: `threads`; else OMP_NUM_THREADS where the user set it
-    (torch reads it at start-up); else `default_threads()`."""
+    (torch reads it at start-up); else `default_threads(concurrent)`: the one place that shares the
+    cores among segmentations running at once."""
+    if concurrent < 1:
+        raise ValueError(f"concurrent must be at least 1, got {concurrent}")
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         return threads
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    return default_threads()
+    return default_threads(concurrent)
 
 
 def cpu_multiplies_int8_exactly() -> bool:

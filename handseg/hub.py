@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import safetensors.torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download, try_to_load_from_cache
 
+from handseg.packaging import INT8_FILE
 from handseg.pretrained import PRETRAINED_DIR, available_models, closest_models, shipped_model
 
 #: owner/name, as the Hub spells repo ids.
@@ -125,7 +126,8 @@ class HandsegHubMixin(PyTorchModelHubMixin):
     """`PyTorchModelHubMixin` with strict, safetensors-only loading and one-line errors for models
     that are not there or a Hub that cannot be reached."""
 
-    #: Where a loaded model came from: a shipped model's name, a folder or a repo id (None: built in code).
+    #: Where a loaded model came from, as users name it: a shipped model's name, a folder or a repo id
+    #: (None: built in code).
     name_or_path: str | None = None
 
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -181,14 +183,17 @@ class HandsegHubMixin(PyTorchModelHubMixin):
             if not weights.is_file():
                 raise FileNotFoundError(f"{model_id} has no {constants.SAFETENSORS_SINGLE_FILE}")
         else:
+            download = {"repo_id": model_id, "revision": revision, "cache_dir": cache_dir, "token": token}
             weights = hf_hub_download(
-                repo_id=model_id,
                 filename=constants.SAFETENSORS_SINGLE_FILE,
-                revision=revision,
-                cache_dir=cache_dir,
                 force_download=force_download,
-                token=token,
                 local_files_only=local_files_only,
+                **download,
             )
+            try:  # the repo's int8 file, if it has one, lands beside the weights (handseg's fast CPU path)
+                hf_hub_download(filename=INT8_FILE, local_files_only=local_files_only, **download)
+            except Exception:  # no such file in the repo, or the Hub unreachable: the model runs without it
+                pass
         safetensors.torch.load_model(model, str(weights), strict=strict, device=str(map_location))
+        model.source_folder = Path(weights).parent
         return model.eval()

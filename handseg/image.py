@@ -1,9 +1,8 @@
-"""Image I/O and the one pre-processing path shared by every front end.
+"""Image files in and out: any file, bytes, PIL image or array -> RGB uint8 in displayed orientation
+(`load_image`, `decode`), masks read (`load_mask`) and pictures written losslessly (`save_image`).
 
-Everything that reaches the model goes through `load_working_image` (any file, PIL
-image or array -> RGB uint8 in displayed orientation, at `working_size`: how large
-the network sees it) and `to_model_input` (scale to [0, 1]). `load_image` gives the
-full-size image.
+How large the network sees an image, and everything else between a photo and the network, is
+`handseg.processing`'s.
 """
 
 from __future__ import annotations
@@ -12,17 +11,11 @@ import io
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
-
-#: Cap on the longer side the network sees when neither the caller nor the model's config says
-#: otherwise; larger images run down-scaled and the probability map is resized back to full size.
-DEFAULT_MAX_SIDE = 1024
 
 #: Decompression-bomb guard: larger images are refused before their pixels are
 #: decoded. 100 MP admits 8000x6000 photos (48 MP) with room to spare.
@@ -61,37 +54,11 @@ def load_image(source: ImageInput, *, max_pixels: int = MAX_PIXELS) -> np.ndarra
     applied; greyscale, palette, CMYK and 16-bit images are converted; alpha is
     composited onto black. Raises ImageLoadError for anything else.
     """
-    rgb, _ = _decode(source, max_pixels=max_pixels)
+    rgb, _ = decode(source, max_pixels=max_pixels)
     return rgb
 
 
-@dataclass(frozen=True)
-class WorkingImage:
-    """An image as the network sees it, plus what is needed to map results back to full size."""
-
-    small: np.ndarray  #: RGB uint8 at the working size
-    full_size: tuple[int, int]  #: (height, width) of the full image, displayed orientation
-    full: np.ndarray | None  #: the full-size RGB image, when decoding it could not be avoided
-
-
-def load_working_image(
-    source: ImageInput, *, scale: float | None = None, max_side: int | None = None, max_pixels: int = MAX_PIXELS
-) -> WorkingImage:
-    """Load `source` at its `working_size`, the way every front end feeds the network.
-
-    JPEG files and bytes are decoded at a reduced DCT scale (Pillow's draft mode) that is still at
-    least the working size, then resized: on a 1918x1280 photo for a 512-pixel working size this
-    skips most of the decoding and resizing work (`python benchmarks/stages.py`). The full image
-    is then not decoded at all (`full` is None).
-    """
-    rgb, full_size = _decode(
-        source, max_pixels=max_pixels, shrink_to=lambda h, w: working_size(h, w, scale=scale, max_side=max_side)
-    )
-    small = resize_rgb(rgb, working_size(*full_size, scale=scale, max_side=max_side))
-    return WorkingImage(small=small, full_size=full_size, full=rgb if rgb.shape[:2] == full_size else None)
-
-
-def _decode(
+def decode(
     source: ImageInput, *, max_pixels: int, shrink_to: Callable[[int, int], tuple[int, int]] | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB array, full displayed (height, width)). With `shrink_to`, a JPEG file or bytes may be
@@ -225,37 +192,11 @@ def load_mask(source: ImageInput) -> np.ndarray:
     return grey > (0 if grey.max() <= 1 else 127)
 
 
-def working_size(
-    height: int, width: int, *, scale: float | None = None, max_side: int | None = None
-) -> tuple[int, int]:
-    """The (height, width) the network runs at.
-
-    `scale` multiplies both sides (the original project used 0.5); otherwise
-    `max_side` caps the longer side, never up-sampling. Neither: full size.
-    """
-    if scale is not None:
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, got {scale}")
-        factor = scale
-    elif max_side is not None:
-        if max_side < 1:
-            raise ValueError(f"max_side must be at least 1, got {max_side}")
-        factor = min(1.0, max_side / max(height, width))
-    else:
-        factor = 1.0
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize RGB uint8 (H, W, 3) to `size` = (h, w); area-aware bilinear, a no-op at the same size."""
     if size == rgb.shape[:2]:
         return rgb
     return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
-
-
-def to_model_input(rgb: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], the scaling the model expects."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
 
 
 def lossy_suffix_problem(path: str | Path) -> str | None:

@@ -1,8 +1,8 @@
 """Runs over many files: which inputs, where each output goes, and what must never be overwritten.
 
-Shared by the command line and the dataset writers (`handseg.datasets`), so every way of
-segmenting many files names outputs alike, refuses the same mistakes before any work, and ends
-with the same summary:
+Shared by the command line and the Ray job (`handseg.ray`), so every way of segmenting many files
+names outputs alike, refuses the same mistakes before any work, runs the same loop (`run_jobs`) and
+ends with the same summary:
 
 - an output is never one of the inputs (paths compared after resolving links);
 - two inputs never write one output (`a.jpg` and `a.png` in one folder get `a_jpg_mask.png` and
@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import glob
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from handseg.image import IMAGE_FILE_SUFFIXES, lossy_suffix_problem, written_by_handseg
+from handseg.results import OUTPUT_TAGS, sibling
+
+if TYPE_CHECKING:
+    from handseg.segmenter import Outcome, Segmenter
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
-#: What handseg appends to an input's stem when it names an output (`photo_mask.png`, `photo_viz.png`).
-OUTPUT_TAGS = ("_mask", "_overlay", "_viz")
 
 
 class UsageError(ValueError):
@@ -147,11 +150,6 @@ def _explicit_outputs(inputs: list[Path], outputs: Sequence[str]) -> list[Path]:
     return [Path(o) for o in outputs]
 
 
-def sibling(mask_path: Path, kind: str) -> Path:
-    """The overlay or viz picture written beside a mask: `<stem>_overlay.png`, `<stem>_viz.png`."""
-    return mask_path.with_name(f"{mask_path.stem.removesuffix('_mask')}_{kind}.png")
-
-
 def _file_id(path: Path) -> tuple[int, int] | None:
     """(device, inode) of an existing file: the same for every name of it (hard links included)."""
     try:
@@ -218,20 +216,28 @@ def plan_run(
     skip_existing: bool = False,
     overwrite: bool = False,
     videos: bool = True,
+    images: bool = True,
     overlay_video: bool = False,
-    also_writes: Callable[[Path, Path], Iterable[Path]] = lambda source, target: (),
+    pictures: Sequence[str] = (),
 ) -> RunPlan:
     """Inputs, their outputs and what to do about outputs that exist, refusing (UsageError) before any
     work: no inputs, an output that is an input, existing outputs without `skip_existing` or
-    `overwrite`, a folder that cannot be written. `also_writes(input, output)`: the other files a job
-    writes beside its output (overlays), checked the same way."""
+    `overwrite`, a folder that cannot be written, an image where only videos are taken (`images=False`;
+    with `videos=False` videos are left out instead, and listed). `pictures`: what an image's job writes beside its mask
+    ("overlay", "viz": `Segmentation.save`), checked the same way."""
     inputs, own_outputs = expand_inputs(patterns)
+    if not images and (named := [p for p in inputs if not is_video(p)]):
+        raise UsageError(f"not a video: {', '.join(map(str, named[:3]))}{', ...' if len(named) > 3 else ''}")
     left_out = [] if videos else [p for p in inputs if is_video(p)]
     inputs = [p for p in inputs if videos or not is_video(p)]
     if not inputs:
         raise UsageError(f"no {'images or videos' if videos else 'images'} found in {' '.join(patterns)}")
     planned = plan_outputs(inputs, outputs, overlay_video=overlay_video)
-    written = [o for source, target in planned.jobs for o in (target, *also_writes(source, target))]
+    written = [
+        o
+        for source, target in planned.jobs
+        for o in (target, *(() if is_video(source) else (sibling(target, kind) for kind in pictures)))
+    ]
     refuse_writing_over_inputs(inputs, written)
     existing = [o for o in written if o.exists()]
     present = set(existing)  # each output looked up once on disk
@@ -247,6 +253,18 @@ def plan_run(
         )
     ensure_writable(o.parent for _, o in jobs)
     return RunPlan(jobs, skipped, planned.renamed, own_outputs, left_out)
+
+
+def run_jobs(
+    segmenter: Segmenter, jobs: Sequence[tuple[Path, Path]], *, overlay: bool = False, viz: bool = False, **options: Any
+) -> Iterator[Outcome]:
+    """`segmenter.run` over the planned jobs' images, each result saved at its output (with the overlay
+    and viz pictures when asked: `Segmentation.save`); `options` are `Segmenter.run`'s."""
+    return segmenter.run(
+        [source for source, _ in jobs],
+        lambda result, index: result.save(jobs[index][1], overlay=overlay, viz=viz),
+        **options,
+    )
 
 
 @dataclass

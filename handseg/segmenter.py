@@ -1,13 +1,15 @@
-"""The one inference path behind the CLI, the app, video, training validation and evaluation.
+"""The one inference path behind the CLI, the app, video, datasets, Ray, training validation and evaluation.
 
 A `Segmenter` is built once from a model and how to run it (device, backend, threads, compile,
-working resolution): the only place where "auto" is decided. It then segments images:
+working resolution, the pixel guard): the runner comes from `handseg.backends.build_runner`, the
+only place a backend is chosen. It then segments images:
 
-    load -> working resolution -> runner (handseg.backends) -> logits resized to the original size
-    -> sigmoid -> (optional CRF) -> threshold.
+    load at the working size -> runner -> logits back to full size -> threshold    (handseg.processing)
 
-`handseg.segment(image, ...)` is the one-line convenience: it builds (or reuses) a Segmenter and
-runs it. Loaded models and runners live in one cache, keyed on what they depend on.
+`Segmenter.run` is the one loop over many inputs: results in input order, an input that fails in its
+place, and what each front end does with a result (save it, encode it, zip it) inside the loop.
+`handseg.segment(image, ...)` is the one-line convenience: it builds (or reuses) a Segmenter and runs
+it. Loaded models and runners live in one cache, keyed on what they depend on.
 """
 
 from __future__ import annotations
@@ -15,45 +17,25 @@ from __future__ import annotations
 import copy
 import io
 import numbers
-import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from handseg.backends import (
-    FastPathNotice,
-    Int8UnavailableError,
-    OnnxRunner,
-    OnnxUnavailableError,
-    Runner,
-    TorchRunner,
-    int8_runner,
-    weights_version,
-)
-from handseg.crf import refine_with_crf
-from handseg.hardware import cpu_has_native_bf16, cpu_threads, resolve_device
+from handseg.backends import AUTO, Built, OnnxRunner, Runner, build_runner
+from handseg.crf import CRFUnavailableError
+from handseg.hardware import cpu_threads, resolve_device
 from handseg.hub import ModelNotFoundError, resolve_model_source
-from handseg.image import (
-    DEFAULT_MAX_SIDE,
-    MAX_PIXELS,
-    ImageInput,
-    ImageLoadError,
-    WorkingImage,
-    load_image,
-    load_working_image,
-    read_file_object,
-    to_model_input,
-)
+from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
 from handseg.model import HandUNet
 from handseg.pretrained import pretrained_path
+from handseg.processing import DEFAULT_MAX_SIDE, WorkingImage, load_working_image, to_full_size, to_model_input
+from handseg.results import Segmentation
 
 #: A model: a HandUNet, a hub folder or repo id, a shipped model's name, an exported `.onnx` file,
 #: or None for the shipped default model.
@@ -61,47 +43,23 @@ ModelInput = HandUNet | str | Path | None
 #: The working resolution: "auto" (the model's own, from its config; else DEFAULT_MAX_SIDE), a cap on
 #: the longer side in pixels, or None (full size).
 MaxSide = int | Literal["auto"] | None
-AUTO: Literal["auto"] = "auto"
-
-#: "auto": the fastest path within the quality bar (int8 where the model has its int8 file; see
-#: `Segmenter`); "torch": PyTorch in float32 (bf16 autocast on CUDA); "bf16": PyTorch under bf16
-#: autocast; "onnx": onnxruntime in float32; "int8": onnxruntime with the model's int8 file.
-BACKENDS = ("auto", "torch", "bf16", "onnx", "int8")
+#: What may go wrong with one input of a run without stopping the others: it cannot be read, or what
+#: is done with its result fails (a file that cannot be written, CRF without pydensecrf2).
+InputError = ImageLoadError | OSError | CRFUnavailableError
 
 
-@dataclass(repr=False)
-class Segmentation:
-    """The result for one image, at the image's original (displayed) size."""
+class SegmenterOptions(TypedDict, total=False):
+    """How a Segmenter runs its model: `Segmenter`'s keywords, which `handseg.segment`, `iter_segment`
+    and `segment_batch` take too."""
 
-    mask: np.ndarray  #: bool (H, W): True where a hand is
-    probability: np.ndarray  #: float32 (H, W): hand probability in [0, 1]
-    model: str | None = None  #: the model that made it: a shipped model's name, a folder or a repo id
-    backend: str | None = None  #: how it ran: "torch", "bf16", "onnx" or "int8" (see BACKENDS)
-    _image: np.ndarray | None = None
-    _source: ImageInput | None = None
-    _max_pixels: int = MAX_PIXELS
-
-    def __repr__(self) -> str:
-        height, width = self.mask.shape
-        return (
-            f"Segmentation({width}x{height}, hand {100 * self.hand_fraction:.1f}%, model={self.model!r}, "
-            f"backend={self.backend!r})"
-        )
-
-    @property
-    def image(self) -> np.ndarray:
-        """uint8 (H, W, 3): the RGB image as segmented, at full size.
-
-        A JPEG the network saw through a reduced decode is decoded in full here, on first use,
-        so callers that only want the mask never pay for it."""
-        if self._image is None:
-            self._image = load_image(self._source, max_pixels=self._max_pixels)
-        return self._image
-
-    @property
-    def hand_fraction(self) -> float:
-        """Share of the image's pixels marked as hand."""
-        return float(self.mask.mean())
+    device: str | torch.device | None
+    backend: str
+    threads: int | None
+    concurrent: int
+    compile: bool
+    max_side: MaxSide
+    scale: float | None
+    max_pixels: int
 
 
 class _Cache:
@@ -158,16 +116,20 @@ def load_model(model: ModelInput = None, device: str | torch.device | None = Non
 
 
 @dataclass(frozen=True)
-class _Built:
-    """What a Segmenter runs: the runner, the float model it came from (None for an .onnx file), and
-    the model's weights version when the runner is an export of them (onnx, int8)."""
+class Outcome:
+    """One input of `Segmenter.run`: its result (None if it failed), what was done with it, or why it failed."""
 
-    runner: Runner
-    model: HandUNet | None
-    name: str | None
-    notice: str | None
-    exported_from: tuple[int, ...] | None
-    own_side: int | None  #: the working resolution the model was trained at (its config, or an .onnx's metadata)
+    index: int  #: its place among the inputs
+    result: Segmentation | None = None
+    output: Any = None  #: what `then(result, index)` returned (the files written, an encoded mask, ...)
+    error: InputError | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, without the input's name (for lists that name it already)."""
+        if isinstance(self.error, ImageLoadError):
+            return self.error.reason
+        return str(self.error) if self.error else ""
 
 
 class Segmenter:
@@ -175,23 +137,23 @@ class Segmenter:
 
     segmenter = handseg.Segmenter("handunet_lite0.hands_v4", threads=2)
     segmenter("photo.jpg").mask                      # bool (H, W)
-    for index, result in segmenter.iter_segment(paths): ...
+    for outcome in segmenter.run(paths): ...         # in input order; a bad file does not stop the rest
 
     `model`: a HandUNet, a hub folder or repo id, a shipped model's name, an exported `.onnx` file,
     or None (the shipped default model).
     `device`: "cpu", "cuda" or "cuda:N" (None: CUDA when available; a given HandUNet's own device).
-    `backend`: one of BACKENDS. "auto" is, on a CPU: "int8" where the model has its int8 file and
-    onnxruntime is installed (its network about 3x float32 PyTorch, 2x bf16; on x86 CPUs without VNNI
-    onnxruntime is told to add int8 products exactly, `handseg.backends.exact_int8_entries`), else
-    "bf16" on a CPU with bf16 arithmetic (1.6x float32), else "torch"; on CUDA, and with
-    `compile=True`, "torch".
-    Speeds: `python benchmarks/cpu_paths.py`; the quality bar every CPU path meets (0.005 dice per
-    source, 0.1 point of hand-free share from float32): `python benchmarks/targets.py`.
-    When the first choice cannot run, `notice` says why, and a FastPathNotice warning says it once.
+    `backend`: one of `handseg.BACKENDS`; "auto" is, on a CPU, int8 where the model has its int8 file
+    (the shipped default does), else bf16 on a CPU with bf16 arithmetic, else float32
+    (`handseg.backends.build_runner`). When the first choice cannot run, `notice` says why, and a
+    FastPathNotice warning says it once. Speeds: `python benchmarks/cpu_paths.py`; the quality bar
+    every CPU path meets: `python benchmarks/targets.py`.
     `threads`: CPU threads (torch's, or onnxruntime's); None: OMP_NUM_THREADS where set, else half
-    the usable cores (`handseg.hardware.default_threads`), which holds up when the machine is busy.
-    `compile`: torch.compile the float model (a one-off compilation per input size; see README).
+    the usable cores shared by `concurrent` segmenters running at once (the app's requests, dataset
+    workers, Ray actors; `handseg.hardware.default_threads`), which holds up when the machine is busy.
+    `compile`: torch.compile the float model (a one-off compilation per input size).
     `max_side`: the working resolution (see MaxSide); `scale`, instead, multiplies both sides.
+    `max_pixels`: larger images are refused before they are decoded (100 MP: a guard against
+    decompression bombs; raise it for larger photos).
     """
 
     def __init__(
@@ -199,56 +161,53 @@ class Segmenter:
         model: ModelInput = None,
         *,
         device: str | torch.device | None = None,
-        backend: str = "auto",
+        backend: str = AUTO,
         threads: int | None = None,
+        concurrent: int = 1,
         compile: bool = False,
         max_side: MaxSide = AUTO,
         scale: float | None = None,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if compile and backend not in ("auto", "torch"):
+        if compile and backend not in (AUTO, "torch"):
             raise ValueError("compile=True applies to the torch backend only")
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
         onnx_file = isinstance(model, (str, Path)) and str(model).endswith(".onnx")
-        if backend in ("onnx", "int8") and device is not None and str(device).split(":")[0] not in ("cpu", ""):
+        on_onnxruntime = onnx_file or backend in ("onnx", "int8")
+        if on_onnxruntime and device is not None and str(device).split(":")[0] not in ("cpu", ""):
             raise ValueError(f"backend {backend!r} runs on the CPU (onnxruntime); use backend='torch' on {device}")
         if isinstance(model, HandUNet) and device is None:
             self.device = next(model.parameters()).device
         else:
-            self.device = resolve_device(
-                "cpu" if (onnx_file or backend in ("onnx", "int8")) and device is None else device
-            )
-        if (onnx_file or backend in ("onnx", "int8")) and self.device.type != "cpu":
+            self.device = resolve_device("cpu" if on_onnxruntime and device is None else device)
+        if on_onnxruntime and self.device.type != "cpu":
             raise ValueError(
                 f"onnxruntime runs on the CPU here, and the model is on {self.device}; use backend='torch'"
             )
-        self.threads: int | None = cpu_threads(threads) if self.device.type == "cpu" else None
+        self.threads: int | None = cpu_threads(threads, concurrent) if self.device.type == "cpu" else None
+        self.max_pixels = max_pixels
         self._request = (backend, compile)
         if onnx_file:
             if not Path(model).is_file():
                 raise ModelNotFoundError(f"{model}: no such file")
-            if backend not in ("auto", "onnx", "int8") or compile:
+            if backend not in (AUTO, "onnx", "int8") or compile:
                 raise ValueError(f"{model} is an ONNX graph, run by onnxruntime: leave backend and compile as they are")
+            self.model, self.name = None, str(model)
             self._key = ("onnx file", str(model), Path(model).stat().st_mtime_ns, self.threads)
-            self._built = _cache.get(self._key, lambda: _onnx_file(model, self.threads))
+            self._built: Built = _cache.get(self._key, lambda: Built(OnnxRunner(model, self.threads)))
+            own_side = self._built.runner.max_side
         else:
             net = load_model(model, None if isinstance(model, HandUNet) and device is None else self.device)
-            name = net.name_or_path
+            #: The float network (None when running an .onnx file), and its name as results report it.
+            self.model, self.name = net, net.name_or_path
             self._key = ("runner", id(net), str(self.device), backend, self.threads, compile)
-            self._built = _cache.get(self._key, lambda: _build(net, name, self.device, backend, self.threads, compile))
+            self._built = _cache.get(self._key, lambda: build_runner(net, self.device, backend, self.threads, compile))
+            own_side = net.max_side
+        self._own_side: int = own_side or DEFAULT_MAX_SIDE
         #: The longer side the network sees (None: full size), unless `scale` is given.
-        self.max_side: int | None = _working_side(max_side, self._own_side())
+        self.max_side: int | None = _working_side(max_side, self._own_side)
         self.scale: float | None = _positive_scale(scale)
-
-    @property
-    def model(self) -> HandUNet | None:
-        """The float network (None when running an .onnx file)."""
-        return self._built.model
-
-    @property
-    def name(self) -> str | None:
-        """The model's name as results report it: a shipped model's name, a folder or a repo id."""
-        return self._built.name
 
     @property
     def backend(self) -> str:
@@ -262,8 +221,15 @@ class Segmenter:
 
     @property
     def runner(self) -> Runner:
-        """What runs the network (`handseg.backends.Runner`): batch in [0, 1] -> float32 logits."""
-        return self._runner()
+        """What runs the network (`handseg.backends.Runner`): batch in [0, 1] -> float32 logits; rebuilt
+        first if it is an export of weights that have since changed in place (a model fine-tuned in memory
+        never runs an int8 file or ONNX export made before)."""
+        if self._built.watch is not None and self._built.watch.changed():
+            _cache.drop(self._key)
+            backend, compile = self._request
+            net, device, threads = self.model, self.device, self.threads
+            self._built = _cache.get(self._key, lambda: build_runner(net, device, backend, threads, compile))
+        return self._built.runner
 
     def runner_threads(self) -> int | None:
         """CPU threads the runner is set to use, read back from it (torch's setting, onnxruntime's session)."""
@@ -272,11 +238,8 @@ class Segmenter:
     def with_working_size(self, *, max_side: MaxSide = AUTO, scale: float | None = None) -> Segmenter:
         """The same model, run the same way, at another working resolution (cheap: nothing is rebuilt)."""
         other = copy.copy(self)
-        other.max_side, other.scale = _working_side(max_side, self._own_side()), _positive_scale(scale)
+        other.max_side, other.scale = _working_side(max_side, self._own_side), _positive_scale(scale)
         return other
-
-    def _own_side(self) -> int:
-        return self._built.own_side or DEFAULT_MAX_SIDE
 
     def describe(self) -> str:
         """One line: model, backend, device and threads, e.g. for a log."""
@@ -285,49 +248,51 @@ class Segmenter:
         size = f"scale {self.scale}" if self.scale else f"working side {self.max_side or 'full size'}"
         return f"{self.name or 'model'}: {self.backend} on {where}, {size}"
 
-    def _runner(self) -> Runner:
-        """The built runner, rebuilt first if it is an export of weights that have since changed in place
-        (a model fine-tuned in memory never runs an int8 file or ONNX export made before)."""
-        built = self._built
-        if built.exported_from is not None and weights_version(built.model) != built.exported_from:
-            _cache.drop(self._key)
-            backend, compile = self._request
-            self._built = _cache.get(
-                self._key, lambda: _build(built.model, built.name, self.device, backend, self.threads, compile)
-            )
-        return self._built.runner
-
     def default_batch_size(self) -> int:
         """8 on a GPU; 1 on a CPU, where batching measured slower per frame (benchmarks/stages.py)."""
         return 8 if self.device.type == "cuda" else 1
 
-    def __call__(
-        self, image: ImageInput, *, threshold: float = 0.5, crf: bool = False, max_pixels: int = MAX_PIXELS
-    ) -> Segmentation:
+    def __call__(self, image: ImageInput, *, threshold: float = 0.5, crf: bool = False) -> Segmentation:
         """Segment one image (a path, bytes, a binary file object, a PIL image or an array).
         Raises ImageLoadError for unusable input."""
-        ((_, result),) = self.iter_segment([image], threshold=threshold, crf=crf, max_pixels=max_pixels)
+        ((_, result),) = self.iter_segment([image], threshold=threshold, crf=crf)
         if isinstance(result, ImageLoadError):
             raise result
         return result
 
-    def segment_batch(
+    def run(
         self,
-        images: Iterable[ImageInput],
+        inputs: Iterable[ImageInput],
+        then: Callable[[Segmentation, int], Any] | None = None,
         *,
         threshold: float = 0.5,
         crf: bool = False,
         batch_size: int | None = None,
-        max_pixels: int = MAX_PIXELS,
+    ) -> Iterator[Outcome]:
+        """Segment many inputs, one `Outcome` each, in input order: the one loop of every front end that
+        segments many images. `then(result, index)`, when given, is done with each result as it comes (save
+        it, encode it); an input that cannot be read, or whose `then` fails with an OSError or
+        CRFUnavailableError, gives an Outcome with its `error` and the others go on."""
+        for index, result in self.iter_segment(inputs, threshold=threshold, crf=crf, batch_size=batch_size):
+            if isinstance(result, ImageLoadError):
+                yield Outcome(index, error=result)
+                continue
+            try:
+                output = then(result, index) if then is not None else None
+            except (ImageLoadError, OSError, CRFUnavailableError) as exc:
+                yield Outcome(index, result, error=exc)
+                continue
+            yield Outcome(index, result, output)
+
+    def segment_batch(
+        self, images: Iterable[ImageInput], *, threshold: float = 0.5, crf: bool = False, batch_size: int | None = None
     ) -> list[Segmentation]:
         """Segment many images, batching those of the same working size. Raises on the first unusable input."""
         results = []
-        for _, result in self.iter_segment(
-            images, threshold=threshold, crf=crf, batch_size=batch_size, max_pixels=max_pixels
-        ):
-            if isinstance(result, ImageLoadError):
-                raise result
-            results.append(result)
+        for outcome in self.run(images, threshold=threshold, crf=crf, batch_size=batch_size):
+            if outcome.error is not None:
+                raise outcome.error
+            results.append(outcome.result)
         return results
 
     def iter_segment(
@@ -337,41 +302,43 @@ class Segmenter:
         threshold: float = 0.5,
         crf: bool = False,
         batch_size: int | None = None,
-        max_pixels: int = MAX_PIXELS,
     ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
         """Segment images lazily, yielding `(index, Segmentation)` pairs in input order.
 
         An input that cannot be loaded yields `(index, ImageLoadError)` in its place, and the others
-        go on; so does one larger than `max_pixels` (100 MP: a guard against decompression bombs;
-        raise it for larger photos). Consecutive images whose working sizes match run as one batch
-        of up to `batch_size` (default: `default_batch_size()`)."""
+        go on; so does one larger than `max_pixels`. Consecutive images whose working sizes match run as
+        one batch of up to `batch_size` (default: `default_batch_size()`)."""
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         batch_size = batch_size or self.default_batch_size()
         pending: list[tuple[int, ImageInput, WorkingImage]] = []
 
         def flush() -> Iterator[tuple[int, Segmentation]]:
-            runner = self._runner()
-            logits = runner(torch.stack([to_model_input(loaded.small) for _, _, loaded in pending]))
-            for (index, source, loaded), logit in zip(pending, logits):
-                result = _finish(source, loaded, logit[None], threshold, crf)
-                result.model, result.backend, result._max_pixels = self.name, runner.backend, max_pixels
-                yield index, result
+            runner = self.runner
+            logits = runner(torch.stack([to_model_input(working.small) for _, _, working in pending]))
+            for (index, source, working), logit in zip(pending, logits):
+                probability = to_full_size(logit[None], working, crf=crf)
+                # The full image: decoded already, or decoded from the source when first asked for.
+                full = working.full
+                image = full if full is not None else partial(load_image, source, max_pixels=self.max_pixels)
+                yield index, Segmentation(probability > threshold, probability, self.name, runner.backend, image)
             pending.clear()
 
         for index, source in enumerate(images):
             try:
                 if isinstance(source, io.IOBase):  # read once: the full image may be decoded again later
                     source = read_file_object(source)
-                loaded = load_working_image(source, scale=self.scale, max_side=self.max_side, max_pixels=max_pixels)
+                working = load_working_image(
+                    source, scale=self.scale, max_side=self.max_side, max_pixels=self.max_pixels
+                )
             except ImageLoadError as exc:
                 if pending:  # the images before it first, so results stay in input order
                     yield from flush()
                 yield index, exc
                 continue
-            if pending and (len(pending) >= batch_size or pending[0][2].small.shape != loaded.small.shape):
+            if pending and (len(pending) >= batch_size or pending[0][2].small.shape != working.small.shape):
                 yield from flush()
-            pending.append((index, source, loaded))
+            pending.append((index, source, working))
         if pending:
             yield from flush()
 
@@ -392,87 +359,13 @@ def _positive_scale(scale: float | None) -> float | None:
     return scale
 
 
-#: How much faster int8 and bf16 are than float32 PyTorch on a CPU (`python benchmarks/cpu_paths.py`).
-_SPEED_NOTE = "int8: about 2x bf16's speed, 3x float32's"
-
-
-def _onnx_file(path: str | Path, threads: int) -> _Built:
-    runner = OnnxRunner(path, threads)
-    return _Built(runner, None, str(path), None, None, runner.max_side)
-
-
-def _build(
-    model: HandUNet, name: str | None, device: torch.device, backend: str, threads: int | None, compile: bool
-) -> _Built:
-    """The only place a backend is chosen: "auto" resolved, and any fallback noticed (once, as the
-    result is cached)."""
-    notice, side = None, model.max_side
-    if backend == "auto":
-        if device.type != "cpu" or compile:
-            backend = "torch"
-        else:
-            fallback = "bf16" if cpu_has_native_bf16() else "torch"
-            try:
-                return _Built(int8_runner(model, name, threads), model, name, None, weights_version(model), side)
-            except (Int8UnavailableError, OnnxUnavailableError) as exc:
-                notice = f"{exc}; running {fallback} instead ({_SPEED_NOTE})"
-                backend = fallback
-    elif backend == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        # Emulated bf16 took 4.1 s a frame against 0.32 s in float32 on an AVX2-only AMD EPYC.
-        notice = "this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so bf16 would be emulated and many times "
-        notice += "slower than float32; running torch (float32) instead"
-        backend = "torch"
-    if notice:
-        warnings.warn(notice, FastPathNotice, stacklevel=5)  # at the caller of Segmenter(...)
-    if backend == "int8":
-        return _Built(int8_runner(model, name, threads), model, name, notice, weights_version(model), side)
-    if backend == "onnx":
-        from handseg.export import export_onnx  # build time; needs the onnx extra
-
-        path = export_onnx(model, Path(tempfile.mkdtemp(prefix="handseg-onnx-")) / "model.onnx")
-        return _Built(OnnxRunner(path, threads), model, name, notice, weights_version(model), side)
-    network = torch.compile(model, dynamic=False) if compile else model
-    # bf16 autocast on GPUs, and on CPUs when asked: masks within 0.002 dice of float32 (README).
-    bf16 = backend == "bf16" or device.type == "cuda"
-    return _Built(TorchRunner(network, bf16=bf16, threads=threads, compiled=compile), model, name, notice, None, side)
-
-
-def _probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits[:, 0])
-    if logits.shape[1] == 2:
-        return torch.softmax(logits, dim=1)[:, 1]
-    raise ValueError(f"cannot read a hand probability from {logits.shape[1]} output classes")
-
-
-def _finish(
-    source: ImageInput, loaded: WorkingImage, logits: torch.Tensor, threshold: float, crf: bool
-) -> Segmentation:
-    small = loaded.small
-    height, width = loaded.full_size
-    logits = logits.float().cpu()
-    if crf:
-        # CRF runs at the working resolution, with its kernels scaled to match: as good as
-        # full-size CRF on the val split at a third of the time (README), and a 48 MP photo
-        # would need many GB at full size.
-        scale = small.shape[1] / width
-        refined = refine_with_crf(small, _probability_from_logits(logits)[0].numpy(), pixel_scale=scale)
-        prob = torch.from_numpy(refined)[None, None]
-        if prob.shape[-2:] != (height, width):
-            prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
-        probability = prob[0, 0]
-    else:
-        if logits.shape[-2:] != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        probability = _probability_from_logits(logits)[0]
-    probability = probability.numpy().astype(np.float32, copy=False)
-    keep_source = loaded.full is None  # the full image is decoded from it on first use
-    return Segmentation(
-        mask=probability > threshold,
-        probability=probability,
-        _image=loaded.full,
-        _source=source if keep_source else None,
-    )
+def _segmenter(function: str, model: ModelInput, options: dict[str, Any]) -> Segmenter:
+    """The Segmenter `options` describe (built, or reused from the cache); a misspelt keyword is named
+    with the function it was given to."""
+    for name in options:
+        if name not in SegmenterOptions.__annotations__:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
+    return Segmenter(model, **options)
 
 
 def segment(
@@ -481,25 +374,15 @@ def segment(
     *,
     threshold: float = 0.5,
     crf: bool = False,
-    max_side: MaxSide = AUTO,
-    scale: float | None = None,
-    device: str | torch.device | None = None,
-    backend: str = "auto",
-    threads: int | None = None,
-    compile: bool = False,
-    max_pixels: int = MAX_PIXELS,
+    **options: Unpack[SegmenterOptions],
 ) -> Segmentation:
     """Segment the hands in one image: a path, encoded bytes, a binary file object, a PIL image or an array.
 
     `threshold`: hand probability above which a pixel is hand. `crf`: dense-CRF refinement (needs
-    pydensecrf2). `max_pixels`: larger images are refused (100 MP, a guard against decompression bombs).
-    `model`, `device`, `backend`, `threads`, `compile`, `max_side` and `scale`: see `Segmenter`, which
-    this builds (or reuses: models and runners are cached) and runs.
+    pydensecrf2). `model` and `options` (device, backend, threads, concurrent, compile, max_side,
+    scale, max_pixels): see `Segmenter`, which this builds (or reuses: models and runners are cached).
     Raises ImageLoadError for unusable input, DeviceUnavailableError for a device this machine lacks."""
-    segmenter = Segmenter(
-        model, device=device, backend=backend, threads=threads, compile=compile, max_side=max_side, scale=scale
-    )
-    return segmenter(image, threshold=threshold, crf=crf, max_pixels=max_pixels)
+    return _segmenter("segment", model, options)(image, threshold=threshold, crf=crf)
 
 
 def iter_segment(
@@ -508,20 +391,12 @@ def iter_segment(
     *,
     threshold: float = 0.5,
     crf: bool = False,
-    max_side: MaxSide = AUTO,
-    scale: float | None = None,
     batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    backend: str = "auto",
-    threads: int | None = None,
-    compile: bool = False,
-    max_pixels: int = MAX_PIXELS,
+    **options: Unpack[SegmenterOptions],
 ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
-    """`Segmenter.iter_segment` with a Segmenter built from the same keywords as `segment`."""
-    segmenter = Segmenter(
-        model, device=device, backend=backend, threads=threads, compile=compile, max_side=max_side, scale=scale
-    )
-    return segmenter.iter_segment(images, threshold=threshold, crf=crf, batch_size=batch_size, max_pixels=max_pixels)
+    """`Segmenter.iter_segment`, with a Segmenter built from `model` and `options` as `segment` builds it."""
+    segmenter = _segmenter("iter_segment", model, options)
+    return segmenter.iter_segment(images, threshold=threshold, crf=crf, batch_size=batch_size)
 
 
 def segment_batch(
@@ -530,17 +405,9 @@ def segment_batch(
     *,
     threshold: float = 0.5,
     crf: bool = False,
-    max_side: MaxSide = AUTO,
-    scale: float | None = None,
     batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    backend: str = "auto",
-    threads: int | None = None,
-    compile: bool = False,
-    max_pixels: int = MAX_PIXELS,
+    **options: Unpack[SegmenterOptions],
 ) -> list[Segmentation]:
-    """`Segmenter.segment_batch` with a Segmenter built from the same keywords as `segment`."""
-    segmenter = Segmenter(
-        model, device=device, backend=backend, threads=threads, compile=compile, max_side=max_side, scale=scale
-    )
-    return segmenter.segment_batch(images, threshold=threshold, crf=crf, batch_size=batch_size, max_pixels=max_pixels)
+    """`Segmenter.segment_batch`, with a Segmenter built from `model` and `options` as `segment` builds it."""
+    segmenter = _segmenter("segment_batch", model, options)
+    return segmenter.segment_batch(images, threshold=threshold, crf=crf, batch_size=batch_size)

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from handseg.jobs import VIDEO_SUFFIXES, refuse_writing_over_inputs
-from handseg.segmenter import ModelInput, Segmentation, Segmenter
-from handseg.visualize import mask_to_image, overlay
+from handseg.results import Segmentation
+from handseg.segmenter import ModelInput, Segmenter
+from handseg.visualize import mask_to_image
 
 __all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoStats", "iter_video", "segment_video"]
 
@@ -120,7 +121,7 @@ def segment_video(
             out_stream = None
             for result in iter_video(source, segmenter, batch_size=batch_size, threshold=threshold, crf=crf):
                 mask = mask_to_image(result.mask)
-                picture = overlay(result.image, result.mask) if as_overlay else np.repeat(mask[..., None], 3, axis=2)
+                picture = result.overlay() if as_overlay else np.repeat(mask[..., None], 3, axis=2)
                 if out_stream is None:
                     out_stream = _open_output_stream(writer, rate or 25, picture.shape[1], picture.shape[0])
                 for packet in out_stream.encode(av.VideoFrame.from_ndarray(_even(picture), format="rgb24")):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The overlay's tint, unless another is asked for.
+DEFAULT_OVERLAY_COLOR = "#ff3c8c"
 #: Error-map colours: true positive, false positive, false negative.
 TP_COLOR = (46, 204, 113)
 FP_COLOR = (231, 76, 60)
@@ -24,7 +26,7 @@ def parse_color(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def overlay(
-    rgb: np.ndarray, mask: np.ndarray, color: str | tuple[int, int, int] = "#ff3c8c", opacity: float = 0.5
+    rgb: np.ndarray, mask: np.ndarray, color: str | tuple[int, int, int] = DEFAULT_OVERLAY_COLOR, opacity: float = 0.5
 ) -> np.ndarray:
     """The image with the mask tinted in `color` at `opacity` (0..1)."""
     if not 0.0 <= opacity <= 1.0:

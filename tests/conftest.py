@@ -6,14 +6,20 @@ instead when HANDSEG_REQUIRE_DATA=1 (CI), so a missing folder never passes silen
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import handseg
 from handseg import HandUNet, load_mask
 from handseg.metrics import score
 from train import DEFAULT_DATA
@@ -22,6 +28,35 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = DEFAULT_DATA.resolve()
 PHOTO_SOURCES = ("egohands", "hgr", "handphotos", "indoor")
 FOREARM_SOURCES = ("hgr", "indoor")  # masks that include the bare forearm (train.run --forearm-sources)
+
+
+@dataclass
+class CliRun:
+    """What a `handseg` command did: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, process: bool = False, env: dict | None = None, timeout: float = 300) -> CliRun:
+    """`handseg ARGS...`: in this process (`handseg.cli.main`, what the console script runs) unless
+    `process` (a fresh interpreter: for what only a process shows, such as its environment, Ctrl-C or a
+    package hidden from it) or `env` is given."""
+    if process or env is not None:
+        done = subprocess.run(
+            [sys.executable, "-m", "handseg", *args], capture_output=True, text=True, timeout=timeout, env=env
+        )
+        return CliRun(done.returncode, done.stdout, done.stderr)
+    from handseg.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help, --version, usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return CliRun(code, out.getvalue(), err.getvalue())
 
 
 def require_data() -> Path:
@@ -61,6 +96,7 @@ def sample_photos(data_dir: Path) -> list[Path]:
 def dice_as_trained(predicted: np.ndarray, mask_path: Path, source: str) -> float:
     """Dice of a predicted mask against its truth read under the shipped model's label policy: the
     hand up to the wrist (HGR and indoor forearms cut at the wrist, the band there not scored)."""
+    pytest.importorskip("scipy", reason='scoring under the label policy needs the train extra: "handseg[train]"')
     from train.labels import LabelPolicy
 
     truth, scored = LabelPolicy.hand_only(FOREARM_SOURCES).truth(load_mask(mask_path), source, Path(mask_path).stem)
@@ -91,8 +127,9 @@ def make_tiny_model(base_channels: int = 4, seed: int = 0, **config) -> HandUNet
     """A HandUNet small enough for a CPU test: the original U-Net at `base_channels`, or the network
     `config` names (an `encoder`: the Lite U-Net, whose width is its decoder_channels)."""
     torch.manual_seed(seed)
-    width = {} if "encoder" in config else {"base_channels": base_channels}
-    return HandUNet(**width, **config).eval()
+    if "encoder" in config:
+        return handseg.create_model("lite_unet", **config).eval()
+    return handseg.create_model("original_unet", base_channels=base_channels, **config).eval()
 
 
 @pytest.fixture(scope="session")

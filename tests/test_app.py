@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO_ROOT, dice_as_trained
+from tests.conftest import REPO_ROOT, dice_as_trained, run_cli
 
 gradio_client = pytest.importorskip("gradio_client", reason='the app extra is needed: pip install "handseg[demo,dev]"')
 from gradio_client import Client, handle_file  # noqa: E402
@@ -36,6 +36,9 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+# Starts processes (training, Ray, the app's server): the full run, not the fast lane.
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -118,10 +121,7 @@ def test_the_app_and_the_command_line_give_the_same_mask(client, tmp_path, sampl
     for photo in (frame, sample_photos[1]):
         app_mask = np.array(Image.open(segment(client, photo)[2]))
         cli_mask_path = tmp_path / f"{photo.stem}_cli.png"
-        done = subprocess.run(
-            [sys.executable, "-m", "handseg", "segment", "-i", str(photo), "-o", str(cli_mask_path), "-q"],
-            capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-        )  # fmt: skip
+        done = run_cli("segment", "-i", photo, "-o", cli_mask_path, "-q")
         assert done.returncode == 0, done.stderr
         assert np.array_equal(app_mask, np.array(Image.open(cli_mask_path))), photo.name
 

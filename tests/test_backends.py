@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import handseg
-import handseg.segmenter
+import handseg.backends
 from handseg.metrics import score
 from handseg.pretrained import DEFAULT_MODEL, pretrained_path
-from tests.conftest import REPO_ROOT, make_tiny_model
+from tests.conftest import REPO_ROOT, make_tiny_model, run_cli
 from tests.original_format import original_state_dict, save_torch03
 
 CPU = torch.device("cpu")
@@ -66,6 +66,7 @@ def _int8_model(folder, photos, seed: int = 1) -> handseg.HandUNet:
     return handseg.HandUNet.from_pretrained(folder)
 
 
+@pytest.mark.slow
 def test_auto_runs_int8_where_the_model_has_its_int8_file(tmp_path, sample_photos):
     with_int8 = _int8_model(tmp_path / "with_int8", sample_photos[:2])
     assert handseg.Segmenter(with_int8).backend == "int8"
@@ -83,7 +84,7 @@ def test_auto_runs_int8_where_the_model_has_its_int8_file(tmp_path, sample_photo
 
 @pytest.mark.parametrize("bf16_cpu", [True, False])
 def test_without_an_int8_file_auto_says_so_once_and_runs_bf16_or_float(bf16_cpu, monkeypatch, sample_photos):
-    monkeypatch.setattr(handseg.segmenter, "cpu_has_native_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(handseg.backends, "cpu_has_native_bf16", lambda: bf16_cpu)
     model = make_tiny_model()
     with pytest.warns(handseg.FastPathNotice, match="has no model_int8.onnx.*handseg export"):
         result = handseg.segment(sample_photos[0], model)
@@ -148,11 +149,11 @@ def test_the_shipped_int8_file_is_what_the_command_makes(data_dir, tmp_path, val
         assert (remade.mask == shipped.mask).mean() >= 0.999, photo.name
 
 
-def _export_int8(model_dir, photos, out) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "handseg", "export", "--model", str(model_dir), "--int8", "--onnx", str(out)]
-    return subprocess.run([*command, "--calibration", *map(str, photos)], capture_output=True, text=True, timeout=300)
+def _export_int8(model_dir, photos, out):
+    return run_cli("export", "--model", model_dir, "--int8", "--onnx", out, "--calibration", *photos)
 
 
+@pytest.mark.slow
 def test_a_converted_model_gets_int8_from_the_command(tmp_path, sample_photos):
     """An original MODEL.pth, converted, then quantized by `handseg export --int8`: the CLI runs it
     with --backend int8 and its masks agree with the float model's."""
@@ -160,15 +161,11 @@ def test_a_converted_model_gets_int8_from_the_command(tmp_path, sample_photos):
     checkpoint = tmp_path / "MODEL.pth"
     save_torch03(original_state_dict(base=8), checkpoint)
     folder = tmp_path / "converted"
-    done = subprocess.run(
-        [sys.executable, "-m", "handseg", "convert", str(checkpoint), str(folder)], capture_output=True, text=True
-    )
+    done = run_cli("convert", checkpoint, folder)
     assert done.returncode == 0, done.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "a.png"),
-         "--model", str(folder), "--backend", "int8"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    missing = run_cli(
+        "segment", "-i", sample_photos[0], "-o", tmp_path / "a.png", "--model", folder, "--backend", "int8"
+    )
     assert missing.returncode == 2
     assert "has no model_int8.onnx" in missing.stderr and "handseg export" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
@@ -182,6 +179,7 @@ def test_a_converted_model_gets_int8_from_the_command(tmp_path, sample_photos):
         assert (fast.mask == reference.mask).mean() > 0.97, photo.name
 
 
+@pytest.mark.slow
 def test_an_int8_file_from_other_weights_is_never_run(tmp_path, sample_photos):
     """Fine-tune a model, in memory or saved over its folder: the old int8 file no longer matches its
     weights, so int8 is refused and the default runs the new weights in PyTorch."""
@@ -199,16 +197,18 @@ def test_an_int8_file_from_other_weights_is_never_run(tmp_path, sample_photos):
         handseg.segment(sample_photos[0], fresh, backend="int8")
 
 
+@pytest.mark.slow
 def test_export_int8_needs_calibration_photos(tmp_path, tiny_model_dir):
     out = tmp_path / "m.onnx"
-    base = [sys.executable, "-m", "handseg", "export", "--model", str(tiny_model_dir), "--onnx", str(out)]
-    done = subprocess.run([*base, "--int8"], capture_output=True, text=True)
+    base = ["export", "--model", tiny_model_dir, "--onnx", out]
+    done = run_cli(*base, "--int8")
     assert done.returncode == 2 and "--calibration" in done.stderr
-    done = subprocess.run([*base, "--int8", "--calibration", str(tmp_path)], capture_output=True, text=True)
+    done = run_cli(*base, "--int8", "--calibration", tmp_path)
     assert done.returncode == 2 and "no image files" in done.stderr
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_without_onnxruntime_the_default_falls_back_with_one_line(sample_photos, tmp_path):
     """onnxruntime missing (uninstalled): the CLI still writes the mask, in PyTorch, and says why in one line;
     asking for int8 is one clear error."""
@@ -216,14 +216,12 @@ def test_without_onnxruntime_the_default_falls_back_with_one_line(sample_photos,
     hide.mkdir(parents=True)
     (hide / "__init__.py").write_text("raise ImportError('onnxruntime is not installed (hidden by the test)')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide.parent), str(REPO_ROOT)])}
-    command = [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[0])]
-    done = subprocess.run([*command, "-o", str(tmp_path / "m.png")], capture_output=True, text=True, env=env)
+    command = ["segment", "-i", sample_photos[0]]
+    done = run_cli(*command, "-o", tmp_path / "m.png", env=env)  # a process of its own: onnxruntime hidden
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "m.png").is_file()
     notes = [line for line in done.stderr.splitlines() if line.startswith("handseg: note:")]
     assert len(notes) == 1 and "pip install onnxruntime" in notes[0], done.stderr
-    done = subprocess.run(
-        [*command, "-o", str(tmp_path / "n.png"), "--backend", "int8"], capture_output=True, text=True, env=env
-    )
+    done = run_cli(*command, "-o", tmp_path / "n.png", "--backend", "int8", env=env)
     assert done.returncode == 2
     assert "pip install onnxruntime" in done.stderr and len(done.stderr.strip().splitlines()) == 1

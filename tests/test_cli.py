@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,10 +12,7 @@ from PIL import Image
 
 import handseg
 from handseg import cli
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "handseg", *args], capture_output=True, text=True, timeout=300)
+from tests.conftest import run_cli
 
 
 def test_version_and_help():
@@ -108,6 +104,7 @@ def test_no_model_and_no_default_says_so(monkeypatch, capsys, sample_photos):
     assert "no default weights" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compile_flag_writes_the_same_mask(tmp_path, sample_photos, tiny_model_dir):
     common = ["segment", "-i", str(sample_photos[1]), "--model", str(tiny_model_dir), "--device", "cpu", "-q"]
     assert cli.main([*common, "-o", str(tmp_path / "eager.png")]) == 0

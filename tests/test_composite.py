@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+for needed in ("datasets", "scipy"):
+    pytest.importorskip(needed, reason='training needs the train extra: pip install "handseg[train]"')
+
 import handseg
 from handseg.image import load_mask
 from tests.conftest import REPO_ROOT

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import pickle
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from handseg import HandUNet
 from handseg.convert import CheckpointError, convert_checkpoint, load_checkpoint
+from tests.conftest import run_cli
 from tests.original_format import original_forward, original_state_dict, save_torch03
 
 
@@ -148,20 +147,12 @@ def test_not_a_checkpoint(tmp_path, sample_photos):
 
 def test_cli_convert(tmp_path):
     save_torch03(original_state_dict(base=4), tmp_path / "MODEL.pth")
-    done = subprocess.run(
-        [sys.executable, "-m", "handseg", "convert", str(tmp_path / "MODEL.pth"), str(tmp_path / "hub")],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("convert", tmp_path / "MODEL.pth", tmp_path / "hub")
     assert done.returncode == 0, done.stderr
     assert "converted" in done.stdout
     assert HandUNet.from_pretrained(tmp_path / "hub").inc[0].out_channels == 4
 
     (tmp_path / "bad.pth").write_bytes(b"\x00" * 10)
-    done = subprocess.run(
-        [sys.executable, "-m", "handseg", "convert", str(tmp_path / "bad.pth"), str(tmp_path / "hub2")],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("convert", tmp_path / "bad.pth", tmp_path / "hub2")
     assert done.returncode == 2
     assert "bad.pth" in done.stderr and "Traceback" not in done.stderr

@@ -16,8 +16,7 @@ from PIL import Image
 import handseg
 from handseg.metrics import score
 from handseg.pretrained import DEFAULT_MODEL, available_models, pretrained_path
-from tests.conftest import REPO_ROOT, dice_as_trained
-from train.labels import LabelPolicy
+from tests.conftest import REPO_ROOT, dice_as_trained, run_cli
 
 pytestmark = pytest.mark.skipif(DEFAULT_MODEL is None, reason="this build ships no default model")
 
@@ -126,7 +125,8 @@ def test_pinned_outputs(data_dir):
     result = handseg.segment(data_dir / source / "images" / f"{name}.jpg", backend="torch")
     mask = handseg.load_mask(data_dir / source / "masks" / f"{name}.png")
     assert result.mask.shape == mask.shape
-    truth, scored = LabelPolicy.hand_only([source]).truth(mask, source, name)
+    labels = pytest.importorskip("train.labels", reason='scoring under the label policy needs "handseg[train]"')
+    truth, scored = labels.LabelPolicy.hand_only([source]).truth(mask, source, name)
     expected = json.loads((pretrained_path() / "config.json").read_text()).get("max_side")
     assert expected == handseg.load_model().max_side
     for (y, x), value in PINNED_PIXELS.items():
@@ -135,16 +135,12 @@ def test_pinned_outputs(data_dir):
 
 
 def test_cli_uses_the_shipped_model(tmp_path, sample_photos):
-    done = subprocess.run(
-        [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[1]), "-o", str(tmp_path / "m.png")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli("segment", "-i", sample_photos[1], "-o", tmp_path / "m.png")
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "m.png").size == Image.open(sample_photos[1]).size
 
 
+@pytest.mark.slow
 def test_from_pretrained_takes_shipped_names_from_any_folder(tmp_path):
     """As a user's script does, run from its own folder, not from the checkout."""
     code = (

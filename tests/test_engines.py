@@ -15,6 +15,10 @@ import pytest
 from PIL import Image
 
 import handseg
+from tests.conftest import run_cli
+
+# Starts processes (training, Ray, the app's server): the full run, not the fast lane.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -64,39 +68,55 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_job_writes_the_masks_segment_gives_and_resumes(local_ray, photo_folder, tmp_path, capsys):
-    from handseg import ray as ray_job
+def test_ray_job_writes_the_masks_segment_gives_and_resumes(local_ray, photo_folder, tmp_path):
+    from handseg.cli.ray import FAILURES_FILE
 
     out = tmp_path / "masks"
-    assert ray_job.main(["-i", str(photo_folder), "-o", str(out), "--actors", "2", "--batch-size", "4"]) == 1
-    said = capsys.readouterr().out
+    done = run_cli("ray", "-i", photo_folder, "-o", out, "--actors", "2", "--batch-size", "4")
+    assert done.returncode == 1
     good = sorted(p for p in photo_folder.iterdir() if p.name != "corrupt.jpg")
-    assert f"{len(good)} masks written to {out}, 0 skipped (output already there), 1 of 21 inputs failed" in said
-    with open(out / ray_job.FAILURES_FILE, newline="") as f:
+    assert f"{len(good)} masks written to {out}, 0 skipped (output already there), 1 of 21 inputs failed" in done.stderr
+    assert "handunet_lite0.hands_v4: int8 on cpu, 1 thread, working side 512 (each of 2 actors)" in done.stderr
+    with open(out / FAILURES_FILE, newline="") as f:
         failures = list(csv.DictReader(f))
-    assert [row["path"] for row in failures] == [str(photo_folder / "corrupt.jpg")] and failures[0]["reason"]
+    assert [row["path"] for row in failures] == [str(photo_folder / "corrupt.jpg")]
+    assert failures[0]["reason"].startswith("the image data is broken")  # the path has its own column
     for photo in good:
         assert np.array_equal(mask_of(out / f"{photo.stem}_mask.png"), handseg.segment(photo).mask), photo.name
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*_mask.png")}
     # A second run: refused without a choice, then with --skip-existing it writes nothing new and says so.
-    assert ray_job.main(["-i", str(photo_folder), "-o", str(out)]) == 2
-    assert "exist already" in capsys.readouterr().err
-    assert ray_job.main(["-i", str(photo_folder), "-o", str(out), "--skip-existing"]) == 1  # corrupt.jpg again
-    assert f"0 masks written to {out}, {len(good)} skipped" in capsys.readouterr().out
+    again = run_cli("ray", "-i", photo_folder, "-o", out)
+    assert again.returncode == 2 and "exist already" in again.stderr
+    resumed = run_cli("ray", "-i", photo_folder, "-o", out, "--skip-existing")
+    assert resumed.returncode == 1  # corrupt.jpg again
+    assert f"0 masks written to {out}, {len(good)} skipped" in resumed.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_mask.png")} == stamps
 
 
-def test_the_output_of_a_ray_job_is_never_an_input(local_ray, photo_folder, tmp_path, capsys):
-    from handseg import ray as ray_job
+def test_ray_job_takes_the_segment_commands_flags(local_ray, photo_folder, tmp_path):
+    """`handseg ray` shares `handseg segment`'s model flags (--max-side, --crf, --threshold, ...): the same
+    photo gives the same mask either way; `python -m handseg.ray` is the same command."""
+    photos = sorted(p for p in photo_folder.glob("*.jpg") if p.name != "corrupt.jpg")[:2]
+    flags = ["--max-side", "256", "--threshold", "0.6"]
+    done = run_cli("ray", "-i", *photos, "-o", tmp_path / "ray", *flags, "-q")
+    assert done.returncode == 0 and done.stderr == "" and done.stdout == "", done.stderr
+    assert run_cli("segment", "-i", *photos, "-o", tmp_path / "cli", *flags).returncode == 0
+    for photo in photos:
+        name = f"{photo.stem}_mask.png"
+        assert np.array_equal(mask_of(tmp_path / "ray" / name), mask_of(tmp_path / "cli" / name)), photo.name
+    help_text = subprocess.run([sys.executable, "-m", "handseg.ray", "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "usage: handseg ray" in help_text.stdout and "--crf" in help_text.stdout
 
+
+def test_the_output_of_a_ray_job_is_never_an_input(local_ray, photo_folder, tmp_path):
     photo = tmp_path / "a.png"
     Image.open(next(photo_folder.glob("*.jpg"))).save(photo)
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.open(photo).save(masks / "a_mask.png")  # a photo that happens to be named like a mask
     before = (masks / "a_mask.png").read_bytes()
-    assert ray_job.main(["-i", str(photo), str(masks / "a_mask.png"), "-o", str(masks), "--overwrite"]) == 2
-    assert "never writes over its inputs" in capsys.readouterr().err
+    done = run_cli("ray", "-i", photo, masks / "a_mask.png", "-o", masks, "--overwrite")
+    assert done.returncode == 2 and "never writes over its inputs" in done.stderr
     assert (masks / "a_mask.png").read_bytes() == before
 
 

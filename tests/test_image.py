@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from handseg import ImageLoadError, load_image, load_mask
-from handseg.image import load_working_image, resize_rgb, to_model_input, working_size
+from handseg.image import resize_rgb
+from handseg.processing import load_working_image, to_model_input, working_size
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -13,6 +14,7 @@ from PIL import Image
 import handseg
 from handseg import ImageLoadError, NoDefaultModelError, Segmentation
 from handseg.crf import crf_available
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +134,7 @@ def test_reduced_jpeg_decode_gives_the_same_masks_and_the_full_image(tmp_path, s
     assert np.array_equal(from_file.image, decoded)
 
 
+@pytest.mark.slow
 def test_compiled_model_gives_the_same_probabilities(sample_photos, tiny_model_dir, model):
     eager = handseg.segment(sample_photos[1], tiny_model_dir, device="cpu", backend="torch")
     compiled = handseg.Segmenter(tiny_model_dir, device="cpu", compile=True)
@@ -235,7 +238,7 @@ def test_unreachable_hub_is_said_in_one_line(monkeypatch):
     with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE"):
         handseg.HandUNet.from_pretrained("someone/no-such-hand-model")
     with pytest.raises(HubUnreachableError, match="login"):
-        handseg.HandUNet(base_channels=4).push_to_hub("someone/no-such-hand-model")
+        handseg.OriginalUNet(base_channels=4).push_to_hub("someone/no-such-hand-model")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
@@ -247,6 +250,7 @@ def test_a_device_this_machine_lacks_is_one_clear_error(sample_photos, tiny_mode
     assert handseg.segment(sample_photos[0], tiny_model_dir, device="cpu").mask.ndim == 2
 
 
+@pytest.mark.slow
 def test_a_phone_photo_over_the_pixel_guard_is_segmented_with_max_pixels(tmp_path, model):
     """12000x9000 (108 MP), as some phone cameras take: refused at the default 100 MP, with the way out
     named; accepted when max_pixels is raised, and its mask is full size."""
@@ -272,3 +276,25 @@ def test_file_objects_are_images_too(sample_photos, model):
     assert from_buffer.image.shape == (*reference.mask.shape, 3)
     with open(sample_photos[0]) as text, pytest.raises(ImageLoadError):
         handseg.segment(text, model)
+
+
+def test_a_result_saves_draws_and_describes_itself_as_the_command_line_does(tmp_path, sample_photos, tiny_model_dir):
+    """`Segmentation.save` writes what `handseg segment --overlay --viz` writes, under the same names and
+    with the same pixels; `overlay()` is the overlay's picture; `to_dict()` is JSON-ready and true."""
+    photo = sample_photos[2]
+    done = run_cli("segment", "-i", photo, "-o", tmp_path / "cli", "--overlay", "--viz", "--model", tiny_model_dir)
+    assert done.returncode == 0, done.stderr
+    result = handseg.segment(photo, tiny_model_dir)
+    written = result.save(tmp_path / "py" / f"{photo.stem}_mask.png", overlay=True, viz=True)
+    assert [p.name for p in written] == [f"{photo.stem}_{kind}.png" for kind in ("mask", "overlay", "viz")]
+    for path in written:
+        assert np.array_equal(np.array(Image.open(path)), np.array(Image.open(tmp_path / "cli" / path.name))), path
+    assert np.array_equal(np.array(Image.open(written[1])), result.overlay())
+    summary = json.loads(json.dumps(result.to_dict()))
+    height, width = result.mask.shape
+    assert summary == {
+        "width": width, "height": height, "hand_fraction": result.hand_fraction, "hand_pixels": int(result.mask.sum()),
+        "model": str(tiny_model_dir), "backend": result.backend,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="lossy"):
+        result.save(tmp_path / "mask.jpg")

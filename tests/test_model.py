@@ -9,7 +9,9 @@ import stat
 
 import pytest
 import torch
+from torch import nn
 
+import handseg
 from handseg import HandUNet
 from tests.conftest import make_tiny_model
 
@@ -71,10 +73,11 @@ def test_save_pretrained_round_trip(tmp_path, config):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     saved = json.loads((tmp_path / "config.json").read_text())
     common = {"in_channels": 3, "num_classes": 1, "max_side": None, "input_mean": None, "input_std": None}
-    if "encoder" in config:  # each network's config.json holds its own arguments, defaults filled in
-        defaults = common | {"encoder": "efficientnet_lite0", "decoder_channels": [96, 64, 40, 24, 16]}
+    if "encoder" in config:  # each network's config.json names it and holds its own arguments, defaults filled in
+        defaults = common | {"architecture": "lite_unet", "encoder": "efficientnet_lite0",
+                             "decoder_channels": [96, 64, 40, 24, 16]}  # fmt: skip
     else:
-        defaults = common | {"base_channels": 4, "bilinear": True}  # make_tiny_model's width
+        defaults = common | {"architecture": "original_unet", "base_channels": 4, "bilinear": True}
     assert saved == defaults | config
     assert saved == model.config
     loaded = HandUNet.from_pretrained(tmp_path)
@@ -105,7 +108,7 @@ def test_loading_never_unpickles(tmp_path):
 
 
 def test_default_config_is_the_original_width():
-    model = HandUNet()
+    model = handseg.OriginalUNet()
     widths = [model.inc[0].out_channels] + [d[1][0].out_channels for d in model.downs]
     assert widths == [64, 128, 256, 512, 512]
     assert [u.conv[0].out_channels for u in model.ups] == [256, 128, 64, 64]
@@ -138,8 +141,6 @@ def test_saved_files_get_the_users_permissions(tmp_path):
 def test_a_saved_shipped_model_keeps_its_int8_file(tmp_path):
     """Saving the shipped model elsewhere keeps handseg's fast CPU path: its int8 file goes along (made
     from exactly these weights); a model fine-tuned since does not take it, and says why."""
-    import handseg
-
     model = HandUNet.from_pretrained(handseg.pretrained_path())
     model.save_pretrained(tmp_path / "copy")
     assert (tmp_path / "copy" / "model_int8.onnx").is_file()
@@ -149,3 +150,66 @@ def test_a_saved_shipped_model_keeps_its_int8_file(tmp_path):
     with pytest.warns(handseg.FastPathNotice, match="not copied.*other weights"):
         model.save_pretrained(tmp_path / "tuned")
     assert not (tmp_path / "tuned" / "model_int8.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("old_config", "network"),
+    [
+        pytest.param({"base_channels": 4, "bilinear": True}, handseg.OriginalUNet, id="0.1-original"),
+        pytest.param(
+            {"encoder": None, "base_channels": 4, "decoder_channels": [96, 64, 40, 24, 16]},
+            handseg.OriginalUNet,
+            id="0.4-original-with-every-key",
+        ),  # fmt: skip
+        pytest.param(
+            {
+                "encoder": "efficientnet_lite0",
+                "decoder_channels": [16, 8, 8, 8, 8],
+                "base_channels": 64,
+                "bilinear": True,
+            },
+            handseg.LiteUNet,
+            id="0.4-lite",
+        ),  # fmt: skip
+    ],
+)
+def test_config_files_written_before_architectures_had_names_still_load(tmp_path, old_config, network):
+    """handseg < 0.6 named no architecture in config.json (and < 0.5 wrote every key for both networks):
+    such folders load as the network their `encoder` meant, with the same weights and outputs."""
+    model = HandUNet.from_config(old_config).eval()
+    model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(old_config))  # as the older version wrote it
+    loaded = HandUNet.from_pretrained(tmp_path)
+    assert type(loaded) is network and loaded.config["architecture"] == network.architecture
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_architectures_come_from_the_registry_by_name(tmp_path):
+    """config.json names the architecture; a network of one's own joins by name, saves and loads like
+    handseg's own; the base class builds nothing by itself."""
+    assert {"lite_unet", "original_unet"} <= set(handseg.architectures())
+    with pytest.raises(TypeError, match="base of handseg's networks"):
+        HandUNet(in_channels=3, num_classes=1, max_side=None, input_mean=None, input_std=None)
+    with pytest.raises(ValueError, match="unknown architecture 'no_such_net'; known: .*lite_unet"):
+        handseg.create_model("no_such_net")
+
+    @handseg.register_architecture("one_conv_test_net")
+    class OneConv(HandUNet):
+        def __init__(self, in_channels: int = 3, num_classes: int = 1, max_side: int | None = None,
+                     input_mean=None, input_std=None) -> None:  # fmt: skip
+            super().__init__(in_channels=in_channels, num_classes=num_classes, max_side=max_side,
+                             input_mean=input_mean, input_std=input_std)  # fmt: skip
+            self.conv = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+
+        def logits(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    model = handseg.create_model("one_conv_test_net", max_side=64)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "one_conv_test_net"
+    loaded = HandUNet.from_pretrained(tmp_path)
+    assert type(loaded) is OneConv and handseg.Segmenter(loaded).max_side == 64
+    with pytest.raises(ValueError, match="handseg's own"):
+        handseg.register_architecture("lite_unet")(OneConv)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import handseg
 from handseg import LITE0_MEAN, LITE0_STD, export_onnx
-from tests.conftest import make_tiny_model
+from tests.conftest import make_tiny_model, run_cli
 
 pytest.importorskip("onnx", reason='needs the onnx extra: pip install "handseg[onnx]"')
 
@@ -60,20 +57,13 @@ def test_backend_option_and_onnx_file_as_model(model, onnx_model, sample_photos)
         handseg.Segmenter(model, backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_cli_export_and_onnx_backend(tmp_path, tiny_model_dir, sample_photos):
-    done = subprocess.run(
-        [sys.executable, "-m", "handseg", "export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(tiny_model_dir)],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("export", "--onnx", tmp_path / "m.onnx", "--model", tiny_model_dir)
     assert done.returncode == 0, done.stderr
     for args in (["--model", str(tmp_path / "m.onnx")], ["--model", str(tiny_model_dir), "--backend", "onnx"]):
         out = tmp_path / f"out{len(args)}"
-        done = subprocess.run(
-            [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[2]), "-o", str(out) + "/", *args],
-            capture_output=True,
-            text=True,
-        )
+        done = run_cli("segment", "-i", sample_photos[2], "-o", f"{out}/", *args)
         assert done.returncode == 0, done.stderr
         torch_mask = handseg.segment(sample_photos[2], tiny_model_dir).mask
         from PIL import Image

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+for needed in ("datasets", "scipy"):
+    pytest.importorskip(needed, reason='training needs the train extra: pip install "handseg[train]"')
+
 from tests.conftest import REPO_ROOT
 from train.augment import fit_longer_side
 from train.data import SplitData, load_pair, load_split
@@ -21,6 +24,9 @@ from train.labels import LabelPolicy
 from train.prepare import prepare
 
 TINY = ["--img-size", "64", "--base-channels", "4", "--batch-size", "8", "--workers", "0"]
+
+# Starts processes (training, Ray, the app's server): the full run, not the fast lane.
+pytestmark = pytest.mark.slow
 
 
 def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -3,11 +3,7 @@ CLI, the app, video) runs exactly what it decided, on the shipped default model 
 
 from __future__ import annotations
 
-import ast
 import os
-import random
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,8 +13,8 @@ import torch
 from PIL import Image
 
 import handseg
-import handseg.segmenter
-from tests.conftest import REPO_ROOT, write_clip
+import handseg.backends
+from tests.conftest import run_cli, write_clip
 
 pytestmark = pytest.mark.skipif(handseg.pretrained.DEFAULT_MODEL is None, reason="this build ships no default model")
 
@@ -33,12 +29,6 @@ def frame(data_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("frame") / "frame.jpg"
     Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
     return path
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "handseg", *args], capture_output=True, text=True, timeout=300, env=env
-    )
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -62,6 +52,7 @@ def test_backends_really_differ_on_this_frame(frame):
     assert not np.array_equal(handseg.segment(frame, backend="int8").mask, handseg.segment(frame, backend="torch").mask)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_the_app_runs_the_backend_asked_for(backend, frame):
     """`python app.py --backend B` builds its Segmenters with B; the Segment tab's mask download is
@@ -69,8 +60,9 @@ def test_the_app_runs_the_backend_asked_for(backend, frame):
     pytest.importorskip("gradio", reason='the app needs the demo extra: pip install "handseg[demo]"')
     from demo import callbacks, ui
 
-    models, notice = ui._load_models(None, threads=1, backend=backend)
-    main = next(iter(models.values()))
+    segmenters, notices = ui.load_segmenters(None, threads=1, backend=backend)
+    main = next(iter(segmenters.values()))
+    assert main.backend == backend and notices == []
     _, _, mask_path, stats = callbacks.segment_photo(main, str(frame), 0.5, False, main.max_side, "#ff3c8c", 0.5)
     assert np.array_equal(read_mask(Path(mask_path)), handseg.segment(frame, backend=backend).mask)
     assert f"; {backend}, 1 thread)" in stats
@@ -89,6 +81,7 @@ def test_video_frames_run_the_backend_asked_for(backend, frame, tmp_path):
         assert np.array_equal(result.mask, handseg.segment(result.image, backend=backend).mask)
 
 
+@pytest.mark.slow
 def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(frame, tmp_path, monkeypatch):
     """Emulated bf16 took 4.1 s a frame against 0.32 s in float32 on an AVX2-only CPU: never silently.
     ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN (and so handseg) see such a CPU."""
@@ -99,86 +92,28 @@ def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(frame, tmp_path, monk
     assert len(notes) == 1 and "no bf16 arithmetic" in notes[0], done.stderr
     assert ": torch on cpu" in done.stderr
     assert np.array_equal(read_mask(tmp_path / "m.png"), handseg.segment(frame, backend="torch").mask)
-    monkeypatch.setattr(handseg.segmenter, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(handseg.backends, "cpu_has_native_bf16", lambda: False)
     model = handseg.HandUNet.from_pretrained(handseg.pretrained_path())  # a fresh object: nothing cached
     with pytest.warns(handseg.FastPathNotice, match="no bf16 arithmetic"):
         assert handseg.segment(frame, model, backend="bf16").backend == "torch"
 
 
 @pytest.mark.parametrize("backend", ["torch", "int8"])
-def test_threads_are_the_threads_the_backend_uses(backend, frame, tmp_path):
+def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, frame, tmp_path):
+    """torch's thread count is one per process, and anything may change it between two batches: a
+    Segmenter sets its own before each batch. The CLI, the app and the Ray job say what they run with."""
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
             segmenter = handseg.Segmenter(None, backend=backend, threads=threads)
+            torch.set_num_threads(3)  # someone else's setting, between two batches
             segmenter(frame)
-            assert segmenter.runner_threads() == threads
-            if backend == "torch":
-                assert torch.get_num_threads() == threads
-            else:
-                assert segmenter.runner.session.get_session_options().intra_op_num_threads == threads
-            assert handseg.segment(frame, backend=backend, threads=threads).backend == backend
+            assert torch.get_num_threads() == (threads if backend == "torch" else 3)  # onnxruntime has its own
     finally:
         torch.set_num_threads(before)
-    done = run_cli("segment", "-i", str(frame), "-o", str(tmp_path / "m.png"), "--backend", backend, "--threads", "2")
+    done = run_cli("segment", "-i", frame, "-o", tmp_path / "m.png", "--backend", backend, "--threads", "2")
     assert done.returncode == 0, done.stderr
     assert f": {backend} on cpu, 2 threads" in done.stderr
-
-
-def test_importing_handseg_leaves_onnx_out():
-    """onnx is build time (export, quantization); the runtime needs onnxruntime only, and lazily."""
-    code = "import sys, handseg; print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
-
-
-def _handseg_modules() -> dict[str, Path]:
-    root = REPO_ROOT / "handseg"
-    modules = {}
-    for path in sorted(root.rglob("*.py")):
-        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
-
-
-def test_no_import_circle_in_handseg():
-    """Module-level imports between handseg's modules form no cycle (the package's __init__ aside,
-    which imports its modules to export their names)."""
-    modules = _handseg_modules()
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        if name == "handseg":
-            continue
-        edges = set()
-        for node in ast.parse(path.read_text()).body:  # module level only: lazy imports are the point
-            if isinstance(node, ast.Import):
-                edges |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                edges.add(node.module)
-                edges |= {f"{node.module}.{alias.name}" for alias in node.names}
-        graph[name] = {e for e in edges if e in modules and e not in ("handseg", name)}
-
-    def cycle_from(start: str, path: list[str]) -> list[str] | None:
-        for nxt in graph.get(path[-1], ()):
-            if nxt == start:
-                return [*path, start]
-            if nxt not in path:
-                found = cycle_from(start, [*path, nxt])
-                if found:
-                    return found
-        return None
-
-    for name in graph:
-        assert cycle_from(name, [name]) is None, " -> ".join(cycle_from(name, [name]))
-
-
-def test_every_module_imports_first_in_a_fresh_process_in_any_order():
-    names = [n for n in _handseg_modules() if n not in ("handseg", "handseg.__main__")]
-    for seed in range(3):
-        order = random.Random(seed).sample(names, len(names))
-        code = f"import importlib\nfor name in {order!r}:\n    importlib.import_module(name)\n"
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
 
 
 def test_the_private_names_handseg_relies_on_still_exist():
@@ -194,13 +129,18 @@ def test_the_private_names_handseg_relies_on_still_exist():
     assert weight._version > version
 
 
-def test_segment_shows_its_keywords_and_names_itself_in_a_typo(frame):
-    import inspect
-
-    keywords = set(inspect.signature(handseg.segment).parameters)
-    assert {"threshold", "crf", "max_side", "device", "backend", "threads", "compile", "max_pixels"} <= keywords
-    with pytest.raises(TypeError, match="segment\\(\\) got an unexpected keyword argument 'treshold'"):
-        handseg.segment(frame, treshold=0.3)
+def test_segment_takes_the_segmenters_keywords_and_names_itself_in_a_typo(frame):
+    """segment, iter_segment and segment_batch take `Segmenter`'s keywords (one list: SegmenterOptions);
+    a misspelt one is named with the function it was given to, before any model loads."""
+    assert set(handseg.SegmenterOptions.__annotations__) == {
+        "device", "backend", "threads", "concurrent", "compile", "max_side", "scale", "max_pixels"
+    }  # fmt: skip
+    for function in (handseg.segment, handseg.iter_segment, handseg.segment_batch):
+        with pytest.raises(
+            TypeError, match=f"^{function.__name__}\\(\\) got an unexpected keyword argument 'treshold'"
+        ):
+            function([frame] if function is not handseg.segment else frame, treshold=0.3)
+    assert handseg.segment(frame, max_side=256, threads=1).mask.shape == (1280, 1918)
 
 
 def test_a_segmenter_decides_once(frame):

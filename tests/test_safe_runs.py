@@ -16,13 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import write_clip
-
-
-def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "handseg", *args], capture_output=True, text=True, timeout=300, **kwargs
-    )
+from tests.conftest import run_cli, write_clip
 
 
 def digest(path: Path) -> str:
@@ -173,6 +167,7 @@ def _read_only(folder: Path) -> list[str] | None:
             f'"{folder}" && exec "$0" "$@"']  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_is_one_line_before_any_work(photos, tmp_path, tiny_model_dir):
     out = tmp_path / "readonly"
     out.mkdir()
@@ -188,6 +183,7 @@ def test_a_read_only_output_folder_is_one_line_before_any_work(photos, tmp_path,
     assert not list(out.iterdir())
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_no_partial_file_and_says_how_to_continue(tmp_path, sample_photos, tiny_model_dir):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -12,11 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+for needed in ("datasets", "scipy"):
+    pytest.importorskip(needed, reason='training needs the train extra: pip install "handseg[train]"')
+
+import datasets
 
 import handseg
 import handseg.pretrained
@@ -51,6 +55,7 @@ def run_module(*args: str, env: dict | None = None, timeout: float = 600) -> sub
     )
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data_dir):
     out = tmp_path / "run"
     argv = [
@@ -96,6 +101,7 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data
     assert state["epoch"] == 4 and not state["interrupted"]
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, data_dir, capsys):
     common = ["--data", str(data_dir), "--sources", "handphotos", "--seed", "3", *TINY]
     assert run.main([*common, "--out", str(tmp_path / "straight"), "--epochs", "2"]) == 0
@@ -212,6 +218,7 @@ def test_saved_dataset_with_own_columns(tmp_path, data_dir):
     assert read_metrics(out)[0]["val_per_source"]["saved"]["n"] == 2  # validation, not the test split
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
 def test_gpu_flag_without_cuda_exits_2(tmp_path, data_dir):
     done = run_module("train.run", "--gpu", "--data", str(data_dir), "--out", str(tmp_path / "x"))
@@ -229,6 +236,7 @@ def test_curves_have_whole_epoch_ticks():
         assert ticks and all(float(t).is_integer() for t in ticks)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
 def test_evaluate_on_a_device_this_machine_lacks_exits_2(data_dir):
     done = run_module("train.evaluate", "--data", str(data_dir), "--sources", "handphotos", "--device", "cuda")
@@ -271,6 +279,7 @@ def test_sigint_saves_last_and_exits_cleanly(tmp_path, data_dir):
     assert not list(out.glob(".*tmp"))  # no half-written folders left behind
 
 
+@pytest.mark.slow
 def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
     """Truth masks made from the model's own predictions: perfect, half-erased, and inverted."""
     (tmp_path / "set" / "images").mkdir(parents=True)
@@ -332,6 +341,7 @@ def test_evaluate_reports_known_numbers(tmp_path, data_dir, tiny_model_dir):
     assert Image.open(tmp_path / "report" / "worst.png").height > 200
 
 
+@pytest.mark.slow
 def test_test_split_never_reaches_training(data_dir):
     """The held-out `test` split is loaded apart, and none of its ids is in train or val."""
     split = load_split(data_dir)
@@ -423,6 +433,7 @@ def test_masks_named_as_handseg_names_them_pair_up(tmp_path, data_dir):
         load_split(root)
 
 
+@pytest.mark.slow
 def test_training_without_hand_free_photos_says_so_and_calibrates_on_hand_free_crops(tmp_path, data_dir, capsys):
     from train.quantize import choose_photos
 
@@ -441,6 +452,7 @@ def test_training_without_hand_free_photos_says_so_and_calibrates_on_hand_free_c
     assert not any(isinstance(p, np.ndarray) for p in choose_photos(shipped, per_source=2))
 
 
+@pytest.mark.slow
 def test_training_says_how_fast_it_ran(tmp_path, data_dir, capsys, monkeypatch):
     """Crops per second of the training loop: printed each epoch, in metrics.jsonl and in the card; bf16
     autocast only where the CPU does bf16 arithmetic (emulated bf16 is many times slower)."""
@@ -458,11 +470,12 @@ def test_training_says_how_fast_it_ran(tmp_path, data_dir, capsys, monkeypatch):
     assert run.amp_available(parsed) and not run.amp_available(run.parse_args([*args, "--no-amp"]))
 
 
+@pytest.mark.slow
 def test_frozen_parts_stay_as_they_were(tmp_path, data_dir):
     """--freeze-encoder-blocks and --freeze-bn: the stem, the first blocks and every BatchNorm's statistics
     do not move while the rest trains."""
     start = tmp_path / "start"
-    handseg.HandUNet(encoder="efficientnet_lite0", decoder_channels=[16, 8, 8, 8, 8], max_side=64).save_pretrained(
+    handseg.LiteUNet(encoder="efficientnet_lite0", decoder_channels=[16, 8, 8, 8, 8], max_side=64).save_pretrained(
         start
     )
     out = tmp_path / "run"
@@ -482,6 +495,7 @@ def test_frozen_parts_stay_as_they_were(tmp_path, data_dir):
                      "--freeze-encoder-blocks", "2", "--epochs", "1", *TINY]) == 2  # fmt: skip
 
 
+@pytest.mark.slow
 def test_hands_against_faces_counts_the_landmarks_a_mask_covers(data_dir):
     """The measure needs no masks: a mask that covers every hand covers every landmark, an empty one none;
     it covers the held-out gesture people and the faces_with_hands photos where MediaPipe found a hand."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
 import handseg
-from tests.conftest import write_clip
+from tests.conftest import run_cli, write_clip
 
 av = pytest.importorskip("av", reason='needs the video extra: pip install "handseg[video]"')
 from handseg.video import VideoError, segment_video  # noqa: E402
@@ -40,27 +37,18 @@ def test_mask_video(tmp_path, clip, tiny_model_dir):
     assert (got == expected).mean() > 0.97
 
 
+@pytest.mark.slow
 def test_overlay_video_via_cli(tmp_path, clip, tiny_model_dir):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "handseg",
-            "segment",
-            "-i",
-            str(clip),
-            "-o",
-            str(tmp_path / "o.mp4"),
-            "--overlay",
-            "--model",
-            str(tiny_model_dir),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("video", "-i", clip, "-o", tmp_path / "o.mp4", "--overlay", "--model", tiny_model_dir)
     assert done.returncode == 0, done.stderr
     assert "12 frames" in done.stdout and "frames/s" in done.stdout
     assert len(read_frames(tmp_path / "o.mp4")) == 12
+    # `handseg video` takes videos only (`handseg segment` takes both); the same flags as segment
+    photo = tmp_path / "photo.png"
+    Image.fromarray(read_frames(tmp_path / "o.mp4")[0]).save(photo)
+    done = run_cli("video", "-i", clip, photo, "-o", tmp_path / "out", "--model", tiny_model_dir, "--max-side", "64")
+    assert done.returncode == 2 and f"not a video: {photo}" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_broken_video(tmp_path, tiny_model_dir):

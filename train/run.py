@@ -80,12 +80,12 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     torch.manual_seed(args.seed)
     if args.init:
         start = handseg.HandUNet.from_pretrained(args.init)
-        model = handseg.HandUNet(**{**start.config, "max_side": args.max_side})
+        model = handseg.HandUNet.from_config({**start.config, "max_side": args.max_side})
         model.load_state_dict(start.state_dict())
         return model
     if args.encoder:
         # Both EfficientNet-Lite variants expect ImageNet mean/std (benchmarks/check_lite0_weights.py).
-        model = handseg.HandUNet(
+        model = handseg.LiteUNet(
             encoder=args.encoder,
             decoder_channels=args.decoder_channels,
             max_side=args.max_side,
@@ -97,7 +97,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
         return model
     if args.pretrained:
         raise SystemExit("error: --pretrained needs --encoder (the original U-Net has no pretrained weights)")
-    return handseg.HandUNet(base_channels=args.base_channels, max_side=args.max_side)
+    return handseg.OriginalUNet(base_channels=args.base_channels, max_side=args.max_side)
 
 
 def check_prepared(args: argparse.Namespace, prepared: dict) -> str | None:

@@ -1,5 +1,5 @@
-"""handseg's networks, one module each; importing this package registers them with `HandUNet`,
-which builds the one a config names (`encoder` absent or None: the original U-Net)."""
+"""handseg's networks, one module each, each registered under its architecture's name
+(`handseg.registry`): "original_unet" and "lite_unet"."""
 
 from handseg.networks.lite_unet import DEFAULT_DECODER_CHANNELS, LiteUNet
 from handseg.networks.original_unet import OriginalUNet

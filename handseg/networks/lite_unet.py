@@ -8,7 +8,8 @@ from torch import nn
 
 from handseg.model import HandUNet
 from handseg.networks.blocks import DoubleConv
-from handseg.networks.encoders import LITE_VARIANTS, EfficientNetLiteEncoder
+from handseg.networks.encoders import EfficientNetLiteEncoder
+from handseg.registry import register_architecture
 
 DEFAULT_DECODER_CHANNELS = (96, 64, 40, 24, 16)
 
@@ -26,11 +27,11 @@ class DecoderBlock(nn.Module):
         return self.conv(torch.cat([x, skip], dim=1) if skip is not None else x)
 
 
+@register_architecture("lite_unet")
 class LiteUNet(HandUNet):
     """`encoder` ("efficientnet_lite0" or "efficientnet_lite2") with five decoder blocks of
     `decoder_channels`, one per encoder stride (32 down to 2) and a last one at full size."""
 
-    encoders = tuple(LITE_VARIANTS)
     size_multiple = 32  # five stride-2 stages
 
     def __init__(

@@ -8,6 +8,7 @@ from torch import nn
 
 from handseg.model import HandUNet
 from handseg.networks.blocks import DoubleConv
+from handseg.registry import register_architecture
 
 
 class Down(nn.Sequential):
@@ -40,12 +41,12 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))
 
 
+@register_architecture("original_unet")
 class OriginalUNet(HandUNet):
     """The original network: widths 64-128-256-512-512, up path 256-128-64-64, bilinear up-sampling.
     `base_channels` scales every width (tests use tiny ones); `bilinear=False` uses transposed
     convolutions, as the original's option did."""
 
-    encoders = (None,)
     size_multiple = 16  # four 2x poolings
 
     def __init__(

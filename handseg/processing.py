@@ -1,0 +1,118 @@
+"""Between a photo and the network, both ways: the one place handseg prepares inputs and reads outputs.
+
+    photo -> load_working_image (decode, at the working size) -> to_model_input ([0, 1], CHW)
+          -> the network (which applies `normalize` with its own mean and std first)
+    logits -> to_full_size (resize back, probability, optional CRF) -> threshold -> mask
+
+Every front end (CLI, app, video, datasets, Ray, training validation, evaluation, benchmarks) goes
+through these through `handseg.Segmenter`, so the same photo gives the same mask everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from handseg.crf import refine_with_crf
+from handseg.image import MAX_PIXELS, ImageInput, decode, resize_rgb
+
+#: Cap on the longer side the network sees when neither the caller nor the model's config says
+#: otherwise; larger images run down-scaled and the probability map is resized back to full size.
+DEFAULT_MAX_SIDE = 1024
+
+
+def working_size(
+    height: int, width: int, *, scale: float | None = None, max_side: int | None = None
+) -> tuple[int, int]:
+    """The (height, width) the network runs at.
+
+    `scale` multiplies both sides (the original project used 0.5); otherwise
+    `max_side` caps the longer side, never up-sampling. Neither: full size.
+    """
+    if scale is not None:
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        factor = scale
+    elif max_side is not None:
+        if max_side < 1:
+            raise ValueError(f"max_side must be at least 1, got {max_side}")
+        factor = min(1.0, max_side / max(height, width))
+    else:
+        factor = 1.0
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+@dataclass(frozen=True)
+class WorkingImage:
+    """An image as the network sees it, plus what is needed to map results back to full size."""
+
+    small: np.ndarray  #: RGB uint8 at the working size
+    full_size: tuple[int, int]  #: (height, width) of the full image, displayed orientation
+    full: np.ndarray | None  #: the full-size RGB image, when decoding it could not be avoided
+
+
+def load_working_image(
+    source: ImageInput, *, scale: float | None = None, max_side: int | None = None, max_pixels: int = MAX_PIXELS
+) -> WorkingImage:
+    """Load `source` at its `working_size`, the way every front end feeds the network.
+
+    JPEG files and bytes are decoded at a reduced DCT scale (Pillow's draft mode) that is still at
+    least the working size, then resized: on a 1918x1280 photo for a 512-pixel working size this
+    skips most of the decoding and resizing work (`python benchmarks/stages.py`). The full image
+    is then not decoded at all (`full` is None).
+    """
+    rgb, full_size = decode(
+        source, max_pixels=max_pixels, shrink_to=lambda h, w: working_size(h, w, scale=scale, max_side=max_side)
+    )
+    small = resize_rgb(rgb, working_size(*full_size, scale=scale, max_side=max_side))
+    return WorkingImage(small=small, full_size=full_size, full=rgb if rgb.shape[:2] == full_size else None)
+
+
+def to_model_input(rgb: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], what every handseg network (and every
+    exported ONNX file) takes."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None) -> torch.Tensor:
+    """[0, 1] input -> what the weights were trained on: (x - mean) / std per channel (None: as it is).
+
+    The network applies it first thing (`HandUNet.forward`), with the mean and std its config.json
+    names, so an exported graph takes the same [0, 1] input as the network in PyTorch."""
+    if mean is None:
+        return x
+    return (x - mean) / std
+
+
+def probability_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(N, 1 or 2, H, W) logits -> (N, H, W) hand probability."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    if logits.shape[1] == 2:
+        return torch.softmax(logits, dim=1)[:, 1]
+    raise ValueError(f"cannot read a hand probability from {logits.shape[1]} output classes")
+
+
+def to_full_size(logits: torch.Tensor, working: WorkingImage, *, crf: bool = False) -> np.ndarray:
+    """One image's logits (1, C, h, w) at the working size -> float32 hand probability at full size (H, W).
+
+    With `crf`, the dense CRF runs at the working resolution, its kernels scaled to match: as good as
+    full-size CRF on the val split at a third of the time (`python benchmarks/quality.py`), where a
+    48 MP photo would need many GB at full size."""
+    height, width = working.full_size
+    logits = logits.float().cpu()
+    if crf:
+        small = working.small
+        refined = refine_with_crf(small, probability_from_logits(logits)[0].numpy(), pixel_scale=small.shape[1] / width)
+        probability = torch.from_numpy(refined)[None, None]
+        if probability.shape[-2:] != (height, width):
+            probability = F.interpolate(probability, size=(height, width), mode="bilinear", align_corners=False)
+        probability = probability[0, 0]
+    else:
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        probability = probability_from_logits(logits)[0]
+    return probability.numpy().astype(np.float32, copy=False)

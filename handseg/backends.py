@@ -129,6 +129,8 @@ class OnnxRunner:
         self.backend = "int8" if self.metadata.get(PRECISION_KEY) == "int8" else "onnx"
         self.config: dict = json.loads(self.metadata.get(CONFIG_KEY, "{}"))
         self.max_side: int | None = int(self.metadata["max_side"]) if self.metadata.get("max_side") else None
+        #: Hand landmark channels the graph takes after the image's (`handseg.hands.hand_channels`).
+        self.hand_inputs: int = int(self.config.get("hand_channels") or 0)
 
     def threads(self) -> int | None:
         return self.session.get_session_options().intra_op_num_threads

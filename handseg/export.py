@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from handseg.hands import HandLandmarker
 from handseg.image import ImageInput
 from handseg.model import HandUNet
 from handseg.packaging import CONFIG_KEY, DIGEST_KEY, PRECISION_KEY, OnnxUnavailableError, weights_digest
-from handseg.processing import DEFAULT_MAX_SIDE, load_working_image, to_model_input
+from handseg.processing import DEFAULT_MAX_SIDE, prepare
 
 
 def _onnx():
@@ -49,7 +50,7 @@ def export_onnx(model: HandUNet, path: str | Path, opset: int = 17) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu")
-    example = torch.rand(1, model.in_channels, 64, 96)
+    example = torch.rand(1, model.input_channels, 64, 96)
     with warnings.catch_warnings():
         # The TorchScript-based exporter keeps height and width symbolic through the
         # pad-to-multiple and crop; the dynamo exporter specializes them.
@@ -71,9 +72,11 @@ def export_onnx(model: HandUNet, path: str | Path, opset: int = 17) -> Path:
 class CalibrationPhotos:
     """onnxruntime's CalibrationDataReader protocol over photos, preprocessed as `segment` does."""
 
-    def __init__(self, photos: Iterable[ImageInput], max_side: int | None) -> None:
+    def __init__(self, photos: Iterable[ImageInput], max_side: int | None, hand_inputs: int = 0) -> None:
         self._photos = iter(photos)
         self._max_side = max_side
+        self._hand_inputs = hand_inputs
+        self._landmarker = HandLandmarker() if hand_inputs else None
         self.count = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -81,8 +84,8 @@ class CalibrationPhotos:
         if photo is None:
             return None
         self.count += 1
-        small = load_working_image(photo, max_side=self._max_side).small
-        return {"image": to_model_input(small)[None].numpy()}
+        prepared = prepare(photo, landmarker=self._landmarker, hand_inputs=self._hand_inputs, max_side=self._max_side)
+        return {"image": prepared.tensor[None].numpy()}
 
 
 def quantize_int8(
@@ -108,7 +111,7 @@ def quantize_int8(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    reader = CalibrationPhotos(photos, model.max_side or DEFAULT_MAX_SIDE)
+    reader = CalibrationPhotos(photos, model.max_side or DEFAULT_MAX_SIDE, model.hand_channels)
     CalibrationDataReader.register(type(reader))  # onnxruntime.quantization needs onnx: imported only here
     with tempfile.TemporaryDirectory(prefix="handseg-int8-") as folder, _quiet_root_logger():
         float_path = export_onnx(model, Path(folder) / "float.onnx")

@@ -60,7 +60,8 @@ class HandUNet(
     `input_mean`/`input_std`, the pixel normalization the weights expect (None: none, the
     original's plain [0, 1] input; applied by `handseg.processing.normalize`), and `max_side`, the
     longer image side the model was trained to see, which `handseg.Segmenter` uses as its working
-    resolution unless told otherwise.
+    resolution unless told otherwise. `hand_channels` > 0 makes a network that reads hand landmarks
+    as well: that many channels (`handseg.hands.HAND_CHANNELS`) follow the image's in its input.
     """
 
     #: The registered name of the architecture (`handseg.registry`), set by `register_architecture`.
@@ -76,6 +77,7 @@ class HandUNet(
         max_side: int | None,
         input_mean: tuple[float, ...] | list[float] | None,
         input_std: tuple[float, ...] | list[float] | None,
+        hand_channels: int = 0,
         **_: Any,
     ) -> None:
         # What every network shares; each subclass's own __init__ names its architecture's arguments.
@@ -87,6 +89,9 @@ class HandUNet(
             )
         super().__init__()
         self.in_channels = in_channels
+        #: Extra input channels after the image's: hand landmarks drawn by `handseg.hands.hand_channels`
+        #: (0: a network that reads the image alone).
+        self.hand_channels = hand_channels
         self.num_classes = num_classes
         self.max_side = max_side
         #: The folder this model's files were read from (a shipped model's, yours, or the Hub cache's
@@ -123,6 +128,11 @@ class HandUNet(
             raise ValueError(f"the config names {network.__name__}, which is not a {cls.__name__}")
         accepted = inspect.signature(network.__init__).parameters
         return network(**{k: v for k, v in config.items() if k in accepted or k not in {*_LEGACY_KEYS, "architecture"}})
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the input tensor: the image's, then the hand channels."""
+        return self.in_channels + self.hand_channels
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The network proper, on a normalized input whose sides are multiples of `size_multiple`."""

@@ -1,8 +1,11 @@
 """Between a photo and the network, both ways: the one place handseg prepares inputs and reads outputs.
 
-    photo -> load_working_image (decode, at the working size) -> to_model_input ([0, 1], CHW)
+    photo -> load_working_image (decode, at the working size) -> hand landmarks on that image (optional)
+          -> to_model_input ([0, 1], CHW; plus the landmarks drawn, for a network that reads them)
           -> the network (which applies `normalize` with its own mean and std first)
     logits -> to_full_size (resize back, probability, optional CRF) -> threshold -> mask
+
+`prepare` does the first line for one photo.
 
 Every front end (CLI, app, video, datasets, Ray, training validation, evaluation, benchmarks) goes
 through these through `handseg.Segmenter`, so the same photo gives the same mask everywhere.
@@ -17,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from handseg.crf import refine_with_crf
+from handseg.hands import Hand, HandLandmarker, hand_channels
 from handseg.image import MAX_PIXELS, ImageInput, decode, resize_rgb
 
 #: Cap on the longer side the network sees when neither the caller nor the model's config says
@@ -71,20 +75,61 @@ def load_working_image(
     return WorkingImage(small=small, full_size=full_size, full=rgb if rgb.shape[:2] == full_size else None)
 
 
-def to_model_input(rgb: np.ndarray) -> torch.Tensor:
+def to_model_input(rgb: np.ndarray, hand_channels: np.ndarray | None = None) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], what every handseg network (and every
-    exported ONNX file) takes."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    exported ONNX file) takes; with `hand_channels` ((K, H, W) from `handseg.hands.hand_channels`, for a
+    network that reads landmarks), (3 + K, H, W)."""
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    if hand_channels is None:
+        return image
+    return torch.cat([image, torch.from_numpy(hand_channels)], dim=0)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A photo ready for the network: as it sees it, the hands found in that image, and its input tensor."""
+
+    working: WorkingImage
+    hands: list[Hand]  #: in pixels of `working.small`
+    tensor: torch.Tensor  #: (C, h, w)
+
+
+def prepare(
+    source: ImageInput,
+    *,
+    landmarker: HandLandmarker | None = None,
+    hand_inputs: int = 0,
+    scale: float | None = None,
+    max_side: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    previous: list[Hand] | None = None,
+) -> Prepared:
+    """Load `source` at its working size, find its hands there with `landmarker` (none without one; from
+    the `previous` frame's hands, in a video), and make the network's input: the image, then, for a
+    network with `hand_inputs` hand channels, the landmarks drawn (zeros where no hand was found)."""
+    working = load_working_image(source, scale=scale, max_side=max_side, max_pixels=max_pixels)
+    hands: list[Hand] = []
+    if landmarker is not None:
+        hands = landmarker(working.small) if previous is None else landmarker.track(working.small, previous)
+    drawn = None
+    if hand_inputs:
+        height, width = working.small.shape[:2]
+        drawn = hand_channels([hand.landmarks for hand in hands], height, width)[:hand_inputs]
+    return Prepared(working, hands, to_model_input(working.small, drawn))
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None) -> torch.Tensor:
-    """[0, 1] input -> what the weights were trained on: (x - mean) / std per channel (None: as it is).
+    """[0, 1] input -> what the weights were trained on: (x - mean) / std per image channel (None: as it
+    is); channels after the image's (hand landmarks) stay as drawn.
 
     The network applies it first thing (`HandUNet.forward`), with the mean and std its config.json
     names, so an exported graph takes the same [0, 1] input as the network in PyTorch."""
     if mean is None:
         return x
-    return (x - mean) / std
+    channels = mean.shape[1]
+    if x.shape[1] == channels:
+        return (x - mean) / std
+    return torch.cat([(x[:, :channels] - mean) / std, x[:, channels:]], dim=1)
 
 
 def probability_from_logits(logits: torch.Tensor) -> torch.Tensor:

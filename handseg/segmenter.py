@@ -29,12 +29,13 @@ import torch
 
 from handseg.backends import AUTO, Built, OnnxRunner, Runner, build_runner
 from handseg.crf import CRFUnavailableError
+from handseg.hands import Hand, HandLandmarker
 from handseg.hardware import cpu_threads, resolve_device
 from handseg.hub import ModelNotFoundError, resolve_model_source
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
 from handseg.model import HandUNet
 from handseg.pretrained import pretrained_path
-from handseg.processing import DEFAULT_MAX_SIDE, WorkingImage, load_working_image, to_full_size, to_model_input
+from handseg.processing import DEFAULT_MAX_SIDE, Prepared, prepare, to_full_size
 from handseg.results import Segmentation
 
 #: A model: a HandUNet, a hub folder or repo id, a shipped model's name, an exported `.onnx` file,
@@ -60,6 +61,12 @@ class SegmenterOptions(TypedDict, total=False):
     max_side: MaxSide
     scale: float | None
     max_pixels: int
+    hands: bool
+
+
+#: In a video (`iter_segment(track=True)`), the palm detector runs again every this many frames, to find
+#: hands coming into view while others are tracked.
+REDETECT_EVERY = 10
 
 
 class _Cache:
@@ -154,6 +161,9 @@ class Segmenter:
     `max_side`: the working resolution (see MaxSide); `scale`, instead, multiplies both sides.
     `max_pixels`: larger images are refused before they are decoded (100 MP: a guard against
     decompression bombs; raise it for larger photos).
+    `hands`: find each hand's landmarks (MediaPipe Hands' models, `handseg.hands`), so each result has its
+    `hands` (one mask per hand, left or right) and a model that reads landmarks gets them; False: the
+    mask alone, faster (such a model then reads no landmarks, as where no hand is found).
     """
 
     def __init__(
@@ -168,6 +178,7 @@ class Segmenter:
         max_side: MaxSide = AUTO,
         scale: float | None = None,
         max_pixels: int = MAX_PIXELS,
+        hands: bool = True,
     ) -> None:
         if compile and backend not in (AUTO, "torch"):
             raise ValueError("compile=True applies to the torch backend only")
@@ -187,6 +198,8 @@ class Segmenter:
             )
         self.threads: int | None = cpu_threads(threads, concurrent) if self.device.type == "cpu" else None
         self.max_pixels = max_pixels
+        #: Whether hand landmarks are found (each result's `hands`, and the input of a model that reads them).
+        self.hands = hands
         self._request = (backend, compile)
         if onnx_file:
             if not Path(model).is_file():
@@ -231,6 +244,14 @@ class Segmenter:
             self._built = _cache.get(self._key, lambda: build_runner(net, device, backend, threads, compile))
         return self._built.runner
 
+    @property
+    def landmarker(self) -> HandLandmarker | None:
+        """The hand landmark stage (None with `hands=False`), built once per thread count."""
+        if not self.hands:
+            return None
+        threads = self.threads or 1
+        return _cache.get(("landmarker", threads), lambda: HandLandmarker(threads=threads))
+
     def runner_threads(self) -> int | None:
         """CPU threads the runner is set to use, read back from it (torch's setting, onnxruntime's session)."""
         return self._built.runner.threads()
@@ -246,7 +267,7 @@ class Segmenter:
         threads = self.runner_threads()
         where = f"{self.device}, {threads} thread{'s' if threads != 1 else ''}" if threads else str(self.device)
         size = f"scale {self.scale}" if self.scale else f"working side {self.max_side or 'full size'}"
-        return f"{self.name or 'model'}: {self.backend} on {where}, {size}"
+        return f"{self.name or 'model'}: {self.backend} on {where}, {size}{', hands' if self.hands else ''}"
 
     def default_batch_size(self) -> int:
         """8 on a GPU; 1 on a CPU, where batching measured slower per frame (benchmarks/stages.py)."""
@@ -302,43 +323,58 @@ class Segmenter:
         threshold: float = 0.5,
         crf: bool = False,
         batch_size: int | None = None,
+        track: bool = False,
     ) -> Iterator[tuple[int, Segmentation | ImageLoadError]]:
         """Segment images lazily, yielding `(index, Segmentation)` pairs in input order.
 
         An input that cannot be loaded yields `(index, ImageLoadError)` in its place, and the others
         go on; so does one larger than `max_pixels`. Consecutive images whose working sizes match run as
-        one batch of up to `batch_size` (default: `default_batch_size()`)."""
+        one batch of up to `batch_size` (default: `default_batch_size()`). `track`: the inputs are frames
+        of one video, and each frame's hands are looked for where the last frame's were (the palm detector
+        runs again when a hand is lost, and every `REDETECT_EVERY` frames)."""
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         batch_size = batch_size or self.default_batch_size()
-        pending: list[tuple[int, ImageInput, WorkingImage]] = []
+        pending: list[tuple[int, ImageInput, Prepared]] = []
+        landmarker = self.landmarker
+        hand_inputs = self.model.hand_channels if self.model is not None else self._built.runner.hand_inputs
+        previous: list[Hand] | None = None
 
         def flush() -> Iterator[tuple[int, Segmentation]]:
             runner = self.runner
-            logits = runner(torch.stack([to_model_input(working.small) for _, _, working in pending]))
-            for (index, source, working), logit in zip(pending, logits):
+            logits = runner(torch.stack([prepared.tensor for _, _, prepared in pending]))
+            for (index, source, prepared), logit in zip(pending, logits):
+                working = prepared.working
                 probability = to_full_size(logit[None], working, crf=crf)
                 # The full image: decoded already, or decoded from the source when first asked for.
                 full = working.full
                 image = full if full is not None else partial(load_image, source, max_pixels=self.max_pixels)
-                yield index, Segmentation(probability > threshold, probability, self.name, runner.backend, image)
+                (height, width), (small_h, small_w) = working.full_size, working.small.shape[:2]
+                found = [hand.scaled(width / small_w, height / small_h) for hand in prepared.hands]
+                result = Segmentation(probability > threshold, probability, self.name, runner.backend, image)
+                result.detected = found if landmarker is not None else None
+                yield index, result
             pending.clear()
 
         for index, source in enumerate(images):
             try:
                 if isinstance(source, io.IOBase):  # read once: the full image may be decoded again later
                     source = read_file_object(source)
-                working = load_working_image(
-                    source, scale=self.scale, max_side=self.max_side, max_pixels=self.max_pixels
-                )
+                detect_again = track and index % REDETECT_EVERY == 0
+                prepared = prepare(
+                    source, landmarker=landmarker, hand_inputs=hand_inputs, scale=self.scale,
+                    max_side=self.max_side, max_pixels=self.max_pixels,
+                    previous=previous if track and not detect_again else None,
+                )  # fmt: skip
             except ImageLoadError as exc:
                 if pending:  # the images before it first, so results stay in input order
                     yield from flush()
                 yield index, exc
                 continue
-            if pending and (len(pending) >= batch_size or pending[0][2].small.shape != working.small.shape):
+            previous = prepared.hands
+            if pending and (len(pending) >= batch_size or pending[0][2].tensor.shape != prepared.tensor.shape):
                 yield from flush()
-            pending.append((index, source, working))
+            pending.append((index, source, prepared))
         if pending:
             yield from flush()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from handseg.hands.landmarker import BONES
 
 #: The overlay's tint, unless another is asked for.
 DEFAULT_OVERLAY_COLOR = "#ff3c8c"
@@ -67,3 +70,48 @@ def side_by_side(*panels: np.ndarray, gap: int = 8) -> np.ndarray:
             pieces.append(spacer)
         pieces.append(p.astype(np.uint8))
     return np.concatenate(pieces, axis=1)
+
+
+#: One colour per hand, in the order the hands are listed (then round again); grey: mask no hand explains.
+HAND_COLORS = ((255, 60, 140), (0, 170, 255), (255, 190, 0), (120, 220, 60), (170, 90, 255))
+UNKNOWN_HAND_COLOR = (160, 160, 160)
+
+
+def draw_hands(
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    hands: list[tuple[str | None, np.ndarray | None]],
+    opacity: float = 0.5,
+) -> np.ndarray:
+    """The image with each hand's pixels (label i + 1 in `labels`) tinted in its own colour, its skeleton
+    drawn and "L" or "R" written at its wrist. `hands`: (handedness, landmarks (21, 2+) in pixels, or None)
+    per label, in label order."""
+    out = rgb.astype(np.float32)
+    for index, (handedness, _) in enumerate(hands):
+        color = np.array(UNKNOWN_HAND_COLOR if handedness is None else HAND_COLORS[index % len(HAND_COLORS)])
+        pixels = labels == index + 1
+        out[pixels] = (1 - opacity) * out[pixels] + opacity * color
+    picture = Image.fromarray(out.round().astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    scale = max(rgb.shape[:2]) / 640
+    for index, (handedness, points) in enumerate(hands):
+        if points is None:
+            continue
+        color = HAND_COLORS[index % len(HAND_COLORS)]
+        xy = [(float(x), float(y)) for x, y in points[:, :2]]
+        for a, b in BONES:
+            draw.line([xy[a], xy[b]], fill=(255, 255, 255), width=max(1, round(2 * scale)))
+        radius = max(1.5, 2.5 * scale)
+        for x, y in xy:
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=color)
+        font = _font(max(10, round(18 * scale)))
+        text = {"left": "L", "right": "R"}.get(handedness or "", "?")
+        draw.text((xy[0][0] + 2 * radius, xy[0][1]), text, fill=color, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size)
+    except (TypeError, OSError):  # a Pillow without FreeType: the small bitmap font
+        return ImageFont.load_default()

@@ -56,11 +56,12 @@ def test_every_shipped_model_loads_by_name():
     assert handseg.load_model(DEFAULT_MODEL) is handseg.load_model()
 
 
-def test_top_level_model_card_is_the_shipped_one():
-    shipped = (pretrained_path() / "README.md").read_text()
+def test_the_top_level_model_card_points_to_the_shipped_one():
+    """One card, the shipped model's, in the package; model_card.md at the root links to it, and the card's
+    galleries are files beside it."""
     top = (REPO_ROOT / "model_card.md").read_text()
-    # The same card; images are linked from the model folder in one and from the repo root in the other.
-    assert top == re.sub(r"\]\((\w+\.jpg)\)", rf"](handseg/pretrained/{DEFAULT_MODEL}/\1)", shipped)
+    assert f"](handseg/pretrained/{DEFAULT_MODEL}/README.md)" in top
+    shipped = (pretrained_path() / "README.md").read_text()
     images = re.findall(r"\]\((\w+\.jpg)\)", shipped)
     galleries = {"gtea", "faces", "faces_with_hands", "test", "hand_free_scenes", "gestures_held_out"}
     assert {f"{name}_gallery.jpg" for name in galleries} <= set(images)

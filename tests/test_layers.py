@@ -17,7 +17,8 @@ from tests.conftest import REPO_ROOT
 #: Each module's layer, lowest first: a module imports from its own layer or below, never above.
 LAYERS = [
     # foundations: files, the machine, pictures, names
-    {"hardware", "image", "metrics", "visualize", "crf", "pretrained", "registry"},
+    {"hardware", "image", "metrics", "crf", "pretrained", "registry", "hands.warp", "hands.landmarker"},
+    {"hands", "hands.render", "visualize"},
     # between a photo and the network, what a result is, what a model folder holds
     {"processing", "results", "packaging"},
     # the model: architecture and hub loading, no runtime
@@ -39,7 +40,7 @@ LAYERS = [
     {"cli", "cli.options", "cli.segment", "cli.ray", "cli.tools", "cli.parser", "ray", "__main__"},
 ]
 MODEL_LAYER = {"model", "networks", "networks.blocks", "networks.encoders", "networks.lite_unet",
-               "networks.original_unet", "registry", "hub", "packaging", "processing"}  # fmt: skip
+               "networks.original_unet", "registry", "hub", "packaging"}  # fmt: skip
 
 
 def handseg_modules() -> dict[str, Path]:

@@ -75,7 +75,7 @@ def test_save_pretrained_round_trip(tmp_path, config):
     common = {"in_channels": 3, "num_classes": 1, "max_side": None, "input_mean": None, "input_std": None}
     if "encoder" in config:  # each network's config.json names it and holds its own arguments, defaults filled in
         defaults = common | {"architecture": "lite_unet", "encoder": "efficientnet_lite0",
-                             "decoder_channels": [96, 64, 40, 24, 16]}  # fmt: skip
+                             "decoder_channels": [96, 64, 40, 24, 16], "hand_channels": 0}  # fmt: skip
     else:
         defaults = common | {"architecture": "original_unet", "base_channels": 4, "bilinear": True}
     assert saved == defaults | config

@@ -43,6 +43,7 @@ class LiteUNet(HandUNet):
         max_side: int | None = None,
         input_mean: tuple[float, ...] | list[float] | None = None,
         input_std: tuple[float, ...] | list[float] | None = None,
+        hand_channels: int = 0,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -50,11 +51,12 @@ class LiteUNet(HandUNet):
             max_side=max_side,
             input_mean=input_mean,
             input_std=input_std,
+            hand_channels=hand_channels,
         )
         widths = tuple(decoder_channels)
         if len(widths) != 5:
             raise ValueError(f"decoder_channels needs 5 widths, got {widths}")
-        self.encoder = EfficientNetLiteEncoder(encoder, in_channels)
+        self.encoder = EfficientNetLiteEncoder(encoder, in_channels + hand_channels)
         channels = self.encoder.out_channels
         skips = list(channels[:-1])[::-1] + [0]  # deepest skip first; none at full size
         ins = [channels[-1], *widths[:-1]]

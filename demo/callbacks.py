@@ -105,7 +105,8 @@ def segment_photo(
     color: str,
     opacity: float,
 ):
-    """-> (before/after pair, overlay, mask PNG path, stats markdown)."""
+    """-> (before/after pair, overlay, mask PNG path, stats markdown, hands picture: each hand in its own
+    colour with its skeleton and L or R)."""
     started = time.perf_counter()
     at_size = segmenter.with_working_size(max_side=int(max_side) or None)  # the slider's 0: full size
     result = _segment(at_size, image, threshold=threshold, crf=crf)
@@ -117,9 +118,23 @@ def segment_photo(
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
         f"{elapsed_ms:.0f} ms (decode to full-size mask{', CRF' if crf else ''}; {_how_it_ran(segmenter)})"
+        f"\n\n{_hands_markdown(result)}"
     )
     before, after = _image_file(folder, "photo", result.image), _image_file(folder, "overlay", tinted)
-    return (before, after), after, str(mask_path), stats
+    return (before, after), after, str(mask_path), stats, _image_file(folder, "hands", result.plot(opacity))
+
+
+def _hands_markdown(result: handseg.Segmentation) -> str:
+    """One line per hand: left or right, how sure, how many pixels."""
+    if not result.hands:
+        return "No hand found." if result.detected is not None else ""
+    lines = []
+    for number, hand in enumerate(result.hands, start=1):
+        if hand.handedness is None:
+            lines.append(f"{number}. marked, but near no hand the landmark model found: {hand.pixels} px")
+        else:
+            lines.append(f"{number}. **{hand.handedness}** hand (presence {hand.score:.2f}): {hand.pixels} px")
+    return "\n".join(lines)
 
 
 def _how_it_ran(segmenter: handseg.Segmenter) -> str:

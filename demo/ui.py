@@ -133,10 +133,11 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
                     tinted = gr.Image(label="Overlay", elem_id="overlay", interactive=False)
                     mask_file = gr.File(label="Mask (PNG, full size)", elem_id="mask-file")
                     stats = gr.Markdown(elem_id="stats")
+                    hands = gr.Image(label="Hands: each in its own colour, L or R", elem_id="hands", interactive=False)
             run.click(
                 bind(callbacks.segment_photo),
                 [photo, threshold, crf, max_side, color, opacity],
-                [slider, tinted, mask_file, stats],
+                [slider, tinted, mask_file, stats, hands],
                 api_name="segment",
             )
 

@@ -24,6 +24,7 @@ resumable and written as PNG files beside a failures list, `python -m handseg.ra
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -40,7 +41,10 @@ MASK_FORMATS = ("image", "array", "png")
 
 
 class HandSegmenter:
-    """A callable over batches (a dict of columns), adding `mask_column` and `error_column`.
+    """A callable over batches (a dict of columns), adding `mask_column` and `error_column`, and, where the
+    Segmenter looks for hands (its default), `hands_column` (each image's hands as JSON text: left or right,
+    score, landmarks, pixels; `Segmentation.to_dict()["hands"]`) and `hand_labels_column` (0 background,
+    1..N by hand, in `mask_format`).
 
     Images may be PIL images, `datasets.Image(decode=False)` cells ({"bytes", "path"}), paths, encoded
     bytes or arrays. `model` and `options` are `handseg.Segmenter`'s, `processes` its `concurrent` (the
@@ -54,6 +58,8 @@ class HandSegmenter:
         image_column: str = "image",
         mask_column: str = "mask",
         error_column: str = "handseg_error",
+        hands_column: str = "hands",
+        hand_labels_column: str = "hand_labels",
         mask_format: str = "image",
         threshold: float = 0.5,
         crf: bool = False,
@@ -68,6 +74,7 @@ class HandSegmenter:
             raise TypeError(f"HandSegmenter() got an unexpected keyword argument {sorted(unknown)[0]!r}")
         self.model = str(model) if isinstance(model, Path) else model  # a path pickles (and hashes) as text
         self.columns = (image_column, mask_column, error_column)
+        self.hand_columns = (hands_column, hand_labels_column)
         self.mask_format = mask_format
         self.run_options = {"threshold": threshold, "crf": crf, "batch_size": batch_size}
         self.segmenter_options = {**options, "concurrent": processes}
@@ -88,15 +95,25 @@ class HandSegmenter:
         image_column, mask_column, error_column = self.columns
         cells = batch[image_column]
         masks: list[Any] = [None] * len(cells)
+        labels: list[Any] = [None] * len(cells)
+        hands = [""] * len(cells)
         errors = [""] * len(cells)
         for outcome in self.segmenter.run([_as_input(cell) for cell in cells], **self.run_options):
             if outcome.error is not None:
                 errors[outcome.index] = _named(outcome.error, cells[outcome.index])
-            else:
-                masks[outcome.index] = self._encode(mask_to_image(outcome.result.mask))
+                continue
+            result = outcome.result
+            masks[outcome.index] = self._encode(mask_to_image(result.mask))
+            if self.segmenter.hands:
+                labels[outcome.index] = self._encode(result.hand_labels)
+                hands[outcome.index] = json.dumps(result.to_dict()["hands"])
         if self.mask_format == "array":
             masks = [m if m is not None else np.zeros((0, 0), np.uint8) for m in masks]
-        return {**batch, mask_column: masks, error_column: errors}
+            labels = [m if m is not None else np.zeros((0, 0), np.uint8) for m in labels]
+        columns = {mask_column: masks, error_column: errors}
+        if self.segmenter.hands:
+            columns.update(zip(self.hand_columns, (hands, labels)))
+        return {**batch, **columns}
 
     def _encode(self, mask: np.ndarray) -> Any:
         if self.mask_format == "array":

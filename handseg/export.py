@@ -84,7 +84,7 @@ class CalibrationPhotos:
         if photo is None:
             return None
         self.count += 1
-        prepared = prepare(photo, landmarker=self._landmarker, hand_inputs=self._hand_inputs, max_side=self._max_side)
+        prepared = prepare(photo, find_hands=self._landmarker, hand_inputs=self._hand_inputs, max_side=self._max_side)
         return {"image": prepared.tensor[None].numpy()}
 
 

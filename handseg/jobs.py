@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handseg.image import IMAGE_FILE_SUFFIXES, lossy_suffix_problem, written_by_handseg
-from handseg.results import OUTPUT_TAGS, sibling
+from handseg.results import OUTPUT_TAGS, extra_files
 
 if TYPE_CHECKING:
     from handseg.segmenter import Outcome, Segmenter
@@ -223,8 +223,8 @@ def plan_run(
     """Inputs, their outputs and what to do about outputs that exist, refusing (UsageError) before any
     work: no inputs, an output that is an input, existing outputs without `skip_existing` or
     `overwrite`, a folder that cannot be written, an image where only videos are taken (`images=False`;
-    with `videos=False` videos are left out instead, and listed). `pictures`: what an image's job writes beside its mask
-    ("overlay", "viz": `Segmentation.save`), checked the same way."""
+    with `videos=False` videos are left out instead, and listed). `pictures`: what an image's job writes
+    beside its mask ("overlay", "viz", "hands": `Segmentation.save`), checked the same way."""
     inputs, own_outputs = expand_inputs(patterns)
     if not images and (named := [p for p in inputs if not is_video(p)]):
         raise UsageError(f"not a video: {', '.join(map(str, named[:3]))}{', ...' if len(named) > 3 else ''}")
@@ -236,7 +236,7 @@ def plan_run(
     written = [
         o
         for source, target in planned.jobs
-        for o in (target, *(() if is_video(source) else (sibling(target, kind) for kind in pictures)))
+        for o in (target, *(() if is_video(source) else extra_files(target, pictures)))
     ]
     refuse_writing_over_inputs(inputs, written)
     existing = [o for o in written if o.exists()]
@@ -256,13 +256,19 @@ def plan_run(
 
 
 def run_jobs(
-    segmenter: Segmenter, jobs: Sequence[tuple[Path, Path]], *, overlay: bool = False, viz: bool = False, **options: Any
+    segmenter: Segmenter,
+    jobs: Sequence[tuple[Path, Path]],
+    *,
+    overlay: bool = False,
+    viz: bool = False,
+    hands: bool = False,
+    **options: Any,
 ) -> Iterator[Outcome]:
-    """`segmenter.run` over the planned jobs' images, each result saved at its output (with the overlay
-    and viz pictures when asked: `Segmentation.save`); `options` are `Segmenter.run`'s."""
+    """`segmenter.run` over the planned jobs' images, each result saved at its output (with the overlay,
+    viz and hands files when asked: `Segmentation.save`); `options` are `Segmenter.run`'s."""
     return segmenter.run(
         [source for source, _ in jobs],
-        lambda result, index: result.save(jobs[index][1], overlay=overlay, viz=viz),
+        lambda result, index: result.save(jobs[index][1], overlay=overlay, viz=viz, hands=hands),
         **options,
     )
 

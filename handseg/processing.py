@@ -13,6 +13,7 @@ through these through `handseg.Segmenter`, so the same photo gives the same mask
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from handseg.crf import refine_with_crf
-from handseg.hands import Hand, HandLandmarker, hand_channels
+from handseg.hands import Hand, hand_channels
 from handseg.image import MAX_PIXELS, ImageInput, decode, resize_rgb
 
 #: Cap on the longer side the network sees when neither the caller nor the model's config says
@@ -97,20 +98,19 @@ class Prepared:
 def prepare(
     source: ImageInput,
     *,
-    landmarker: HandLandmarker | None = None,
+    find_hands: Callable[[np.ndarray], list[Hand]] | None = None,
     hand_inputs: int = 0,
     scale: float | None = None,
     max_side: int | None = None,
     max_pixels: int = MAX_PIXELS,
-    previous: list[Hand] | None = None,
 ) -> Prepared:
-    """Load `source` at its working size, find its hands there with `landmarker` (none without one; from
-    the `previous` frame's hands, in a video), and make the network's input: the image, then, for a
-    network with `hand_inputs` hand channels, the landmarks drawn (zeros where no hand was found)."""
+    """Load `source` at its working size, find its hands there with `find_hands` (a `HandLandmarker`, or
+    one that tracks a video's hands; none without one), and make the network's input: the image, then, for
+    a network with `hand_inputs` hand channels, the landmarks drawn (zeros where no hand was found)."""
     working = load_working_image(source, scale=scale, max_side=max_side, max_pixels=max_pixels)
     hands: list[Hand] = []
-    if landmarker is not None:
-        hands = landmarker(working.small) if previous is None else landmarker.track(working.small, previous)
+    if find_hands is not None:
+        hands = find_hands(working.small)
     drawn = None
     if hand_inputs:
         height, width = working.small.shape[:2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,10 +23,19 @@ from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, 
 OUTPUT_TAGS = ("_mask", "_overlay", "_viz", "_hands")
 
 
+#: The files `Segmentation.save` can write beside a mask, by kind: their endings.
+EXTRA_FILES = {"overlay": (".png",), "viz": (".png",), "hands": (".png", ".json")}
+
+
 def sibling(mask_path: str | Path, kind: str, suffix: str = ".png") -> Path:
     """A file written beside a mask: `<stem>_overlay.png`, `<stem>_viz.png`, `<stem>_hands.png`, ..."""
     mask_path = Path(mask_path)
     return mask_path.with_name(f"{mask_path.stem.removesuffix('_mask')}_{kind}{suffix}")
+
+
+def extra_files(mask_path: str | Path, kinds: Iterable[str]) -> list[Path]:
+    """Every file `Segmentation.save(mask_path, **{kind: True})` writes beside the mask, for these kinds."""
+    return [sibling(mask_path, kind, suffix) for kind in kinds for suffix in EXTRA_FILES[kind]]
 
 
 @dataclass(frozen=True, repr=False)
@@ -79,8 +88,9 @@ class Segmentation:
     backend: str | None = None  #: how it ran: "torch", "bf16", "onnx" or "int8" (`handseg.BACKENDS`)
     #: The full-size RGB image, or how to decode it when first asked (a reduced JPEG decode fed the network).
     _image: np.ndarray | Callable[[], np.ndarray] | None = field(default=None)
-    #: The hands the landmark model found, landmarks in pixels of the full image (None: not looked for).
-    detected: list[Hand] | None = None
+    #: The hands the landmark model found (landmarks in pixels of the full image), or how to find them when
+    #: first asked (a model that does not read landmarks never waits for them); None: not looked for.
+    _hands: list[Hand] | Callable[[], list[Hand]] | None = field(default=None)
 
     def __repr__(self) -> str:
         height, width = self.mask.shape
@@ -98,6 +108,15 @@ class Segmentation:
         if self._image is None:
             raise ValueError("this result was made without its image")
         return self._image
+
+    @property
+    def detected(self) -> list[Hand] | None:
+        """The hands the landmark model found, most present first, landmarks in pixels of the full image
+        (found on first use, where the model did not need them); None where hands were not looked for
+        (`hands=False`)."""
+        if callable(self._hands):
+            self._hands = self._hands()
+        return self._hands
 
     @property
     def hand_fraction(self) -> float:
@@ -128,7 +147,7 @@ class Segmentation:
 
     def plot(self, opacity: float = 0.5) -> np.ndarray:
         """uint8 (H, W, 3): the image with each hand in its own colour, its skeleton, and L or R at its wrist
-        (pixels no detected hand explains in grey); the overlay's colour where hands were not looked for."""
+        (pixels no detected hand explains in yellow); the overlay's colour where hands were not looked for."""
         if self.detected is None:
             return self.overlay(opacity=opacity)
         return draw_hands(self.image, self.hand_labels, [(h.handedness, h.landmarks) for h in self.hands], opacity)

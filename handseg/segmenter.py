@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypedDict, Unpack
 
+import numpy as np
 import torch
 
 from handseg.backends import AUTO, Built, OnnxRunner, Runner, build_runner
@@ -162,8 +163,9 @@ class Segmenter:
     `max_pixels`: larger images are refused before they are decoded (100 MP: a guard against
     decompression bombs; raise it for larger photos).
     `hands`: find each hand's landmarks (MediaPipe Hands' models, `handseg.hands`), so each result has its
-    `hands` (one mask per hand, left or right) and a model that reads landmarks gets them; False: the
-    mask alone, faster (such a model then reads no landmarks, as where no hand is found).
+    `hands` (one mask per hand, left or right) and a model that reads landmarks gets them; for a model that
+    does not read them, only when a result's hands are first asked for. False: the mask alone, faster for
+    a model that reads landmarks (it then reads none, as where no hand is found).
     """
 
     def __init__(
@@ -243,6 +245,11 @@ class Segmenter:
             net, device, threads = self.model, self.device, self.threads
             self._built = _cache.get(self._key, lambda: build_runner(net, device, backend, threads, compile))
         return self._built.runner
+
+    @property
+    def hand_inputs(self) -> int:
+        """Hand landmark channels the network reads after the image's (0: the image alone)."""
+        return self.model.hand_channels if self.model is not None else self._built.runner.hand_inputs
 
     @property
     def landmarker(self) -> HandLandmarker | None:
@@ -336,9 +343,10 @@ class Segmenter:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         batch_size = batch_size or self.default_batch_size()
         pending: list[tuple[int, ImageInput, Prepared]] = []
-        landmarker = self.landmarker
-        hand_inputs = self.model.hand_channels if self.model is not None else self._built.runner.hand_inputs
-        previous: list[Hand] | None = None
+        landmarker, hand_inputs = self.landmarker, self.hand_inputs
+        finder = _HandFinder(landmarker, track) if landmarker is not None else None
+        # Hands are found before the network where it reads them; else only when a result's hands are asked for.
+        eager = finder is not None and hand_inputs > 0
 
         def flush() -> Iterator[tuple[int, Segmentation]]:
             runner = self.runner
@@ -349,34 +357,63 @@ class Segmenter:
                 # The full image: decoded already, or decoded from the source when first asked for.
                 full = working.full
                 image = full if full is not None else partial(load_image, source, max_pixels=self.max_pixels)
-                (height, width), (small_h, small_w) = working.full_size, working.small.shape[:2]
-                found = [hand.scaled(width / small_w, height / small_h) for hand in prepared.hands]
-                result = Segmentation(probability > threshold, probability, self.name, runner.backend, image)
-                result.detected = found if landmarker is not None else None
-                yield index, result
+                hands = None
+                if finder is not None:
+                    hands = _at_full_size(prepared, None if eager else partial(finder, index=index))
+                yield index, Segmentation(probability > threshold, probability, self.name, runner.backend, image, hands)
             pending.clear()
 
         for index, source in enumerate(images):
             try:
                 if isinstance(source, io.IOBase):  # read once: the full image may be decoded again later
                     source = read_file_object(source)
-                detect_again = track and index % REDETECT_EVERY == 0
                 prepared = prepare(
-                    source, landmarker=landmarker, hand_inputs=hand_inputs, scale=self.scale,
-                    max_side=self.max_side, max_pixels=self.max_pixels,
-                    previous=previous if track and not detect_again else None,
+                    source, find_hands=partial(finder, index=index) if eager else None, hand_inputs=hand_inputs,
+                    scale=self.scale, max_side=self.max_side, max_pixels=self.max_pixels,
                 )  # fmt: skip
             except ImageLoadError as exc:
                 if pending:  # the images before it first, so results stay in input order
                     yield from flush()
                 yield index, exc
                 continue
-            previous = prepared.hands
             if pending and (len(pending) >= batch_size or pending[0][2].tensor.shape != prepared.tensor.shape):
                 yield from flush()
             pending.append((index, source, prepared))
         if pending:
             yield from flush()
+
+
+class _HandFinder:
+    """Finds the hands of each input of one `iter_segment` call: each on its own, or (`track`: frames of a
+    video) where the last frame's were, the palm detector running again when a hand is lost and every
+    REDETECT_EVERY frames, as MediaPipe's video mode does."""
+
+    def __init__(self, landmarker: HandLandmarker, track: bool) -> None:
+        self.landmarker, self.track = landmarker, track
+        self.last: list[Hand] | None = None
+
+    def __call__(self, small: np.ndarray, index: int) -> list[Hand]:
+        if self.track and self.last is not None:
+            hands = self.landmarker.track(small, self.last, detect=index % REDETECT_EVERY == 0)
+        else:
+            hands = self.landmarker(small)
+        if self.track:
+            self.last = hands
+        return hands
+
+
+def _at_full_size(prepared: Prepared, find: Callable[[np.ndarray], list[Hand]] | None):
+    """The hands of a prepared image in pixels of the full image: those found already, or (`find`) how to
+    find them on its working image when first asked for."""
+    (height, width), (small_h, small_w) = prepared.working.full_size, prepared.working.small.shape[:2]
+
+    def full_size(hands: list[Hand]) -> list[Hand]:
+        return [hand.scaled(width / small_w, height / small_h) for hand in hands]
+
+    if find is None:
+        return full_size(prepared.hands)
+    small = prepared.working.small
+    return lambda: full_size(find(small))
 
 
 def _working_side(max_side: MaxSide, own_side: int) -> int | None:

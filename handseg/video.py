@@ -73,7 +73,9 @@ def iter_video(
             except av.error.FFmpegError as exc:
                 raise VideoError(f"{source}: broken video data ({exc})") from None
 
-        for index, result in segmenter.iter_segment(frames(), batch_size=batch_size, threshold=threshold, crf=crf):
+        # track: each frame's hands are looked for where the last frame's were (MediaPipe's video mode).
+        results = segmenter.iter_segment(frames(), batch_size=batch_size, threshold=threshold, crf=crf, track=True)
+        for index, result in results:
             if isinstance(result, Exception):
                 raise VideoError(f"{source}: frame {index}: {result}")
             yield result

@@ -72,9 +72,10 @@ def side_by_side(*panels: np.ndarray, gap: int = 8) -> np.ndarray:
     return np.concatenate(pieces, axis=1)
 
 
-#: One colour per hand, in the order the hands are listed (then round again); grey: mask no hand explains.
-HAND_COLORS = ((255, 60, 140), (0, 170, 255), (255, 190, 0), (120, 220, 60), (170, 90, 255))
-UNKNOWN_HAND_COLOR = (160, 160, 160)
+#: One colour per hand, in the order the hands are listed (then round again); yellow: marked, but near no
+#: hand the landmark model found.
+HAND_COLORS = ((255, 60, 140), (0, 170, 255), (255, 120, 0), (120, 220, 60), (170, 90, 255))
+UNKNOWN_HAND_COLOR = (255, 235, 0)
 
 
 def draw_hands(
@@ -83,9 +84,9 @@ def draw_hands(
     hands: list[tuple[str | None, np.ndarray | None]],
     opacity: float = 0.5,
 ) -> np.ndarray:
-    """The image with each hand's pixels (label i + 1 in `labels`) tinted in its own colour, its skeleton
-    drawn and "L" or "R" written at its wrist. `hands`: (handedness, landmarks (21, 2+) in pixels, or None)
-    per label, in label order."""
+    """The image with each hand's pixels (label i + 1 in `labels`) tinted in its own colour (yellow: marked
+    but near no found hand), its skeleton drawn and "L" or "R" written at its wrist. `hands`: (handedness,
+    landmarks (21, 2+) in pixels, or None) per label, in label order."""
     out = rgb.astype(np.float32)
     for index, (handedness, _) in enumerate(hands):
         color = np.array(UNKNOWN_HAND_COLOR if handedness is None else HAND_COLORS[index % len(HAND_COLORS)])

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import handseg
 from tests.conftest import REPO_ROOT, dice_as_trained, run_cli
 
 gradio_client = pytest.importorskip("gradio_client", reason='the app extra is needed: pip install "handseg[demo,dev]"')
@@ -95,7 +96,7 @@ def segment(client: Client, path: Path, **options):
 
 def test_segment_real_photos(client, sample_photos):
     for photo in sample_photos:
-        (before, after), tinted, mask_path, stats = segment(client, photo)
+        (before, after), tinted, mask_path, stats, hands = segment(client, photo)
         with Image.open(photo) as img:
             size = img.size
         mask = Image.open(mask_path)
@@ -103,6 +104,10 @@ def test_segment_real_photos(client, sample_photos):
         assert Path(mask_path).name == f"{photo.stem}_mask.png"
         assert "Hand area" in stats and f"{size[0]}×{size[1]}" in stats
         assert Path(before).is_file() and Path(after).is_file() and Path(tinted).is_file()
+        # each hand listed, left or right, and drawn in its own colour (the pictures differ where hands are)
+        expected = handseg.segment(photo).hands
+        assert all(f"**{hand.handedness}** hand" in stats for hand in expected if hand.handedness), stats
+        assert Image.open(hands).size == Image.open(after).size
 
 
 def test_segment_finds_the_hands_of_unseen_photos(client, val_pairs):
@@ -227,7 +232,7 @@ def test_bad_uploads_get_clear_errors_and_the_app_keeps_serving(client, app_serv
     Image.fromarray(grey16).save(tmp_path / "deep.tif")
     photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
     for name in ("alpha.png", "deep.tif", "cmyk.jpg"):
-        _, _, mask_path, _ = segment(client, tmp_path / name)
+        _, _, mask_path, _, _ = segment(client, tmp_path / name)
         assert Image.open(mask_path).size == photo.size
     assert "Hand area" in segment(client, sample_photos[0])[3]
 

@@ -63,7 +63,7 @@ def test_the_app_runs_the_backend_asked_for(backend, frame):
     segmenters, notices = ui.load_segmenters(None, threads=1, backend=backend)
     main = next(iter(segmenters.values()))
     assert main.backend == backend and notices == []
-    _, _, mask_path, stats = callbacks.segment_photo(main, str(frame), 0.5, False, main.max_side, "#ff3c8c", 0.5)
+    _, _, mask_path, stats, _ = callbacks.segment_photo(main, str(frame), 0.5, False, main.max_side, "#ff3c8c", 0.5)
     assert np.array_equal(read_mask(Path(mask_path)), handseg.segment(frame, backend=backend).mask)
     assert f"; {backend}, 1 thread)" in stats
 

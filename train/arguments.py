@@ -115,6 +115,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many training steps in all (a smoke test: the last epoch is cut short, then "
         "validated and saved as usual)",
     )
+    hands = p.add_argument_group("hand landmarks as input (a network that reads them)")
+    hands.add_argument(
+        "--hand-channels",
+        type=int,
+        default=None,
+        help="landmark channels the network reads after the image's (0: none; 3: bones, palm and wrist, "
+        "handseg.hands.HAND_CHANNELS); with --init, a model that reads none gets them with zero weights, so it "
+        "starts as it was (default: the --init model's, else 0)",
+    )
+    hands.add_argument(
+        "--landmarks-none-prob", type=float, default=0.15, help="share of crops given no landmarks at all"
+    )
+    hands.add_argument(
+        "--landmarks-drop-prob", type=float, default=0.15, help="share of hands whose landmarks are dropped (a miss)"
+    )
+    hands.add_argument(
+        "--landmarks-jitter", type=float, default=0.04, help="landmark noise, as a share of the hand's size"
+    )
+    hands.add_argument(
+        "--landmarks-false-prob",
+        type=float,
+        default=0.2,
+        help="share of crops given a real hand's skeleton where there is no hand (a false detection; labels "
+        "untouched); half of hand-shaped distractors carry their hand's skeleton too",
+    )
     mix = p.add_argument_group("hand-free photos, compositing and labels")
     mix.add_argument(
         "--mix",
@@ -226,8 +251,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.init and args.resume is None:
         if args.encoder or args.pretrained:
             parser.error("--init keeps the initial model's architecture: drop --encoder/--pretrained")
+        start = handseg.HandUNet.from_pretrained(args.init)
         if args.max_side is None:  # keep the working resolution the model was made for
-            args.max_side = handseg.HandUNet.from_pretrained(args.init).max_side
+            args.max_side = start.max_side
+        if args.hand_channels is None:
+            args.hand_channels = start.hand_channels
+    if getattr(args, "hand_channels", None) is None:
+        args.hand_channels = 0
     if args.lr is None:
         args.lr = LR_FINE_TUNE if args.init else LR_FRESH
     if getattr(args, "max_side", None) is None:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from handseg import resize_rgb
+from train.landmarks import Points, mirror, moved, scale, shift, turned
 
 
 def resize_pair(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,27 +57,43 @@ class Augmenter:
 
     def __call__(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(rgb, label map) -> an (img_size, img_size) training crop and its label map."""
+        rgb, mask, _ = self.apply(rgb, mask, rng)
+        return rgb, mask
+
+    def apply(
+        self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator, points: Points = ()
+    ) -> tuple[np.ndarray, np.ndarray, Points]:
+        """(rgb, label map, hand landmarks) -> the training crop, its label map and its landmarks (moved
+        with every geometric change, `train.landmarks`)."""
+        points = list(points)
         if self.max_rotation and rng.random() < 0.5:
             angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
+            size = rgb.shape[:2]
             rgb = np.array(Image.fromarray(rgb).rotate(angle, Image.BILINEAR))
             mask = np.array(Image.fromarray(mask).rotate(angle, Image.NEAREST))
+            points = moved(points, turned(angle, size, size))
         # Scale jitter around the size segment() runs this image at: longer side = working_side,
         # or the image's own size when smaller (segment() never up-samples; a 200 px face stays 200 px).
         h, w = rgb.shape[:2]
         factor = min(self.working_side, max(h, w)) * rng.uniform(*self.scale_range) / max(h, w)
-        rgb, mask = resize_pair(rgb, mask, (max(1, round(h * factor)), max(1, round(w * factor))))
-        rgb, mask = self.random_square(rgb, mask, rng)
+        new_h, new_w = max(1, round(h * factor)), max(1, round(w * factor))
+        rgb, mask = resize_pair(rgb, mask, (new_h, new_w))
+        points = moved(points, scale(new_w / w, new_h / h))
+        rgb, mask, (dx, dy) = self.random_square(rgb, mask, rng)
+        points = moved(points, shift(dx, dy))
         if rng.random() < 0.5:
             rgb, mask = rgb[:, ::-1], mask[:, ::-1]
+            points = moved(points, mirror(self.img_size))
         if rng.random() < self.colour_prob:
             rgb = colour_jitter(rgb, rng)
         if rng.random() < self.cast_prob:
             rgb = strong_cast(rgb, rng)
         if self.hue_turn_prob and rng.random() < self.hue_turn_prob:
             rgb = turn_hue(rgb, float(rng.uniform(0.15, 0.85)))
-        return np.ascontiguousarray(rgb), np.ascontiguousarray(mask)
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(mask), points
 
     def random_square(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        """An img_size square of the image (cropped, or placed on black), and how far its content moved."""
         n = self.img_size
         h, w = rgb.shape[:2]
         out_rgb = np.zeros((n, n, 3), np.uint8)
@@ -88,7 +105,7 @@ class Augmenter:
         oy, ox = int(rng.integers(0, n - ch + 1)), int(rng.integers(0, n - cw + 1))
         out_rgb[oy : oy + ch, ox : ox + cw] = crop_rgb
         out_mask[oy : oy + ch, ox : ox + cw] = crop_mask
-        return out_rgb, out_mask
+        return out_rgb, out_mask, (ox - x0, oy - y0)
 
 
 #: Channel gains of strong casts: warm kitchen light (GTEA_gaze's orange), warm tungsten, cold daylight.

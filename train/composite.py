@@ -14,7 +14,8 @@ way hands appear in photographs:
 - soft edges: the hand is alpha-blended with a feathered matte, its label map
   is taken where the matte is at least one half, so the mask follows the pasted
   pixels exactly, and the cut-out's outermost pixel ring (the source photo's
-  background) is never pasted, so there is no halo.
+  background) is never pasted, so there is no halo;
+- its hand landmarks (`HandCutout.points`, found in its own photo) moved with it.
 
 Distractors (`distractor_cutout`) go through exactly the same pipeline: patches of hand-free
 photos (faces, hair, necks, flowers, fabrics, warm-coloured things), cut with a hand's silhouette
@@ -33,6 +34,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from train.labels import BACKGROUND, HAND
+from train.landmarks import Points, mirror, moved, scale, shift, turned
 
 EDGES = ("top", "right", "bottom", "left")
 
@@ -45,12 +47,16 @@ class HandCutout:
     labels: np.ndarray  #: uint8 (h, w): HAND, BACKGROUND (labelled forearm) or IGNORE
     shape: np.ndarray  #: bool (h, w): the pixels that belong to the cut-out
     entry_edge: str | None  #: the frame edge its arm entered from in its own photo, if any
+    #: Landmarks (21, 2) of the hands in it, in its pixels (found in its own photo); a distractor's are
+    #: a false detection: the skeleton of the hand whose silhouette it was cut with.
+    points: tuple[np.ndarray, ...] = ()
 
 
 def cutouts_from_photo(
-    rgb: np.ndarray, mask: np.ndarray, labels: np.ndarray, min_share: float = 0.004
+    rgb: np.ndarray, mask: np.ndarray, labels: np.ndarray, min_share: float = 0.004, points: Points = ()
 ) -> list[HandCutout]:
-    """One cut-out per mask component of at least `min_share` of the photo."""
+    """One cut-out per mask component of at least `min_share` of the photo, with the landmarks (`points`,
+    the photo's pixels) of the hands most of whose landmarks lie on it."""
     components, count = ndimage.label(mask)
     h, w = mask.shape
     out = []
@@ -61,17 +67,31 @@ def cutouts_from_photo(
         ys, xs = found
         touches = {"top": ys.start == 0, "bottom": ys.stop == h, "left": xs.start == 0, "right": xs.stop == w}
         edges = [e for e in EDGES if touches[e]]
-        out.append(HandCutout(rgb[found].copy(), labels[found].copy(), shape, edges[0] if len(edges) == 1 else None))
+        corner = np.array([xs.start, ys.start], np.float32)
+        own = tuple(p - corner for p in points if _on_component(p, components, index))
+        out.append(
+            HandCutout(rgb[found].copy(), labels[found].copy(), shape, edges[0] if len(edges) == 1 else None, own)
+        )
     return out
 
 
-def cutout_from_black(rgb: np.ndarray, mask: np.ndarray) -> HandCutout:
-    """An ASL-style cut-out on black (its mask marks the hand); the wrist is at the bottom."""
+def _on_component(points: np.ndarray, components: np.ndarray, index: int) -> bool:
+    """Whether most of a hand's landmarks fall on mask component `index`."""
+    h, w = components.shape
+    x = np.clip(points[:, 0].astype(int), 0, w - 1)
+    y = np.clip(points[:, 1].astype(int), 0, h - 1)
+    return (components[y, x] == index).mean() > 0.5
+
+
+def cutout_from_black(rgb: np.ndarray, mask: np.ndarray, points: Points = ()) -> HandCutout:
+    """An ASL-style cut-out on black (its mask marks the hand); the wrist is at the bottom. `points`: its
+    hands' landmarks in `rgb`'s pixels."""
     ys, xs = np.nonzero(mask)
     box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     shape = mask[box]
     labels = np.where(shape, HAND, BACKGROUND).astype(np.uint8)
-    return HandCutout(rgb[box].copy(), labels, shape.copy(), "bottom")
+    own = tuple(p - np.array([xs.min(), ys.min()], np.float32) for p in points)
+    return HandCutout(rgb[box].copy(), labels, shape.copy(), "bottom", own)
 
 
 @dataclass
@@ -97,23 +117,23 @@ class DistractorSettings:
     warm_bias: float = 0.5  #: share taken from the warmest of four candidate windows (skin, pink, gold)
 
 
-def _rotate(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, degrees: float):
+def _rotate(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, degrees: float, points: Points = ()):
     """Rotate counter-clockwise about the centre, expanding the canvas; outside is not part of the cut-out."""
     if degrees % 360 == 0:
-        return rgb, labels, shape
+        return rgb, labels, shape, list(points)
     r = np.array(Image.fromarray(rgb).rotate(degrees, Image.BILINEAR, expand=True))
     lab = np.array(Image.fromarray(labels).rotate(degrees, Image.NEAREST, expand=True, fillcolor=BACKGROUND))
     s = np.array(Image.fromarray(shape.astype(np.uint8) * 255).rotate(degrees, Image.NEAREST, expand=True)) > 127
-    return r, lab, s
+    return r, lab, s, moved(list(points), turned(degrees, shape.shape, s.shape))
 
 
-def _resize(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, factor: float):
+def _resize(rgb: np.ndarray, labels: np.ndarray, shape: np.ndarray, factor: float, points: Points = ()):
     h, w = shape.shape
     size = (max(2, round(w * factor)), max(2, round(h * factor)))
     r = np.array(Image.fromarray(rgb).resize(size, Image.BILINEAR))
     lab = np.array(Image.fromarray(labels).resize(size, Image.NEAREST))
     s = np.array(Image.fromarray(shape.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
-    return r, lab, s
+    return r, lab, s, moved(list(points), scale(size[0] / w, size[1] / h))
 
 
 def _colour_matched(hand: np.ndarray, shape: np.ndarray, background: np.ndarray, amount: float, rng) -> np.ndarray:
@@ -203,6 +223,7 @@ def distractor_cutout(
     entry_edge: str | None,
     rng: np.random.Generator,
     warm_bias: float = 0.5,
+    points: Points = (),
 ) -> HandCutout:
     """A patch of a hand-free `photo` cut with `shape` (a hand's silhouette, or a blob), labelled
     background everywhere. With probability `warm_bias` the warmest of four candidate windows is
@@ -219,7 +240,9 @@ def distractor_cutout(
         windows.append(photo[y0 : y0 + h, x0 : x0 + w])
     patch = max(windows, key=_warmth) if rng.random() < warm_bias else windows[0]
     labels = np.full(shape.shape, BACKGROUND, np.uint8)
-    return HandCutout(np.ascontiguousarray(patch), labels, shape, entry_edge)
+    return HandCutout(
+        np.ascontiguousarray(patch), labels, shape, entry_edge, tuple(moved(list(points), scale(factor, factor)))
+    )
 
 
 #: Where real hands go on and around a face: (y, x) in units of the face's box (0 to 1 inside it).
@@ -293,22 +316,23 @@ def paste_hand(
     settings: PasteSettings | None = None,
     centre: tuple[float, float] | None = None,
     on_face: OnFace | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Points]:
     """Paste `cutout` onto `background` (uint8 RGB) whose label map is `labels`.
 
     `centre` = (y, x) as shares of the frame puts the cut-out's centre there instead of at an edge or
     anywhere. `on_face` puts it on or around that face instead, sized to it, in its skin tone and
-    light (`OnFace`). Returns the new image, the new label map and the matte (float32 alpha in
+    light (`OnFace`). Returns the new image, the new label map, the matte (float32 alpha in
     [0, 1]) used: pixel = alpha * hand + (1 - alpha) * background, and the label is the cut-out's
-    wherever alpha >= 0.5, the background's elsewhere."""
+    wherever alpha >= 0.5, the background's elsewhere; and the cut-out's landmarks in the new image."""
     s = settings or PasteSettings()
     if on_face is not None:
         centre = on_face.place(rng)
     bh, bw = labels.shape
-    rgb, lab, shape = cutout.rgb, cutout.labels, cutout.shape
+    rgb, lab, shape, points = cutout.rgb, cutout.labels, cutout.shape, list(cutout.points)
     edge = cutout.entry_edge
     if rng.random() < 0.5:
         rgb, lab, shape = rgb[:, ::-1], lab[:, ::-1], shape[:, ::-1]
+        points = moved(points, mirror(shape.shape[1]))
         edge = {"left": "right", "right": "left"}.get(edge, edge)
     from_edge = centre is None and edge is not None and rng.random() < s.edge_prob
     if from_edge:
@@ -322,12 +346,12 @@ def paste_hand(
         degrees = 90 * ((EDGES.index(edge) - EDGES.index("bottom")) % 4) + rng.uniform(-40, 40)
     else:
         target, degrees = None, rng.uniform(-180, 180)
-    rgb, lab, shape = _rotate(
-        np.ascontiguousarray(rgb), np.ascontiguousarray(lab), np.ascontiguousarray(shape), degrees
+    rgb, lab, shape, points = _rotate(
+        np.ascontiguousarray(rgb), np.ascontiguousarray(lab), np.ascontiguousarray(shape), degrees, points
     )
     side = on_face.side(bh, rng) if on_face is not None else rng.uniform(*s.size_range) * min(bh, bw)
     factor = side / max(shape.shape)
-    rgb, lab, shape = _resize(rgb, lab, shape, factor)
+    rgb, lab, shape, points = _resize(rgb, lab, shape, factor, points)
     h, w = shape.shape
     if centre is not None:
         y0, x0 = round(centre[0] * bh - h / 2), round(centre[1] * bw - w / 2)
@@ -347,7 +371,7 @@ def paste_hand(
     # Visible window of the cut-out on the background.
     ty0, tx0, ty1, tx1 = max(0, y0), max(0, x0), min(bh, y0 + h), min(bw, x0 + w)
     if ty1 <= ty0 or tx1 <= tx0:
-        return background, labels, np.zeros(labels.shape, np.float32)
+        return background, labels, np.zeros(labels.shape, np.float32), []
     window = (slice(ty0 - y0, ty1 - y0), slice(tx0 - x0, tx1 - x0))
     target_box = (slice(ty0, ty1), slice(tx0, tx1))
 
@@ -386,7 +410,7 @@ def paste_hand(
     new_labels = labels.copy()
     covered = alpha[target_box] >= 0.5
     new_labels[target_box][covered] = lab[window][covered]
-    return (out + 0.5).astype(np.uint8), new_labels, alpha
+    return (out + 0.5).astype(np.uint8), new_labels, alpha, moved(points, shift(x0, y0))
 
 
 def paste_hands(
@@ -400,5 +424,5 @@ def paste_hands(
     count = 1 + int(rng.random() > 0.6) + int(rng.random() > 0.9)
     for _ in range(count):
         cutout = cutouts[int(rng.integers(len(cutouts)))]
-        background, labels, _ = paste_hand(background, labels, cutout, rng, settings)
+        background, labels, _, _ = paste_hand(background, labels, cutout, rng, settings)
     return background, labels

@@ -33,11 +33,11 @@ def reference_photos(data: Path) -> list[tuple[str, Path]]:
     return [(source, path) for source, count in PHOTOS for path in sorted((data / source / "images").iterdir())[:count]]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import mediapipe as mp  # here: the photo list is read where mediapipe is not installed (tests)
 
     rows = []

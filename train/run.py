@@ -44,6 +44,7 @@ from train.evaluate import selection_score
 from train.freezing import Freezing
 from train.hands_on_faces import face_boxes as read_face_boxes
 from train.labels import LabelPolicy
+from train.landmarks import LandmarkNoise
 from train.loop import bce_dice_loss, hard_negative_weights, set_learning_rate, train_one_epoch, validate
 from train.metrics_log import append_record, curves_figure, epoch_record, keep_records_until, plot_curves
 from train.quantize import int8_agreement, write_int8
@@ -80,8 +81,10 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     torch.manual_seed(args.seed)
     if args.init:
         start = handseg.HandUNet.from_pretrained(args.init)
-        model = handseg.HandUNet.from_config({**start.config, "max_side": args.max_side})
-        model.load_state_dict(start.state_dict())
+        model = handseg.HandUNet.from_config(
+            {**start.config, "max_side": args.max_side, "hand_channels": args.hand_channels}
+        )
+        model.load_state_dict(with_hand_inputs(start.state_dict(), model.state_dict()))
         return model
     if args.encoder:
         # Both EfficientNet-Lite variants expect ImageNet mean/std (benchmarks/check_lite0_weights.py).
@@ -91,6 +94,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
             max_side=args.max_side,
             input_mean=handseg.LITE0_MEAN,
             input_std=handseg.LITE0_STD,
+            hand_channels=args.hand_channels,
         )
         if args.pretrained:
             handseg.load_lite_imagenet(model.encoder)
@@ -98,6 +102,19 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
     if args.pretrained:
         raise SystemExit("error: --pretrained needs --encoder (the original U-Net has no pretrained weights)")
     return handseg.OriginalUNet(base_channels=args.base_channels, max_side=args.max_side)
+
+
+def with_hand_inputs(start: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The starting model's weights for a network that reads more input channels (hand landmarks): each
+    first-layer weight that is too narrow gets zero weights for the new channels, so the network computes
+    exactly what the starting model did until training teaches it to use them."""
+    weights = dict(start)
+    for name, tensor in start.items():
+        wanted = target[name].shape
+        if tensor.dim() == 4 and tensor.shape[1] < wanted[1] and tensor.shape[0] == wanted[0]:
+            extra = torch.zeros(wanted[0], wanted[1] - tensor.shape[1], *tensor.shape[2:], dtype=tensor.dtype)
+            weights[name] = torch.cat([tensor, extra], dim=1)
+    return weights
 
 
 def check_prepared(args: argparse.Namespace, prepared: dict) -> str | None:
@@ -115,10 +132,11 @@ def check_prepared(args: argparse.Namespace, prepared: dict) -> str | None:
 def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
     # Cut-outs are pasted at most about the working side, so keep them that small.
     asl = None
+    landmarks = args.hand_channels > 0
     if args.composite:
-        asl = AslBank.from_folder(args.composite, max_side=args.max_side)
+        asl = AslBank.from_folder(args.composite, max_side=args.max_side, landmarks=landmarks)
     elif split.cutouts is not None and len(split.cutouts):  # carried by a prepared set
-        asl = AslBank(split.cutouts, max_side=args.max_side)
+        asl = AslBank(split.cutouts, max_side=args.max_side, landmarks=landmarks)
     # Hue turns of whole crops happen in the augmenter; of pasted hands or distractors, as they are pasted.
     crop_hue_turns = args.hue_turn_prob if args.hue_turn_on == "crops" else 0.0
     augmenter = Augmenter(
@@ -145,6 +163,13 @@ def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
         ),
         hue_turns=HueTurns(args.hue_turn_prob, args.hue_turn_on),
         face_boxes=face_boxes,
+        hand_inputs=args.hand_channels,
+        landmark_noise=LandmarkNoise(
+            none_prob=args.landmarks_none_prob,
+            drop_prob=args.landmarks_drop_prob,
+            jitter=args.landmarks_jitter,
+            false_prob=args.landmarks_false_prob,
+        ),
     )
 
 

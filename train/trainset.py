@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from handseg import to_model_input
+from handseg.hands import hand_channels
 from train.augment import Augmenter, fit_longer_side, turn_hue
 from train.composite import (
     DistractorSettings,
@@ -31,27 +32,32 @@ from train.composite import (
 from train.data import load_pair, load_split, mask_is_empty
 from train.hands_on_faces import CROP_FACE
 from train.labels import LabelPolicy
+from train.landmarks import LandmarkNoise, Points, detect_hands
 
 
 class AslBank:
-    """Hand cut-outs on black (with masks), decoded on first use and kept small."""
+    """Hand cut-outs on black (with masks), decoded on first use and kept small; with `landmarks`, each
+    with its hand's landmarks (found as handseg finds them)."""
 
-    def __init__(self, items: datasets.Dataset, max_side: int) -> None:
+    def __init__(self, items: datasets.Dataset, max_side: int, landmarks: bool = False) -> None:
         self.items = items
         self.max_side = max_side
+        self.landmarks = landmarks
         self.cache: dict[int, HandCutout] = {}
 
     @classmethod
-    def from_folder(cls, folder: str | Path, max_side: int) -> AslBank:
+    def from_folder(cls, folder: str | Path, max_side: int, landmarks: bool = False) -> AslBank:
         """Cut-outs from an images/ + masks/ folder (e.g. ../shared/data/asl_cutouts)."""
-        return cls(load_split(folder, val_percent=0).train, max_side)
+        return cls(load_split(folder, val_percent=0).train, max_side, landmarks)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> HandCutout:
         if i not in self.cache:
-            self.cache[i] = cutout_from_black(*fit_longer_side(*load_pair(self.items[i]), self.max_side))
+            rgb, mask = fit_longer_side(*load_pair(self.items[i]), self.max_side)
+            points = detect_hands(rgb, self.max_side) if self.landmarks else []
+            self.cache[i] = cutout_from_black(rgb, mask, points)
         return self.cache[i]
 
 
@@ -98,6 +104,8 @@ class TrainSet(Dataset):
         distractors: DistractorSettings | None = None,
         hue_turns: HueTurns | None = None,
         face_boxes: dict[str, tuple[float, float, float, float]] | None = None,
+        hand_inputs: int = 0,
+        landmark_noise: LandmarkNoise | None = None,
     ) -> None:
         self.ds, self.augmenter, self.seed = ds, augmenter, seed
         self.asl, self.composite_prob, self.paste = asl, composite_prob, paste or PasteSettings()
@@ -122,7 +130,10 @@ class TrainSet(Dataset):
         face_boxes = face_boxes or {}
         ids = ds["id"]
         self.faces = {i: face_boxes.get(str(ids[i]), CROP_FACE) for i in self.face_photos}
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: Hand landmark channels the network reads (0: none: no landmarks are found or drawn).
+        self.hand_inputs = hand_inputs
+        self.landmark_noise = landmark_noise or LandmarkNoise()
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, Points]] = {}
         self.cutout_cache: dict[int, list[HandCutout]] = {}
         # Decode once, at the largest size augmentation can ask for.
         self.keep_side = int(augmenter.working_side * augmenter.scale_range[1] * 1.1)
@@ -134,8 +145,10 @@ class TrainSet(Dataset):
         """Row i of the dataset: RGB and label map (under the label policy), at most keep_side."""
         return self.photo_and_mask(i)[:2]
 
-    def photo_and_mask(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """RGB, label map and the source's own mask (hand plus forearm where the source draws one)."""
+    def photo_and_mask(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Points]:
+        """RGB, label map, the source's own mask (hand plus forearm where the source draws one) and, for a
+        network that reads them, the hands' landmarks as handseg finds them at the working size (found once
+        per photo in each process, and kept)."""
         if i not in self.cache:
             example = self.ds[i]
             rgb, mask = load_pair(example)
@@ -144,7 +157,11 @@ class TrainSet(Dataset):
             else:  # at full size: the wrist landmarks are in the full image's pixels
                 labels = self.policy.labels(mask, example["source"], example["id"])
             small_rgb, labels = fit_longer_side(rgb, labels, self.keep_side)
-            self.cache[i] = (small_rgb, labels, fit_longer_side(rgb, mask, self.keep_side)[1])
+            points: Points = []
+            if self.hand_inputs:
+                found = detect_hands(rgb, self.augmenter.working_side)
+                points = [p * np.float32(small_rgb.shape[1] / rgb.shape[1]) for p in found]
+            self.cache[i] = (small_rgb, labels, fit_longer_side(rgb, mask, self.keep_side)[1], points)
         return self.cache[i]
 
     def random_hand(self, rng: np.random.Generator) -> HandCutout:
@@ -156,9 +173,9 @@ class TrainSet(Dataset):
         pool = self.forearm_photos if self.forearm_photos and rng.random() < 1 / 3 else self.photos
         i = pool[int(rng.integers(len(pool)))]
         if i not in self.cutout_cache:
-            rgb, labels, mask = self.photo_and_mask(i)
-            self.cutout_cache[i] = cutouts_from_photo(rgb, mask, labels) or cutouts_from_photo(
-                rgb, mask, labels, min_share=0
+            rgb, labels, mask, points = self.photo_and_mask(i)
+            self.cutout_cache[i] = cutouts_from_photo(rgb, mask, labels, points=points) or cutouts_from_photo(
+                rgb, mask, labels, min_share=0, points=points
             )
         cutouts = self.cutout_cache[i]
         return cutouts[int(rng.integers(len(cutouts)))] if cutouts else self.random_hand(rng)
@@ -166,21 +183,26 @@ class TrainSet(Dataset):
     def random_distractor(self, rng: np.random.Generator) -> HandCutout:
         """A patch of a hand-free photo, hand-shaped or a blob, labelled background (train.composite)."""
         photo = self.photo(self.hand_free[int(rng.integers(len(self.hand_free)))])[0]
+        points: Points = []
         if rng.random() < self.distractors.hand_shaped and (self.photos or self.asl):
             hand = self.random_hand(rng)
             shape, edge = hand.shape, hand.entry_edge
+            # Half of hand-shaped distractors carry that hand's skeleton: a false detection, labelled background.
+            if self.hand_inputs and rng.random() < 0.5:
+                points = list(hand.points)
         else:
             side = min(photo.shape[:2])
             height, width = (int(rng.integers(side // 4, side // 2 + 2)) for _ in range(2))
             shape = blob_shape(height, width, rng)
             edge = None
-        return distractor_cutout(photo, shape, edge, rng, self.distractors.warm_bias)
+        return distractor_cutout(photo, shape, edge, rng, self.distractors.warm_bias, points)
 
-    def item(self, epoch: int, i: int, hand_free: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """RGB and label map of item i before augmentation: a photo with hands, a hand-free photo, or a
-        composite (hands pasted onto a hand-free photo), by where i falls in `counts`; any of them may
-        get pasted hands and distractors (pasted like hands, labelled background). `hand_free`: the
-        hand-free photo for a hand-free item, when the sampler chose it (hard negatives)."""
+    def item(self, epoch: int, i: int, hand_free: int | None = None) -> tuple[np.ndarray, np.ndarray, Points]:
+        """RGB, label map and hand landmarks of item i before augmentation: a photo with hands, a hand-free
+        photo, or a composite (hands pasted onto a hand-free photo), by where i falls in `counts`; any of
+        them may get pasted hands and distractors (pasted like hands, labelled background), each with its
+        landmarks. `hand_free`: the hand-free photo for a hand-free item, when the sampler chose it (hard
+        negatives)."""
         rng = np.random.default_rng([self.seed, epoch, i, 1])
         n_photo, n_free, _ = self.counts
         can_paste_hands = bool(self.photos or self.asl)
@@ -188,7 +210,7 @@ class TrainSet(Dataset):
         hands = distractors = 0
         on_face = False
         if i < n_photo:
-            rgb, labels = self.photo(self.photos[i])
+            rgb, labels, _, points = self.photo_and_mask(self.photos[i])
             hands = int(can_paste_hands and rng.random() < self.composite_prob)
             distractors = int(can_distract and rng.random() < self.distractors.prob / 2)
         else:
@@ -200,7 +222,7 @@ class TrainSet(Dataset):
                 j = self.hand_free[int(rng.integers(len(self.hand_free)))]
                 hands = 1 + int(rng.random() > 0.6) + int(rng.random() > 0.9)  # 1-3: 60/30/10%
                 on_face = j in self.face_photos
-            rgb, labels = self.photo(j)
+            rgb, labels, _, points = self.photo_and_mask(j)
             if can_distract and rng.random() < self.distractors.prob:
                 distractors = 1 + int(rng.random() > 0.7)
         order = rng.permutation(["hand"] * hands + ["distractor"] * distractors)
@@ -212,17 +234,35 @@ class TrainSet(Dataset):
                     face = OnFace(self.faces[j])  # on the cheek, chin, mouth, forehead, temple or hair
             else:
                 cutout = self.hue_turns.maybe_turn(self.random_distractor(rng), "distractors", rng)
-            rgb, labels, _ = paste_hand(rgb, labels, cutout, rng, self.paste, on_face=face)
+            rgb, labels, _, pasted = paste_hand(rgb, labels, cutout, rng, self.paste, on_face=face)
+            points = [*points, *pasted]
         if len(order) and rng.random() < self.paste.jpeg_prob:
             rgb = jpeg_roundtrip(rgb, int(rng.integers(40, 96)))
-        return rgb, labels
+        return rgb, labels, list(points)
 
     def __getitem__(self, key: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, i, *hand_free = key
-        rgb, labels = self.item(epoch, i, *hand_free)
+        rgb, labels, points = self.item(epoch, i, *hand_free)
         rng = np.random.default_rng([self.seed, epoch, i])
-        rgb, labels = self.augmenter(rgb, labels, rng)
-        return to_model_input(rgb), torch.from_numpy(labels[None].copy())
+        rgb, labels, points = self.augmenter.apply(rgb, labels, rng, points)
+        drawn = None
+        if self.hand_inputs:
+            noise_rng = np.random.default_rng([self.seed, epoch, i, 3])
+            spare = self.random_skeleton(noise_rng)
+            points = self.landmark_noise.apply(points, noise_rng, spare, self.augmenter.img_size)
+            size = self.augmenter.img_size
+            drawn = hand_channels(points, size, size)[: self.hand_inputs]
+        return to_model_input(rgb, drawn), torch.from_numpy(labels[None].copy())
+
+    def random_skeleton(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A real hand's landmarks from a training photo (for a false detection), or None where none has any."""
+        for _ in range(4):
+            if not self.photos:
+                return None
+            found = self.photo_and_mask(self.photos[int(rng.integers(len(self.photos)))])[3]
+            if found:
+                return found[int(rng.integers(len(found)))]
+        return None
 
 
 class EpochSampler(Sampler):

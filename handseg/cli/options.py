@@ -61,6 +61,13 @@ def segmenter_flags() -> argparse.ArgumentParser:
         "frames; pays for videos and long runs of same-sized images (needs a C++ compiler)",
     )
     group.add_argument(
+        "--no-hands",
+        dest="hands",
+        action="store_false",
+        help="skip the hand landmark stage (which runs where the model reads landmarks, or --hands asks for "
+        "each hand): the mask alone, faster; a model that reads landmarks then reads none",
+    )
+    group.add_argument(
         "--max-pixels",
         type=int,
         default=MAX_PIXELS,
@@ -104,6 +111,7 @@ def segmenter_options(args: argparse.Namespace) -> SegmenterOptions:
         max_side=max_side,
         scale=args.scale,
         max_pixels=args.max_pixels,
+        hands=args.hands,
     )
 
 

@@ -16,7 +16,8 @@ from handseg.video import VideoError, segment_video
 
 def plan(args: argparse.Namespace) -> RunPlan:
     """The run the flags describe (`handseg.jobs.plan_run`), saying what it left out or renamed."""
-    pictures = [kind for kind in ("overlay", "viz") if getattr(args, kind, False)]
+    pictures = [kind for kind, wanted in (("overlay", args.overlay), ("viz", args.viz), ("hands", args.hands_files))
+                if wanted]  # fmt: skip
     planned = plan_run(
         args.input,
         args.output,
@@ -42,6 +43,8 @@ def plan(args: argparse.Namespace) -> RunPlan:
 def cmd_segment(args: argparse.Namespace) -> int:
     if problem := check_segmenter_flags(args):
         return error(problem)
+    if args.hands_files and not args.hands:
+        return error("--hands writes each hand's mask, which --no-hands does not look for: give one of them")
     try:
         planned = plan(args)
     except UsageError as exc:
@@ -87,8 +90,8 @@ def _segment_images(jobs: list[tuple[Path, Path]], segmenter: Segmenter, args: a
         progress = tqdm(total=len(jobs), unit="img", file=sys.stderr)
     say_line = progress.write if progress else print
     outcomes = run_jobs(
-        segmenter, jobs, overlay=args.overlay, viz=args.viz, threshold=args.threshold, crf=args.crf,
-        batch_size=args.batch_size,
+        segmenter, jobs, overlay=args.overlay, viz=args.viz, hands=args.hands_files, threshold=args.threshold,
+        crf=args.crf, batch_size=args.batch_size,
     )  # fmt: skip
     try:
         for outcome in outcomes:

@@ -140,8 +140,11 @@ class HandLandmarker:
         from its landmarks, as MediaPipe tracks); the palm detector runs only when there were none, when one
         was lost, or when `detect` asks (the caller's cadence, to pick up hands coming into view)."""
         image, factor = _enlarged(image)
-        regions = [_region_from_landmarks(hand.scaled(factor)) for hand in previous]
-        hands = [hand for region in regions if (hand := self.read_hand(image, region))]
+        hands = []
+        for before in previous:
+            hand = self.read_hand(image, _region_from_landmarks(before.scaled(factor)))
+            if hand is not None:
+                hands.append(_steadier(hand, before))
         if detect or not hands or len(hands) < len(previous):
             found = [hand for region in self.palm_regions(image) if (hand := self.read_hand(image, region))]
             hands = _distinct(hands + found)
@@ -193,6 +196,22 @@ class HandLandmarker:
         handedness, confidence = ("right", right) if right >= 0.5 else ("left", 1.0 - right)
         palm = region[4] if len(region) > 4 else None
         return Hand(points, handedness, confidence, presence, palm, (cx, cy, side, rotation))
+
+
+#: In a video, how much a tracked hand's left-or-right keeps of the frames before: the model's call flickers
+#: on a hand seen edge-on or half out of view (0.62 "left" for a frame amid 0.97 "right"), a hand does not.
+HANDEDNESS_MEMORY = 0.7
+
+
+def _steadier(hand: Hand, before: Hand) -> Hand:
+    """`hand` (tracked from `before`) with its chance of being a right hand averaged with the frames before."""
+
+    def right(h: Hand) -> float:
+        return h.handedness_score if h.handedness == "right" else 1.0 - h.handedness_score
+
+    p = HANDEDNESS_MEMORY * right(before) + (1 - HANDEDNESS_MEMORY) * right(hand)
+    hand.handedness, hand.handedness_score = ("right", p) if p >= 0.5 else ("left", 1.0 - p)
+    return hand
 
 
 def _enlarged(image: np.ndarray) -> tuple[np.ndarray, float]:

@@ -1,7 +1,10 @@
 """Galleries of predictions, for looking rather than scoring: overlay in magenta, as one JPEG.
 
     python benchmarks/gallery.py --set gtea --out gtea_gallery.jpg [--model DIR] [--backend auto]
-                                 [--data ../shared/data]
+                                 [--data ../shared/data] [--hands]
+
+--hands draws each hand in its own colour with its skeleton and L or R (`Segmentation.plot`; yellow: marked
+but near no hand the landmark model found) instead of the magenta overlay.
 
 Sets (all from ../shared/data, none trained on):
   gtea              every other unlabelled GTEA kitchen frame (the original project's kind of scene)
@@ -87,13 +90,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--columns", type=int, default=4)
     parser.add_argument("--tile-width", type=int, default=240, help="side of each square tile")
+    parser.add_argument("--hands", action="store_true", help="each hand in its own colour, with its skeleton")
     args = parser.parse_args()
 
     paths = images_of(args.set, args.data)
     segmenter = handseg.Segmenter(args.model, device="cpu", backend=args.backend)
     tiles = []
     for path, (_, result) in zip(paths, segmenter.iter_segment(paths)):
-        tile = result.overlay(opacity=0.55)
+        tile = result.plot(opacity=0.55) if args.hands else result.overlay(opacity=0.55)
         if args.set == "test":
             tile = _outline(tile, handseg.load_mask(args.data / "luthaihoc_ego" / "masks" / f"{path.stem}.png"))
         tiles.append(_fit(tile, args.tile_width))

@@ -11,6 +11,8 @@ Every row is a median over --runs after a warm-up, on real photos resized to 191
                          CPU with bf16 arithmetic), a batch of 8 (time per frame), torch.compile'd, on
                          every core, and with onnxruntime in float32 and int8 (the model's int8 file)
   to full size           bilinear up-sampling of the logits, sigmoid, threshold
+  hand landmarks         the landmark stage on the working image (palm detector, landmark model per hand;
+                         benchmarks/hands_speed.py has more), and the full-size mask split by hand
   training step          forward, backward and AdamW step of a 16x3x256x256 batch (the shipped model's
                          training crops), contiguous and channels_last (what train.run does)
 The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
@@ -96,6 +98,9 @@ def main() -> None:
         compiled(channels_last)
         compile_s = time.perf_counter() - started
         rows.append(("network, torch.compile", median_ms(lambda: compiled(channels_last), args.runs)))
+        landmarker = handseg.hands.HandLandmarker(threads=handseg.default_threads())
+        found = landmarker(small)
+        rows.append((f"hand landmarks ({len(found)} hands)", median_ms(lambda: landmarker(small), args.runs)))
         logits = model(channels_last)
         rows.append(
             (
@@ -108,6 +113,11 @@ def main() -> None:
                 ),
             )
         )
+
+    full = torch.sigmoid(F.interpolate(logits, size=(1280, 1918), mode="bilinear"))[0, 0].numpy() > 0.5
+    scale_up = 1918 / small.shape[1]
+    points = [hand.landmarks * scale_up for hand in found]
+    rows.append(("full-size mask split by hand", median_ms(lambda: handseg.hands.label_hands(full, points), args.runs)))
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)

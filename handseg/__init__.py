@@ -8,8 +8,8 @@ segmenter = handseg.Segmenter("handunet_lite0.hands_v4", threads=2)   # decide o
 model = handseg.HandUNet.from_pretrained("path/or/repo-id")  # or a shipped name: handseg.available_models()
 
 The names below are the public API; the app, training and benchmarks use nothing else. The
-submodules `metrics`, `visualize`, `crf`, `processing`, `registry` and `pretrained` are public as
-namespaces. Names load on first use (PEP 562), so `import handseg` is quick and a command can be
+submodules `metrics`, `visualize`, `crf`, `hands`, `processing`, `registry` and `pretrained` are public
+as namespaces. Names load on first use (PEP 562), so `import handseg` is quick and a command can be
 interrupted while torch loads.
 """
 
@@ -26,6 +26,7 @@ _NAMES = {
     "crf": ("CRFUnavailableError",),
     "engines": ("HandSegmenter",),
     "export": ("export_onnx", "quantize_int8"),
+    "hands": ("Hand", "HandLandmarker"),
     "hardware": (
         "DeviceUnavailableError",
         "cpu_has_native_bf16",
@@ -56,7 +57,7 @@ _NAMES = {
     "pretrained": ("NoDefaultModelError", "available_models", "pretrained_path"),
     "processing": ("DEFAULT_MAX_SIDE", "load_working_image", "to_model_input", "working_size"),
     "registry": ("architectures", "register_architecture"),
-    "results": ("Segmentation",),
+    "results": ("SegmentedHand", "Segmentation"),
     "segmenter": (
         "Outcome",
         "Segmenter",
@@ -68,7 +69,7 @@ _NAMES = {
     ),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
-_NAMESPACES = ("crf", "metrics", "pretrained", "processing", "registry", "visualize")
+_NAMESPACES = ("crf", "hands", "metrics", "pretrained", "processing", "registry", "visualize")
 
 __all__ = sorted([*_MODULE_OF, *_NAMESPACES, "__version__"])
 
@@ -89,11 +90,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from handseg import crf, metrics, pretrained, processing, registry, visualize
+    from handseg import crf, hands, metrics, pretrained, processing, registry, visualize
     from handseg.backends import AUTO, BACKENDS, X64_EXACT_INT8, Int8UnavailableError
     from handseg.crf import CRFUnavailableError
     from handseg.engines import HandSegmenter
     from handseg.export import export_onnx, quantize_int8
+    from handseg.hands import Hand, HandLandmarker
     from handseg.hardware import (
         DeviceUnavailableError,
         cpu_has_native_bf16,
@@ -124,7 +126,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from handseg.pretrained import NoDefaultModelError, available_models, pretrained_path
     from handseg.processing import DEFAULT_MAX_SIDE, load_working_image, to_model_input, working_size
     from handseg.registry import architectures, register_architecture
-    from handseg.results import Segmentation
+    from handseg.results import Segmentation, SegmentedHand
     from handseg.segmenter import (
         Outcome,
         Segmenter,

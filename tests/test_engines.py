@@ -51,7 +51,11 @@ def test_datasets_map_adds_the_masks_segment_gives(photo_folder, tmp_path):
         if row["handseg_error"]:
             assert row["mask"] is None
             continue
-        assert np.array_equal(np.array(row["mask"]) > 127, handseg.segment(path).mask), path
+        expected = handseg.segment(path)
+        assert np.array_equal(np.array(row["mask"]) > 127, expected.mask), path
+        # each hand, as `handseg segment --hands` writes it: the label image and the JSON
+        assert np.array_equal(np.array(row["hand_labels"]), expected.hand_labels), path
+        assert json.loads(row["hands"]) == expected.to_dict()["hands"], path
     # The same map again is read from datasets' cache: nothing is computed twice.
     again = ds.map(handseg.HandSegmenter(), batched=True, batch_size=4, num_proc=2)
     assert again.cache_files == first.cache_files and again._fingerprint == first._fingerprint

@@ -274,7 +274,10 @@ class Segmenter:
         threads = self.runner_threads()
         where = f"{self.device}, {threads} thread{'s' if threads != 1 else ''}" if threads else str(self.device)
         size = f"scale {self.scale}" if self.scale else f"working side {self.max_side or 'full size'}"
-        return f"{self.name or 'model'}: {self.backend} on {where}, {size}{', hands' if self.hands else ''}"
+        reads = ""
+        if self.hand_inputs:
+            reads = ", reads hand landmarks" if self.hands else ", hand landmarks off (--no-hands)"
+        return f"{self.name or 'model'}: {self.backend} on {where}, {size}{reads}"
 
     def default_batch_size(self) -> int:
         """8 on a GPU; 1 on a CPU, where batching measured slower per frame (benchmarks/stages.py)."""

@@ -69,7 +69,7 @@ def test_pasted_mask_follows_the_pasted_pixels_exactly(seed):
     rng = np.random.default_rng(seed)
     background = np.full((120, 160, 3), 60, np.uint8)
     labels = np.zeros((120, 160), np.uint8)
-    out, new_labels, alpha = paste_hand(background, labels, solid_cutout(), rng, PasteSettings(blur_prob=0))
+    out, new_labels, alpha, _ = paste_hand(background, labels, solid_cutout(), rng, PasteSettings(blur_prob=0))
     assert (alpha > 0).any()
     assert ((new_labels == HAND) == (alpha >= 0.5)).all()  # hand exactly where the hand's pixels dominate
     assert (out[alpha == 0] == background[alpha == 0]).all()  # untouched elsewhere: no halo
@@ -142,22 +142,22 @@ def test_distractors_are_background_and_hands_stay_hands_exactly(seed, data_dir)
     hand = cutout_from_black(np.where(mask[..., None], rgb, 0).astype(np.uint8), mask)  # all of it labelled hand
     settings = PasteSettings(size_range=(0.6, 0.9))
     labels = np.zeros(background.shape[:2], np.uint8)
-    image, labels, _ = paste_hand(background, labels, hand, rng, settings, centre=(0.5, 0.5))
+    image, labels, _, _ = paste_hand(background, labels, hand, rng, settings, centre=(0.5, 0.5))
     before = labels.copy()
     silhouette = hand.shape if seed % 2 else blob_shape(80, 60, rng)
     distractor = distractor_cutout(other_face, silhouette, "bottom", rng)
     assert (distractor.labels == BACKGROUND).all()
-    image, labels, alpha = paste_hand(image, labels, distractor, rng, settings, centre=(0.5, 0.5))
+    image, labels, alpha, _ = paste_hand(image, labels, distractor, rng, settings, centre=(0.5, 0.5))
     assert (alpha >= 0.5).any()
     assert (labels[alpha >= 0.5] == BACKGROUND).all()  # background wherever the distractor shows
     assert (labels[alpha < 0.5] == before[alpha < 0.5]).all()  # untouched elsewhere
-    image, labels, alpha = paste_hand(image, labels, hand, rng, settings)
+    image, labels, alpha, _ = paste_hand(image, labels, hand, rng, settings)
     assert (labels[alpha >= 0.5] == HAND).all()  # and hand wherever the next hand shows
 
 
 def test_a_hand_over_a_face_lands_where_it_is_asked(data_dir):
     face = handseg.load_image(sorted((data_dir / "negatives" / "images").iterdir())[0])
-    _, _, alpha = paste_hand(
+    _, _, alpha, _ = paste_hand(
         face, np.zeros(face.shape[:2], np.uint8), solid_cutout(), np.random.default_rng(0), centre=(0.7, 0.5)
     )
     ys, xs = np.nonzero(alpha >= 0.5)
@@ -191,7 +191,7 @@ def test_training_items_paste_distractors_as_background_only(data_dir):
     n_photo, n_free, _ = train_set.counts
     changed = 0
     for i in range(n_photo, n_photo + 6):
-        rgb, labels = train_set.item(0, i)
+        rgb, labels, _ = train_set.item(0, i)
         j = train_set.hand_free[(i - n_photo) % len(train_set.hand_free)]
         original = train_set.photo(j)[0]
         assert (labels != HAND).all()
@@ -273,7 +273,7 @@ def test_a_hand_on_a_face_takes_the_faces_skin_tone_and_size(data_dir):
     odd_tone = HandCutout(
         np.full((80, 50, 3), (90, 110, 160), np.uint8), np.where(shape, HAND, 0).astype(np.uint8), shape, None
     )
-    image, labels, alpha = paste_hand(face, np.zeros(face.shape[:2], np.uint8), odd_tone, np.random.default_rng(3),
+    image, labels, alpha, _ = paste_hand(face, np.zeros(face.shape[:2], np.uint8), odd_tone, np.random.default_rng(3),
                                       on_face=on_face)  # fmt: skip
     pasted = image[alpha > 0.9].astype(float)
     tone = lambda rgb: rgb / rgb.sum()  # noqa: E731 (the colour, whatever the light: the face may shade it)
@@ -312,7 +312,35 @@ def test_hard_negatives_draw_the_marked_photos_more_often(data_dir):
     drawn = [key[2] for key in keys if n_photo <= key[1] < n_photo + n_free]
     assert len(drawn) == n_free and all(len(key) == 2 for key in keys if key[1] < n_photo)
     assert sum(j < 3 for j in drawn) > 0.5 * n_free
-    rgb, labels = train_set.item(1, n_photo, hand_free=drawn[0])
+    rgb, labels, _ = train_set.item(1, n_photo, hand_free=drawn[0])
     assert np.array_equal(rgb, train_set.photo(train_set.hand_free[drawn[0]])[0])
     sampler.set_epoch(2)
     assert all(len(key) == 2 for key in sampler)  # without weights: the plain walk
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_landmarks_move_with_every_paste_and_augmentation(seed):
+    """A cut-out's landmarks go wherever its pixels go: pasted (flipped, turned, scaled, placed), then through
+    the training crop (turned, scaled, cropped, flipped). Marker: one bright pixel blob at a landmark."""
+    from train.augment import Augmenter
+    from train.landmarks import moved, scale
+
+    rgb = np.zeros((60, 40, 3), np.uint8)
+    shape = np.ones((60, 40), bool)
+    rgb[:, :] = (90, 60, 50)
+    rgb[14:19, 9:14] = (255, 255, 255)  # the marker, centred on (11.5, 16.5)
+    points = np.zeros((21, 2), np.float32) + np.array([11.5, 16.5], np.float32)
+    cutout = HandCutout(rgb, np.where(shape, HAND, BACKGROUND).astype(np.uint8), shape, None, (points,))
+    rng = np.random.default_rng(seed)
+    settings = PasteSettings(blur_prob=0, match_sharpness=False, match_colour=(0.0, 0.0), size_range=(0.5, 0.9))
+    background = np.full((200, 200, 3), 100, np.uint8)
+    empty = np.zeros((200, 200), np.uint8)
+    image, labels, _, (pasted,) = paste_hand(background, empty, cutout, rng, settings, centre=(0.5, 0.5))
+    # a crop larger than the scaled image: it lands whole, at a random place (rotated, scaled and flipped)
+    augmenter = Augmenter(256, working_side=200, scale_range=(0.8, 1.2), colour_prob=0, cast_prob=0)
+    image, labels, (augmented,) = augmenter.apply(image, labels, rng, [pasted])
+    x, y = augmented[0]
+    brightness = image.astype(int).sum(axis=2)
+    ys, xs = np.nonzero(brightness > 0.85 * brightness.max())  # the marker, shaded and resampled
+    assert abs(xs.mean() + 0.5 - x) < 2.5 and abs(ys.mean() + 0.5 - y) < 2.5, (xs.mean(), ys.mean(), x, y)
+    assert np.allclose(moved([points], scale(2, 3))[0], points * [2, 3])

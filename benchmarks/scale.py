@@ -8,7 +8,7 @@ split), the shipped model on its default path, one thread per process:
   cli           `handseg segment -i FOLDER -o OUT -q` in a fresh process (model load included)
   datasets N    `ds.map(handseg.HandSegmenter(), batched=True, num_proc=N)` on a Dataset of the files
                 (decode=False), masks stored as PNG in the dataset; a fresh map, not the cache
-  ray N         `python -m handseg.ray`'s job on a local Ray instance with N actors (the instance's
+  ray N         `handseg ray`'s job on a local Ray instance with N actors (the instance's
                 start is timed apart), masks written as PNG files
 Overhead per photo: (engine seconds x processes - bare seconds) / photos: the time each engine adds to
 the work itself, summed over its processes.
@@ -99,7 +99,8 @@ def main() -> None:
     if "ray" in engines:
         import ray
 
-        from handseg import ray as ray_job
+        from handseg.cli import ray as ray_job
+        from handseg.jobs import plan_run
 
         started = time.perf_counter()
         ray.init(num_cpus=handseg.usable_cores(), include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -107,9 +108,9 @@ def main() -> None:
         try:
             for actors in (1, 2):
                 out = work / f"ray{actors}"
-                todo = ray_job.plan_job([str(work / "photos")], out, skip_existing=False, overwrite=False).jobs
+                todo = plan_run([str(work / "photos")], [f"{out}/"], videos=False).jobs
                 started = time.perf_counter()
-                ray_job.run(todo, actors=actors, batch_size=16, threads=1)
+                ray_job.run(todo, {"threads": 1}, {}, actors=actors, batch_size=16)
                 timings[f"Ray Data, {actors} actor{'s' * (actors > 1)}"] = (time.perf_counter() - started, actors)
         finally:
             ray.shutdown()

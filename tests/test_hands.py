@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import handseg
+import handseg.backends
 from handseg.hands import HandLandmarker, label_hands
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
@@ -189,3 +190,25 @@ def test_a_video_tracks_hands_and_detects_again_only_when_needed(tmp_path, data_
     assert [len(frame.detected) for frame in frames] == [1] * 11 + [0]
     assert len(calls) == 3  # frame 0, frame 10 (REDETECT_EVERY), frame 11 (the hand was lost)
     assert all(frame.hands[0].handedness == frames[0].hands[0].handedness for frame in frames[:11])
+
+
+def test_a_model_that_reads_landmarks_is_given_them_as_drawn(data_dir, monkeypatch):
+    """A network with hand channels gets, after the image's, the landmarks the landmark stage found in that
+    very image, drawn by `handseg.hands.hand_channels`; with hands=False, zeros (as where no hand is found)."""
+    photo = sorted((data_dir / "egohands" / "images").glob("*.jpg"))[0]
+    model = handseg.create_model("lite_unet", decoder_channels=[16, 8, 8, 8, 8], max_side=256, hand_channels=3).eval()
+    fed = []
+    real = handseg.backends.TorchRunner.__call__
+    monkeypatch.setattr(
+        handseg.backends.TorchRunner, "__call__", lambda self, batch: fed.append(batch) or real(self, batch)
+    )
+    for hands in (True, False):
+        result = handseg.Segmenter(model, backend="torch", hands=hands)(photo)
+        assert (result.detected is not None) == hands
+    with_hands, without = fed
+    assert with_hands.shape[1] == 6 and without.shape[1] == 6
+    small = load_working_image(photo, max_side=256).small
+    found = HandLandmarker()(small)
+    expected = handseg.hands.hand_channels([hand.landmarks for hand in found], *small.shape[:2])
+    assert found and np.array_equal(with_hands[0, 3:].numpy(), expected)
+    assert not without[0, 3:].any()

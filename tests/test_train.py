@@ -509,3 +509,15 @@ def test_hands_against_faces_counts_the_landmarks_a_mask_covers(data_dir):
     empty = landmark_coverage(lambda path: np.zeros(Image.open(path).size[::-1], bool), data_dir)
     assert full["all"]["coverage"] == 1.0 and empty["all"]["coverage"] == 0.0
     assert full["all"]["hands"] == len(hands) and full["over_face"]["hands"] == sum(h.over_face for h in hands)
+
+
+def test_a_network_grown_to_read_landmarks_starts_as_the_model_it_grew_from():
+    """--init from a model that reads no landmarks, with --hand-channels 3: the first layer's new input
+    channels start at zero weight, so whatever the landmarks drawn, the network computes what it did."""
+    torch.manual_seed(0)
+    start = handseg.create_model("lite_unet", decoder_channels=[16, 8, 8, 8, 8]).eval()
+    grown = handseg.HandUNet.from_config({**start.config, "hand_channels": 3}).eval()
+    grown.load_state_dict(run.with_hand_inputs(start.state_dict(), grown.state_dict()))
+    image, drawn = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(grown(torch.cat([image, drawn], dim=1)), start(image))

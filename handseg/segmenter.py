@@ -18,6 +18,7 @@ import copy
 import io
 import numbers
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -30,11 +31,12 @@ import torch
 
 from handseg.backends import AUTO, Built, OnnxRunner, Runner, build_runner
 from handseg.crf import CRFUnavailableError
-from handseg.hands import Hand, HandLandmarker
+from handseg.hands import Hand, HandLandmarker, landmarks_unavailable
 from handseg.hardware import cpu_threads, resolve_device
 from handseg.hub import ModelNotFoundError, resolve_model_source
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
 from handseg.model import HandUNet
+from handseg.packaging import FastPathNotice
 from handseg.pretrained import pretrained_path
 from handseg.processing import DEFAULT_MAX_SIDE, Prepared, prepare, to_full_size
 from handseg.results import Segmentation
@@ -202,6 +204,11 @@ class Segmenter:
         self.max_pixels = max_pixels
         #: Whether hand landmarks are found (each result's `hands`, and the input of a model that reads them).
         self.hands = hands
+        self._hands_notice: str | None = None
+        if hands and (reason := landmarks_unavailable()):
+            # The mask does not need them: say so once and go on without (a model that reads them reads none).
+            self.hands, self._hands_notice = False, f"{reason}; segmenting without them (no per-hand masks)"
+            warnings.warn(self._hands_notice, FastPathNotice, stacklevel=2)
         self._request = (backend, compile)
         if onnx_file:
             if not Path(model).is_file():
@@ -231,8 +238,9 @@ class Segmenter:
 
     @property
     def notice(self) -> str | None:
-        """Why the backend asked for (or auto's first choice) is not the one that runs; None if it is."""
-        return self._built.notice
+        """Why the backend asked for (or auto's first choice) is not the one that runs, and why hand landmarks
+        are off where they were asked for, in one line; None when everything runs as asked."""
+        return "; ".join(filter(None, (self._built.notice, self._hands_notice))) or None
 
     @property
     def runner(self) -> Runner:

@@ -210,8 +210,8 @@ def test_export_int8_needs_calibration_photos(tmp_path, tiny_model_dir):
 
 @pytest.mark.slow
 def test_without_onnxruntime_the_default_falls_back_with_one_line(sample_photos, tmp_path):
-    """onnxruntime missing (uninstalled): the CLI still writes the mask, in PyTorch, and says why in one line;
-    asking for int8 is one clear error."""
+    """onnxruntime missing (uninstalled): the CLI still writes the mask, in PyTorch and without hand
+    landmarks, and says why in one line; asking for int8 is one clear error."""
     hide = tmp_path / "hide" / "onnxruntime"
     hide.mkdir(parents=True)
     (hide / "__init__.py").write_text("raise ImportError('onnxruntime is not installed (hidden by the test)')\n")
@@ -222,6 +222,7 @@ def test_without_onnxruntime_the_default_falls_back_with_one_line(sample_photos,
     assert (tmp_path / "m.png").is_file()
     notes = [line for line in done.stderr.splitlines() if line.startswith("handseg: note:")]
     assert len(notes) == 1 and "pip install onnxruntime" in notes[0], done.stderr
+    assert "hand landmarks" in notes[0], done.stderr  # the hands stage runs on onnxruntime too: off, said once
     done = run_cli(*command, "-o", tmp_path / "n.png", "--backend", "int8", env=env)
     assert done.returncode == 2
     assert "pip install onnxruntime" in done.stderr and len(done.stderr.strip().splitlines()) == 1

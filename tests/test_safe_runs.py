@@ -216,7 +216,9 @@ def test_ctrl_c_leaves_no_partial_file_and_says_how_to_continue(tmp_path, sample
 @pytest.mark.parametrize("after_s", [0.3, 0.8])
 def test_ctrl_c_while_torch_loads_is_one_line(tmp_path, sample_photos, after_s):
     """The command starts quickly and loads torch inside its own Ctrl-C handling: interrupted before any
-    work, it says so in one line (no KeyboardInterrupt traceback) and exits 130."""
+    work, it says so in one line (no KeyboardInterrupt traceback) and exits as interrupted: status 130, or
+    ended by SIGINT itself, which CPython does at exit when the interrupt passed through torch's import
+    (about 1 run in 7 here, after the one line); a shell reads both as 130."""
     command = [sys.executable, "-m", "handseg", "segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "m.png")]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(after_s)
@@ -224,5 +226,5 @@ def test_ctrl_c_while_torch_loads_is_one_line(tmp_path, sample_photos, after_s):
     _, stderr = proc.communicate(timeout=60)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal: a machine faster than this test assumes")
-    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "handseg: interrupted", stderr

@@ -111,6 +111,15 @@ def _anchors() -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
+def landmarks_unavailable() -> str | None:
+    """Why hand landmarks cannot be found here (onnxruntime cannot be imported), or None when they can."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "hand landmarks need onnxruntime: pip install onnxruntime"
+    return None
+
+
 class HandLandmarker:
     """MediaPipe Hands on onnxruntime (see the module). `threads`: onnxruntime's threads for both models;
     `max_hands`: how many hands at most (MediaPipe's default, 2)."""

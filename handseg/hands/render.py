@@ -49,37 +49,39 @@ def label_hands(mask: np.ndarray, hands: list[np.ndarray], *, reach: float = 1.5
     (a hand the detector missed, or something that is not a hand). Worked out on a grid of at most `grid`
     cells a side, which is enough to part two hands, then read at full size."""
     height, width = mask.shape
-    labels = np.zeros((height, width), np.uint8)
-    if not mask.any():
-        return labels
     if not hands:
-        labels[mask] = 1
-        return labels
+        return mask.astype(np.uint8)
     step = max(1.0, max(height, width) / grid)
     gh, gw = max(1, round(height / step)), max(1, round(width / step))
-    ys = (np.arange(gh) + 0.5) * height / gh
-    xs = (np.arange(gw) + 0.5) * width / gw
-    cells = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
-    distances = np.stack([_skeleton_distance(cells, points) / hand_size(points) for points in hands], axis=1)
-    nearest = distances.argmin(axis=1)
-    cell_labels = np.where(distances.min(axis=1) <= reach, nearest + 1, len(hands) + 1).astype(np.uint8)
-    grid_labels = cell_labels.reshape(gh, gw)
-    row = np.minimum((np.arange(height) * gh) // height, gh - 1)
+    row = np.minimum((np.arange(height) * gh) // height, gh - 1)  # each pixel row's grid row
     column = np.minimum((np.arange(width) * gw) // width, gw - 1)
-    labels[mask] = grid_labels[row[:, None], column[None, :]][mask]
+    # Only cells holding some mask are measured (hands cover a small part of most photos). Rows are
+    # OR-ed 8 pixels to a byte: a reduction over bools a byte each took 5x as long.
+    bands = np.bitwise_or.reduceat(np.packbits(mask, axis=1), np.searchsorted(row, np.arange(gh)), axis=0)
+    bands = np.unpackbits(bands, axis=1, count=width).view(bool)
+    occupied = np.logical_or.reduceat(bands, np.searchsorted(column, np.arange(gw)), axis=1)
+    cy, cx = np.nonzero(occupied)
+    cells = np.stack([(cx + 0.5) * width / gw, (cy + 0.5) * height / gh], axis=1)
+    distances = np.stack([_skeleton_distance(cells, points) / hand_size(points) for points in hands], axis=1)
+    grid_labels = np.zeros((gh, gw), np.uint8)
+    if len(cells):
+        nearest = distances.argmin(axis=1)
+        grid_labels[cy, cx] = np.where(distances.min(axis=1) <= reach, nearest + 1, len(hands) + 1)
+    # Rows first (a small gather), then columns repeated, then the mask as an in-place product: no
+    # full-size index arrays or boolean selections.
+    labels = np.repeat(grid_labels[row], np.bincount(column, minlength=gw), axis=1)
+    labels *= mask
     return labels
 
 
 def _skeleton_distance(cells: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Each cell's distance (pixels) to the nearest bone of one hand, or to its palm's inside (0)."""
-    start = points[[a for a, _ in BONES], :2][None]
-    end = points[[b for _, b in BONES], :2][None]
-    direction = end - start
-    length = np.maximum((direction**2).sum(-1), 1e-9)
-    offset = cells[:, None, :] - start
-    t = np.clip((offset * direction).sum(-1) / length, 0, 1)
-    nearest = start + t[..., None] * direction
-    distance = np.sqrt(((cells[:, None, :] - nearest) ** 2).sum(-1)).min(axis=1)
+    # x and y apart, as (cells, bones) arrays: numpy is slow over a trailing axis of two.
+    x, y = cells[:, 0:1], cells[:, 1:2]
+    x0, y0 = points[[a for a, _ in BONES], 0][None], points[[a for a, _ in BONES], 1][None]
+    dx, dy = points[[b for _, b in BONES], 0][None] - x0, points[[b for _, b in BONES], 1][None] - y0
+    t = np.clip(((x - x0) * dx + (y - y0) * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0, 1)
+    distance = np.sqrt(((x0 + t * dx - x) ** 2 + (y0 + t * dy - y) ** 2).min(axis=1))
     inside = _inside_polygon(cells, points[list(PALM), :2])
     return np.where(inside, 0.0, distance)
 

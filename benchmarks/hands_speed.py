@@ -14,28 +14,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load import busy_core
+from benchmarks.load import busy_core, median_ms
 from handseg.hands import HandLandmarker
 from handseg.hands.landmarker import _LANDMARK_SIZE, _PALM_SIZE
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
 from train import DEFAULT_DATA
 from train.hands_reference import WORKING_SIDE, reference_photos
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

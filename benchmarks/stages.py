@@ -21,10 +21,8 @@ The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +31,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import handseg
+from benchmarks.load import median_ms
 from handseg import load_image, load_working_image, resize_rgb, to_model_input, usable_cores, working_size
 from train import DEFAULT_DATA
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -1,0 +1,53 @@
+"""How much of each mask the landmark stage explains: per source, the share of the mask's pixels given
+to a found hand (the rest is `Segmentation.hands`' entry of unknown handedness), and the photos where
+the true mask has a hand but no hand was found.
+
+    python benchmarks/hands_found.py [--data ../shared/data] [--model NAME] [--split val]
+
+Photos with hands of each source's val split (or --split test: the held-out egocentric scene), run by
+the default Segmenter. Reported, never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import handseg
+from train import DEFAULT_DATA
+from train.data import load_pair, load_split
+
+SOURCES = ("egohands", "handphotos", "hgr", "luthaihoc_ego")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", default=None, help="hub folder, repo id or shipped model name (default: shipped)")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    args = parser.parse_args()
+    segmenter = handseg.Segmenter(args.model)
+    split = load_split(args.data, sources=list(SOURCES))
+    rows = split.val if args.split == "val" else split.test
+    by_source: dict[str, list[tuple[float, int, bool]]] = {}
+    for i in range(len(rows)):
+        example = rows[i]
+        rgb, truth = load_pair(example)
+        if not truth.any():
+            continue
+        result = segmenter(rgb)
+        found = [hand for hand in result.hands if hand.handedness is not None]
+        explained = sum(hand.pixels for hand in found) / max(int(result.mask.sum()), 1)
+        by_source.setdefault(example["source"], []).append((explained, len(found), not found))
+    print(f"{segmenter.describe()}; {args.split} photos with hands\n")
+    print("| source | photos | mask share in a found hand, mean | hands found per photo | photos with none found |")
+    print("|---|---:|---:|---:|---:|")
+    for source, values in sorted(by_source.items()):
+        shares, counts, none = (np.array(column) for column in zip(*values))
+        print(f"| {source} | {len(values)} | {shares.mean():.2f} | {counts.mean():.2f} | {int(none.sum())} |")
+
+
+if __name__ == "__main__":
+    main()

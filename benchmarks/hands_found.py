@@ -1,11 +1,11 @@
 """How much of each mask the landmark stage explains: per source, the share of the mask's pixels given
 to a found hand (the rest is `Segmentation.hands`' entry of unknown handedness), and the photos where
-the true mask has a hand but no hand was found.
+the true mask has a hand but no hand was found; and on the hand-free photos, the hands found there.
 
     python benchmarks/hands_found.py [--data ../shared/data] [--model NAME] [--split val]
 
-Photos with hands of each source's val split (or --split test: the held-out egocentric scene), run by
-the default Segmenter. Reported, never used to choose anything.
+Each source's val split (or --split test: the held-out egocentric scene and the hand-free photos of
+sources training never sees), run by the default Segmenter. Reported, never used to choose anything.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import handseg
 from train import DEFAULT_DATA
 from train.data import load_pair, load_split
 
-SOURCES = ("egohands", "handphotos", "hgr", "luthaihoc_ego")
+SOURCES = ("egohands", "handphotos", "hgr", "luthaihoc_ego", "negatives", "hand_free_scenes")
 
 
 def main() -> None:
@@ -32,13 +32,15 @@ def main() -> None:
     split = load_split(args.data, sources=list(SOURCES))
     rows = split.val if args.split == "val" else split.test
     by_source: dict[str, list[tuple[float, int, bool]]] = {}
+    hand_free: dict[str, list[int]] = {}
     for i in range(len(rows)):
         example = rows[i]
         rgb, truth = load_pair(example)
-        if not truth.any():
-            continue
         result = segmenter(rgb)
         found = [hand for hand in result.hands if hand.handedness is not None]
+        if not truth.any():
+            hand_free.setdefault(example["source"], []).append(len(found))
+            continue
         explained = sum(hand.pixels for hand in found) / max(int(result.mask.sum()), 1)
         by_source.setdefault(example["source"], []).append((explained, len(found), not found))
     print(f"{segmenter.describe()}; {args.split} photos with hands\n")
@@ -47,6 +49,8 @@ def main() -> None:
     for source, values in sorted(by_source.items()):
         shares, counts, none = (np.array(column) for column in zip(*values))
         print(f"| {source} | {len(values)} | {shares.mean():.2f} | {counts.mean():.2f} | {int(none.sum())} |")
+    for source, counts in sorted(hand_free.items()):
+        print(f"\n{source}: {len(counts)} hand-free photos, hands found on {sum(c > 0 for c in counts)}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ AUTO: Literal["auto"] = "auto"
 #: onnxruntime's session setting for exact int8 sums on x86 without VNNI (kOrtSessionOptionsAvx2PrecisionMode):
 #: its int8 kernels there sum pairs of uint8 x int8 products into 16 bits with saturation; with it, the
 #: weights are turned to uint8 at load and the U8U8 kernels widen before adding, so the masks equal a VNNI
-#: CPU's (`python benchmarks/int8_cpus.py`). It costs 2.5x on a VNNI CPU, where the sums are exact anyway.
+#: CPU's (`python benchmarks/int8_cpus.py`). It costs 2.6x on a VNNI CPU, where the sums are exact anyway.
 X64_EXACT_INT8 = {"session.x64quantprecision": "1"}
 
 #: How much faster int8 and bf16 are than float32 PyTorch on a CPU (`python benchmarks/cpu_paths.py`).

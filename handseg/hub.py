@@ -9,7 +9,6 @@ loading never unpickles anything.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 import safetensors.torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download, try_to_load_from_cache
 
+from handseg.image import whole_file
 from handseg.packaging import INT8_FILE
 from handseg.pretrained import PRETRAINED_DIR, available_models, closest_models, shipped_model
 
@@ -135,12 +135,8 @@ class HandsegHubMixin(PyTorchModelHubMixin):
         writer leaves it readable to its owner only), under a temporary name, then renamed."""
         tensors = {name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()}
         weights = Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE
-        partial = weights.with_name(f".{weights.name}.{os.getpid()}.partial")
-        try:
+        with whole_file(weights) as partial:
             partial.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
-            os.replace(partial, weights)
-        finally:
-            partial.unlink(missing_ok=True)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):

@@ -7,10 +7,11 @@ How large the network sees an image, and everything else between a photo and the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -226,13 +227,23 @@ def save_image(picture: np.ndarray, path: str | Path) -> Path:
         options["pnginfo"].add_text("Software", WRITTEN_BY)
     elif suffix == ".webp":
         options["lossless"] = True
+    with whole_file(path) as partial:
+        image.save(partial, **options)
+    return path
+
+
+@contextlib.contextmanager
+def whole_file(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to, renamed to `path` when the block ends (removed if it
+    fails): an interrupted run never leaves half a file, nor harms one already at `path`. The file is new
+    like any other, so the user's umask applies."""
+    path = Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        image.save(partial, **options)  # a new file like any other: the user's umask applies
+        yield partial
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    return path
 
 
 def written_by_handseg(path: str | Path) -> bool:

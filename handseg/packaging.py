@@ -21,6 +21,8 @@ from pathlib import Path
 
 from torch import nn
 
+from handseg.image import whole_file
+
 #: The int8 file's name in a model folder, beside model.safetensors.
 INT8_FILE = "model_int8.onnx"
 #: ONNX metadata keys: the precision of the graph ("float32" or "int8"), the digest of the weights an
@@ -131,9 +133,5 @@ def carry_int8_file(model: nn.Module, source: Path | None, folder: Path) -> None
             stacklevel=3,
         )
         return
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        shutil.copyfile(found, partial)  # a new file: the user's umask applies
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with whole_file(target) as partial:
+        shutil.copyfile(found, partial)

@@ -5,7 +5,6 @@ serialise), so front ends don't."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from handseg.hands import Hand, label_hands
-from handseg.image import save_image
+from handseg.image import save_image, whole_file
 from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, overlay, side_by_side
 
 #: What handseg appends to an input's stem when it names what it writes: the mask (`photo_mask.png`),
@@ -196,11 +195,7 @@ class Segmentation:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """A text file written whole or not at all (a temporary name, then renamed)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    """A text file written whole or not at all."""
+    with whole_file(path) as partial:
         partial.write_text(text)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path

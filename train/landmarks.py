@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
+from handseg import resize_rgb, working_size
 from handseg.hands import HandLandmarker
 
 Points = list[np.ndarray]
@@ -30,11 +30,7 @@ def detect_hands(rgb: np.ndarray, working_side: int) -> Points:
     if _landmarker is None:
         _landmarker = HandLandmarker(threads=1)
     height, width = rgb.shape[:2]
-    factor = min(1.0, working_side / max(height, width))
-    small = rgb
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    small = resize_rgb(rgb, working_size(height, width, max_side=working_side))
     sx, sy = width / small.shape[1], height / small.shape[0]
     return [hand.landmarks[:, :2] * np.array([sx, sy], np.float32) for hand in _landmarker(small)]
 

@@ -5,7 +5,6 @@ gr.Error with the reason."""
 from __future__ import annotations
 
 import contextlib
-import io
 import shutil
 import sys
 import tempfile
@@ -36,11 +35,7 @@ def user_error(message: str) -> gr.Error:
 
 
 def _display(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    if max(h, w) <= DISPLAY_MAX_SIDE:
-        return rgb
-    factor = DISPLAY_MAX_SIDE / max(h, w)
-    return np.array(Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.BILINEAR))
+    return handseg.resize_rgb(rgb, handseg.working_size(*rgb.shape[:2], max_side=DISPLAY_MAX_SIDE))
 
 
 def _segment(segmenter: handseg.Segmenter, image, **options) -> handseg.Segmentation:
@@ -246,9 +241,7 @@ def batch(segmenter: handseg.Segmenter, files: list, threshold: float, crf: bool
             while out_name in used_names:  # same file name in two uploads
                 out_name = f"{Path(out_name).stem}_{len(used_names)}.png"
             used_names.add(out_name)
-            buffer = io.BytesIO()
-            Image.fromarray(mask_to_image(outcome.result.mask)).save(buffer, format="PNG")
-            archive.writestr(out_name, buffer.getvalue())
+            archive.writestr(out_name, handseg.png_bytes(mask_to_image(outcome.result.mask)))
             done += 1
     report = f"**{done} of {len(items)} images segmented.**"
     if problems:

@@ -41,6 +41,7 @@ _NAMES = {
         "ImageLoadError",
         "load_image",
         "load_mask",
+        "png_bytes",
         "resize_rgb",
         "save_image",
     ),
@@ -110,6 +111,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         ImageLoadError,
         load_image,
         load_mask,
+        png_bytes,
         resize_rgb,
         save_image,
     )

@@ -23,7 +23,6 @@ resumable and written as PNG files beside a failures list, `python -m handseg.ra
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any, Unpack
@@ -31,7 +30,7 @@ from typing import Any, Unpack
 import numpy as np
 from PIL import Image
 
-from handseg.image import ImageInput, ImageLoadError
+from handseg.image import ImageInput, ImageLoadError, png_bytes
 from handseg.segmenter import ModelInput, Segmenter, SegmenterOptions
 from handseg.visualize import mask_to_image
 
@@ -118,12 +117,9 @@ class HandSegmenter:
     def _encode(self, mask: np.ndarray) -> Any:
         if self.mask_format == "array":
             return mask
-        picture = Image.fromarray(mask)
         if self.mask_format == "image":
-            return picture
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        return buffer.getvalue()
+            return Image.fromarray(mask)
+        return png_bytes(mask)
 
 
 def _named(error: Exception, cell: Any) -> str:

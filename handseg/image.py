@@ -232,6 +232,14 @@ def save_image(picture: np.ndarray, path: str | Path) -> Path:
     return path
 
 
+def png_bytes(picture: np.ndarray) -> bytes:
+    """A mask (uint8 (H, W)) or picture (uint8 (H, W, 3)) encoded as PNG, in memory (for a dataset
+    column, a zip member or a web response; `save_image` writes files)."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 @contextlib.contextmanager
 def whole_file(path: str | Path) -> Iterator[Path]:
     """A temporary name beside `path` to write to, renamed to `path` when the block ends (removed if it

@@ -34,7 +34,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from handseg import load_image
+from handseg import load_image, png_bytes
 from train.augment import fit_longer_side
 from train.data import (
     PREPARED_FEATURES,
@@ -50,15 +50,9 @@ from train.data import (
 from train.labels import HAND, LabelPolicy
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _image_bytes(rgb: np.ndarray, quality: int | None) -> bytes:
     if quality is None:
-        return _png(rgb)
+        return png_bytes(rgb)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
@@ -78,10 +72,10 @@ def training_row(example: dict, policy: LabelPolicy, side: int, quality: int | N
     small_mask = fit_longer_side(rgb, mask, side)[1]
     return {
         "image": {"bytes": _image_bytes(small_rgb, quality), "path": None},
-        "mask": {"bytes": _png(small_mask.astype(np.uint8) * 255), "path": None},
+        "mask": {"bytes": png_bytes(small_mask.astype(np.uint8) * 255), "path": None},
         "source": example["source"],
         "id": example["id"],
-        "labels": {"bytes": _png(small_labels), "path": None},
+        "labels": {"bytes": png_bytes(small_labels), "path": None},
     }
 
 
@@ -100,10 +94,10 @@ def pseudo_rows(folder: Path, side: int, quality: int | None, every: int = 1) ->
         rows.append(
             {
                 "image": {"bytes": _image_bytes(small_rgb, quality), "path": None},
-                "mask": {"bytes": _png(((small_labels == HAND) * 255).astype(np.uint8)), "path": None},
+                "mask": {"bytes": png_bytes(((small_labels == HAND) * 255).astype(np.uint8)), "path": None},
                 "source": PSEUDO_SOURCE,
                 "id": labels_path.stem,
-                "labels": {"bytes": _png(small_labels), "path": None},
+                "labels": {"bytes": png_bytes(small_labels), "path": None},
             }
         )
     return rows

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.load import busy_core, median_ms
 from handseg.hands import HandLandmarker
-from handseg.hands.landmarker import _LANDMARK_SIZE, _PALM_SIZE
+from handseg.hands.landmarker import LANDMARK_INPUT_SIZE, PALM_INPUT_SIZE
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
 from train import DEFAULT_DATA
@@ -55,18 +55,19 @@ def main() -> None:
         landmarker = landmarkers[1]
         height, width = image.shape[:2]
         side = max(height, width)
-        letterbox, _ = crop(image, (width / 2, height / 2), (side, side), 0.0, _PALM_SIZE, border="zero")
+        letterbox, _ = crop(image, (width / 2, height / 2), (side, side), 0.0, PALM_INPUT_SIZE, border="zero")
         region = landmarker.palm_regions(image)[0]
-        patch, _ = crop(image, region[:2], (region[2], region[2]), region[3], _LANDMARK_SIZE)
+        patch, _ = crop(image, region[:2], (region[2], region[2]), region[3], LANDMARK_INPUT_SIZE)
         tensor = patch[None].astype(np.float32) / 255
+        crop_side = LANDMARK_INPUT_SIZE
         print()
         print("| stage (a two-hand photo, 1 thread) | median ms |")
         print("|---|---:|")
         rows = {
-            "letterbox to 192x192": lambda: crop(image, (width / 2, height / 2), (side, side), 0.0, _PALM_SIZE),
+            "letterbox to 192x192": lambda: crop(image, (width / 2, height / 2), (side, side), 0.0, PALM_INPUT_SIZE),
             "palm detector": lambda: landmarker.palm.run(None, {"input_1": letterbox[None].astype(np.float32) / 255}),
             "palm detector with decoding and NMS (and letterbox)": lambda: landmarker.palm_regions(image),
-            "crop to 224x224, per hand": lambda: crop(image, region[:2], (region[2],) * 2, region[3], _LANDMARK_SIZE),
+            "crop to 224x224, per hand": lambda: crop(image, region[:2], (region[2],) * 2, region[3], crop_side),
             "landmark model, per hand": lambda: landmarker.landmark.run(None, {"input_1": tensor}),
             "whole stage, two hands": lambda: landmarker(image),
         }

@@ -17,7 +17,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from handseg.hands.landmarker import _enlarged
+from handseg.hands.landmarker import enlarged_for_detection
 from handseg.processing import load_working_image
 
 #: (source, how many of its photos, first ones in name order): hands of many kinds, and hand-free photos.
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     with solution:
         for source, path in reference_photos(args.data):
             working = load_working_image(path, max_side=WORKING_SIDE).small
-            image, factor = _enlarged(working)
+            image, factor = enlarged_for_detection(working)
             found = solution.process(image)
             if not found.multi_hand_landmarks:
                 rows.append([source, path.stem, -1, "", "", ""])

@@ -49,7 +49,8 @@ BONES = (
 #: The palm's outline: wrist, the thumb's base and the four knuckles.
 PALM = (0, 1, 5, 9, 13, 17)
 
-_PALM_SIZE, _LANDMARK_SIZE = 192, 224
+#: The two models' square input sides, in pixels.
+PALM_INPUT_SIZE, LANDMARK_INPUT_SIZE = 192, 224
 _MIN_PALM_SCORE, _NMS_OVERLAP, _MIN_PRESENCE = 0.5, 0.3, 0.5
 #: Below this longer side a photo is enlarged (bicubic) before detection: the landmark model's crops of a
 #: small photo's hands are blurred by bilinear enlargement, and MediaPipe misses hands in 200 px face crops.
@@ -104,7 +105,7 @@ def _anchors() -> np.ndarray:
     8, 16, 16, 16; two anchors per cell on the first layer, six on the merged stride-16 layers)."""
     centres = []
     for stride, per_cell in ((8, 2), (16, 6)):
-        cells = _PALM_SIZE // stride
+        cells = PALM_INPUT_SIZE // stride
         y, x = np.mgrid[:cells, :cells]
         cell_centres = np.stack([(x + 0.5) / cells, (y + 0.5) / cells], axis=-1).reshape(-1, 2)
         centres.append(np.repeat(cell_centres, per_cell, axis=0))
@@ -140,7 +141,7 @@ class HandLandmarker:
 
     def __call__(self, image: np.ndarray) -> list[Hand]:
         """The hands in `image` (RGB uint8, H x W x 3), palm detection first."""
-        image, factor = _enlarged(image)
+        image, factor = enlarged_for_detection(image)
         hands = [hand for region in self.palm_regions(image) if (hand := self.read_hand(image, region))]
         return [hand.scaled(1 / factor) for hand in _distinct(hands)[: self.max_hands]]
 
@@ -148,7 +149,7 @@ class HandLandmarker:
         """The hands in a video frame: each of the last frame's hands is read again where it was (its region
         from its landmarks, as MediaPipe tracks); the palm detector runs only when there were none, when one
         was lost, or when `detect` asks (the caller's cadence, to pick up hands coming into view)."""
-        image, factor = _enlarged(image)
+        image, factor = enlarged_for_detection(image)
         hands = []
         for before in previous:
             hand = self.read_hand(image, _region_from_landmarks(before.scaled(factor)))
@@ -164,7 +165,7 @@ class HandLandmarker:
         finds hands, most confident first."""
         height, width = image.shape[:2]
         side = max(width, height)
-        letterboxed, _ = crop(image, (width / 2, height / 2), (side, side), 0.0, _PALM_SIZE, border="zero")
+        letterboxed, _ = crop(image, (width / 2, height / 2), (side, side), 0.0, PALM_INPUT_SIZE, border="zero")
         raw_boxes, raw_scores = self.palm.run(None, {"input_1": letterboxed[None].astype(np.float32) / 255.0})
         scores = 1 / (1 + np.exp(-np.clip(raw_scores[0, :, 0], -100, 100)))
         keep = scores >= _MIN_PALM_SCORE
@@ -172,9 +173,9 @@ class HandLandmarker:
             return []
         raw, scores, anchors = raw_boxes[0, keep], scores[keep], self._anchors[keep]
         # Box centre, size and 7 keypoints, as shares of the 192-px letterbox.
-        centres = raw[:, 0:2] / _PALM_SIZE + anchors
-        sizes = raw[:, 2:4] / _PALM_SIZE
-        keypoints = raw[:, 4:18].reshape(-1, 7, 2) / _PALM_SIZE + anchors[:, None, :]
+        centres = raw[:, 0:2] / PALM_INPUT_SIZE + anchors
+        sizes = raw[:, 2:4] / PALM_INPUT_SIZE
+        keypoints = raw[:, 4:18].reshape(-1, 7, 2) / PALM_INPUT_SIZE + anchors[:, None, :]
         boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
         regions = []
         for box, points, score in _weighted_nms(boxes, keypoints, scores):
@@ -190,7 +191,7 @@ class HandLandmarker:
         """The landmark model on one square region (center x, center y, side, rotation[, palm score]):
         the hand, or None when its presence score is under 0.5."""
         cx, cy, side, rotation = region[:4]
-        patch, to_source = crop(image, (cx, cy), (side, side), rotation, _LANDMARK_SIZE)
+        patch, to_source = crop(image, (cx, cy), (side, side), rotation, LANDMARK_INPUT_SIZE)
         outputs = self.landmark.run(None, {"input_1": patch[None].astype(np.float32) / 255.0})
         named = dict(zip((o.name for o in self.landmark.get_outputs()), outputs))
         presence = float(named["Identity_1"].reshape(-1)[0])
@@ -199,7 +200,7 @@ class HandLandmarker:
         raw = named["Identity"].reshape(21, 3)
         points = np.empty((21, 3), np.float32)
         points[:, :2] = raw[:, :2] @ to_source[:, :2].T + to_source[:, 2]
-        points[:, 2] = raw[:, 2] * (side / _LANDMARK_SIZE) / 0.4  # MediaPipe's normalize_z
+        points[:, 2] = raw[:, 2] * (side / LANDMARK_INPUT_SIZE) / 0.4  # MediaPipe's normalize_z
         # The model's handedness score is for "left" in a mirrored (selfie) image: the right hand as photographed.
         right = float(named["Identity_2"].reshape(-1)[0])
         handedness, confidence = ("right", right) if right >= 0.5 else ("left", 1.0 - right)
@@ -223,7 +224,9 @@ def _steadier(hand: Hand, before: Hand) -> Hand:
     return hand
 
 
-def _enlarged(image: np.ndarray) -> tuple[np.ndarray, float]:
+def enlarged_for_detection(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """(image, factor): a small image upscaled (bicubic) so its longer side is UPSCALE_BELOW, as the palm
+    detector needs; a larger one as it is, factor 1. MediaPipe's reference landmarks are read on the same."""
     height, width = image.shape[:2]
     if max(height, width) >= UPSCALE_BELOW:
         return image, 1.0

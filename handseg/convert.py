@@ -139,12 +139,14 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> OriginalUNet:
-    """Convert an original `MODEL.pth` into a hub folder (config.json, model.safetensors, README.md)."""
+def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> OriginalUNet:
+    """Convert an original `MODEL.pth` into a hub folder (config.json, model.safetensors, README.md). A
+    folder that holds a model already is refused (FileExistsError) unless `overwrite`."""
     checkpoint = Path(checkpoint)
     model = model_from_original_state_dict(load_checkpoint(checkpoint))
     model.save_pretrained(
         out_dir,
+        overwrite=overwrite,
         model_card_kwargs={
             "title": f"HandUNet converted from {checkpoint.name}",
             "source_file": checkpoint.name,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from handseg.hands import HandLandmarker
-from handseg.image import ImageInput
+from handseg.image import ImageInput, whole_file
 from handseg.model import HandUNet
 from handseg.packaging import CONFIG_KEY, DIGEST_KEY, PRECISION_KEY, OnnxUnavailableError, weights_digest
 from handseg.processing import DEFAULT_MAX_SIDE, prepare
@@ -51,21 +51,23 @@ def export_onnx(model: HandUNet, path: str | Path, opset: int = 17) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu")
     example = torch.rand(1, model.input_channels, 64, 96)
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter keeps height and width symbolic through the
-        # pad-to-multiple and crop; the dynamo exporter specializes them.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "logits": {0: "batch", 2: "height", 3: "width"}},
-        )  # fmt: skip
-    proto = onnx.load(str(path))
-    metadata = {CONFIG_KEY: json.dumps(model.config), "max_side": str(model.max_side or ""), PRECISION_KEY: "float32"}
-    for key, value in metadata.items():
-        _set_metadata(proto, key, value)
-    onnx.save(proto, str(path))
+    with whole_file(path) as partial:  # written whole or not at all
+        with warnings.catch_warnings():
+            # The TorchScript-based exporter keeps height and width symbolic through the
+            # pad-to-multiple and crop; the dynamo exporter specializes them.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), str(partial), dynamo=False, opset_version=opset,
+                input_names=["image"], output_names=["logits"],
+                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                              "logits": {0: "batch", 2: "height", 3: "width"}},
+            )  # fmt: skip
+        proto = onnx.load(str(partial))
+        config = json.dumps(model.config)
+        metadata = {CONFIG_KEY: config, "max_side": str(model.max_side or ""), PRECISION_KEY: "float32"}
+        for key, value in metadata.items():
+            _set_metadata(proto, key, value)
+        onnx.save(proto, str(partial))
     return path
 
 
@@ -124,17 +126,17 @@ def quantize_int8(
         # to 8 bits caused a quarter of the int8 masks' disagreement with float on val photos, at no
         # measurable cost (README, CPU paths).
         first_conv = next(node.name for node in float_proto.graph.node if node.op_type == "Conv")
+        quantized = Path(folder) / "int8.onnx"
         quantize_static(
-            str(float_path), str(path), reader,
+            str(float_path), str(quantized), reader,
             quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[weight_type],
             activation_type=QuantType.QUInt8, reduce_range=reduce_range,
             nodes_to_exclude=[first_conv] if first_conv_float else [],
         )  # fmt: skip
-    if reader.count == 0:
-        path.unlink(missing_ok=True)
-        raise ValueError("no calibration photos: int8 quantization needs photos like the ones to segment")
-    proto = onnx.load(str(path))
+        if reader.count == 0:
+            raise ValueError("no calibration photos: int8 quantization needs photos like the ones to segment")
+        proto = onnx.load(str(quantized))
     metadata = {
         **float_metadata,
         PRECISION_KEY: "int8",
@@ -143,7 +145,8 @@ def quantize_int8(
     }
     for key, value in metadata.items():
         _set_metadata(proto, key, value)
-    onnx.save(proto, str(path))
+    with whole_file(path) as partial:
+        onnx.save(proto, str(partial))
     return path
 
 

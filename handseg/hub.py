@@ -112,6 +112,14 @@ model = handseg.HandUNet.from_pretrained("THIS_FOLDER_OR_REPO_ID")
 result = handseg.segment("photo.jpg", model)   # result.mask: bool HxW
 ```
 
+## Licence
+
+`license: other`: handseg's code is MIT-licensed, but a model's weights take the terms of the data they
+were trained on. The models shipped in handseg, and any model fine-tuned from them, learnt from photos
+released for non-commercial research use only (EgoHands, HGR, UTKFace faces, among others: see the
+shipped model's card), so they are for non-commercial research use. A model trained from scratch on your
+own data is yours to license: set `license` in this card.
+
 {% if source_file %}
 ## Provenance
 

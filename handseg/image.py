@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -207,13 +209,14 @@ def lossy_suffix_problem(path: str | Path) -> str | None:
     return None
 
 
-def save_image(picture: np.ndarray, path: str | Path) -> Path:
+def save_image(picture: np.ndarray, path: str | Path, *, into: str | Path | None = None) -> Path:
     """Save a mask (uint8 (H, W)) or picture (uint8 (H, W, 3)) losslessly, marked as written by handseg.
 
     The format follows the extension; JPEG is refused (ValueError) because it is lossy, WebP is written
     in its lossless mode, and PNGs carry `Software: handseg` (see `written_by_handseg`). The file is
     written under a temporary name beside `path` and renamed when complete, so an interrupted run
-    never leaves half a file (nor harms one already at `path`)."""
+    never leaves half a file (nor harms one already at `path`). `into`: write exactly there instead (a
+    temporary name of `whole_files`, which renames several files together); the format is still `path`'s."""
     path = Path(path)
     suffix = path.suffix.lower()
     if problem := lossy_suffix_problem(path):
@@ -227,6 +230,9 @@ def save_image(picture: np.ndarray, path: str | Path) -> Path:
         options["pnginfo"].add_text("Software", WRITTEN_BY)
     elif suffix == ".webp":
         options["lossless"] = True
+    if into is not None:
+        image.save(into, **options)
+        return path
     with whole_file(path) as partial:
         image.save(partial, **options)
     return path
@@ -240,18 +246,57 @@ def png_bytes(picture: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def refuse_overwriting(paths: Iterable[str | Path], *, overwrite: bool, choice: str = "overwrite=True") -> None:
+    """Nothing a user owns is replaced without asking: a FileExistsError naming the first of `paths` that
+    exists, and the `choice` that replaces it, unless `overwrite`."""
+    if overwrite:
+        return
+    for path in paths:
+        if Path(path).exists() or Path(path).is_symlink():
+            raise FileExistsError(f"{path} exists already; handseg does not overwrite without asking: {choice}")
+
+
 @contextlib.contextmanager
 def whole_file(path: str | Path) -> Iterator[Path]:
     """A temporary name beside `path` to write to, renamed to `path` when the block ends (removed if it
     fails): an interrupted run never leaves half a file, nor harms one already at `path`. The file is new
     like any other, so the user's umask applies."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with whole_files([path]) as (partial,):
         yield partial
-        os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def whole_files(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
+    """Temporary names beside `paths` to write to, all renamed to `paths` together when the block ends,
+    with Ctrl-C held back during the renames (all removed if the block fails): files that belong
+    together, such as a photo's mask, overlay and hands, are all there or none is."""
+    finals = [Path(p) for p in paths]
+    partials = [p.with_name(f".{p.name}.{os.getpid()}.partial") for p in finals]
+    try:
+        yield partials
+        with interrupts_held_back():
+            for partial, final in zip(partials, finals):
+                os.replace(partial, final)
     finally:
-        partial.unlink(missing_ok=True)
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def interrupts_held_back() -> Iterator[None]:
+    """Ctrl-C (SIGINT) during the block takes effect when it ends, so a few quick steps that belong
+    together are all done. Only the main thread receives signals; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # to the handler that was there before
 
 
 def written_by_handseg(path: str | Path) -> bool:

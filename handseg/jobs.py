@@ -37,22 +37,45 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[Path]]:
-    """(inputs, skipped). Files as given; folders -> their image and video files; globs -> their matches.
-    Order kept, no repeats. Skipped when a folder or glob is expanded (never a file named on its own):
-    hidden files (a run's unfinished `.name.partial` files among them), and what handseg itself wrote:
-    a `<stem>_mask.png` (or `_overlay`, `_viz`) beside a `<stem>.*` source, or a PNG marked as written
-    by handseg, so that a second run does not segment the first run's masks."""
+@dataclass
+class Inputs:
+    """What a list of files, folders and globs names."""
+
+    files: list[Path]  #: the inputs, in order, no repeats
+    own_outputs: list[Path] = field(default_factory=list)  #: files handseg wrote, left out of a folder or glob
+    #: each input found below a folder given with `recursive`: its sub-folder there (outputs keep that tree)
+    subfolders: dict[Path, Path] = field(default_factory=dict)
+    #: folders whose sub-folders were not searched (`recursive` off), for a message when nothing is found
+    unsearched: list[Path] = field(default_factory=list)
+
+
+def expand_inputs(patterns: Sequence[str], *, recursive: bool = False) -> Inputs:
+    """Files as given; folders -> their image and video files (and their sub-folders', with `recursive`);
+    globs -> their matches. Order kept, no repeats. A named path that does not exist is a UsageError.
+    Skipped when a folder or glob is expanded (never a file named on its own): hidden files (a run's
+    unfinished `.name.partial` files among them), and what handseg itself wrote: a `<stem>_mask.png` (or
+    `_overlay`, `_viz`, `_hands`) beside a `<stem>.*` source, or a PNG marked as written by handseg, so
+    that a second run does not segment the first run's masks."""
     entries: list[tuple[Path, bool]] = []  # (path, found by expanding a folder or glob)
+    subfolders: dict[Path, Path] = {}
+    unsearched: list[Path] = []
     known = IMAGE_FILE_SUFFIXES | VIDEO_SUFFIXES
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found = sorted(path.iterdir())
+            if recursive:
+                found = sorted(p for p in path.rglob("*") if not _hidden_below(p, path))
+                subfolders.update({p: p.parent.relative_to(path) for p in found if p.parent != path})
+            else:
+                found = sorted(path.iterdir())
+                if any(p.is_dir() and not p.name.startswith(".") for p in found):
+                    unsearched.append(path)
         elif any(ch in pattern for ch in "*?[") and not path.exists():
             found = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
+        elif not path.exists() and not path.is_symlink():
+            raise UsageError(f"{pattern}: no such file or folder")
         else:
-            entries.append((path, False))  # a missing file is reported by name when it is read
+            entries.append((path, False))  # a file named on its own is read as it is, whatever its name
             continue
         entries += [(p, True) for p in found if p.suffix.lower() in known and p.is_file()]
     stems = {(p.parent, p.stem) for p, _ in entries}
@@ -62,8 +85,13 @@ def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[Path]]:
         for p, expanded in entries
         if expanded and p not in named and (p.name.startswith(".") or _is_own_output(p, stems))
     }
-    inputs = [p for p, _ in entries if p not in skipped]
-    return list(dict.fromkeys(inputs)), sorted(skipped)
+    inputs = list(dict.fromkeys(p for p, _ in entries if p not in skipped))
+    return Inputs(inputs, sorted(skipped), {p: subfolders[p] for p in inputs if p in subfolders}, unsearched)
+
+
+def _hidden_below(path: Path, root: Path) -> bool:
+    """Whether a part of `path` below `root` is hidden (`.git/`, `.cache/`, `.name.partial`)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _is_own_output(path: Path, stems: set[tuple[Path, str]]) -> bool:
@@ -87,15 +115,23 @@ class Plan:
     """Each input with its output, and what was decided on the way."""
 
     jobs: list[tuple[Path, Path]]
-    renamed: list[Path] = field(default_factory=list)  #: inputs whose output name was made unique
+    renamed: list[tuple[Path, Path]] = field(default_factory=list)  #: (input, output) whose name was made unique
 
 
-def plan_outputs(inputs: list[Path], outputs: Sequence[str] | None, *, overlay_video: bool = False) -> Plan:
-    """Where each input's result goes: beside it, in one output folder, or at the paths given. Every input
-    gets its own output: inputs that would share one in a folder (`a.jpg` and `a.png`; `d1/y.jpg` and
-    `d2/y.jpg` into one folder; `a.jpg` and `a.JPG`, one file on a case-blind file system) get their
-    extension in the name, then a number (`a_jpg_mask.png`, `y_jpg_mask.png` and `y_jpg_2_mask.png`), listed
-    in `Plan.renamed`. Two explicit outputs that are one path are a UsageError."""
+def plan_outputs(
+    inputs: list[Path],
+    outputs: Sequence[str] | None,
+    *,
+    overlay_video: bool = False,
+    subfolders: dict[Path, Path] | None = None,
+) -> Plan:
+    """Where each input's result goes: beside it, in one output folder (in the sub-folder `subfolders`
+    gives it there, if any), or at the paths given. Every input gets its own output: inputs that would
+    share one in a folder (`a.jpg` and `a.png`; `d1/y.jpg` and `d2/y.jpg` into one folder; `a.jpg` and
+    `a.JPG`, one file on a case-blind file system) get their extension in the name, then a number
+    (`a_jpg_mask.png`, `y_jpg_mask.png` and `y_jpg_2_mask.png`), listed in `Plan.renamed`. Two explicit
+    outputs that are one path, or one file name for several inputs, are a UsageError."""
+    subfolders = subfolders or {}
     single = outputs[0] if outputs else None
     # One -o that is a folder, ends in a slash, serves several inputs or has no file extension: a folder
     # (created when missing), so `-o masks` works like `-o masks/`.
@@ -103,11 +139,21 @@ def plan_outputs(inputs: list[Path], outputs: Sequence[str] | None, *, overlay_v
     into_folder = into_folder and (
         Path(single).is_dir() or single.endswith(("/", "\\")) or len(inputs) > 1 or not Path(single).suffix
     )
+    if (
+        into_folder
+        and not Path(single).is_dir()
+        and not single.endswith(("/", "\\"))
+        and Path(single).suffix.lower() in IMAGE_FILE_SUFFIXES | VIDEO_SUFFIXES
+    ):
+        raise UsageError(
+            f"-o {single} names one file, but there are {len(inputs)} inputs: give a folder (-o "
+            f"{Path(single).with_suffix('')}/) or one -o per input"
+        )
     if outputs and not into_folder:
         return Plan(list(zip(inputs, _explicit_outputs(inputs, outputs))))
 
     def folder_of(p: Path) -> Path:
-        return Path(single) if into_folder else p.parent
+        return Path(single) / subfolders.get(p, Path()) if into_folder else p.parent
 
     def key(p: Path, name: str) -> tuple[Path, str]:
         return folder_of(p), name.casefold()  # names that differ only in case are one file on some systems
@@ -127,7 +173,7 @@ def plan_outputs(inputs: list[Path], outputs: Sequence[str] | None, *, overlay_v
                 break
         names[p] = name
         taken.add(key(p, name))
-    return Plan([(p, folder_of(p) / names[p]) for p in inputs], renamed)
+    return Plan([(p, folder_of(p) / names[p]) for p in inputs], [(p, folder_of(p) / names[p]) for p in renamed])
 
 
 def _explicit_outputs(inputs: list[Path], outputs: Sequence[str]) -> list[Path]:
@@ -203,10 +249,12 @@ class RunPlan:
     """A run over many files, decided before any work."""
 
     jobs: list[tuple[Path, Path]]  #: (input, output) to do
-    skipped: list[Path] = field(default_factory=list)  #: inputs whose output exists (kept, as asked)
-    renamed: list[Path] = field(default_factory=list)  #: inputs whose output name was made unique
+    skipped: list[Path] = field(default_factory=list)  #: inputs whose outputs all exist (kept, as asked)
+    renamed: list[tuple[Path, Path]] = field(default_factory=list)  #: (input, output) made unique
     own_outputs: list[Path] = field(default_factory=list)  #: files handseg wrote, left out of a folder
     videos_left_out: list[Path] = field(default_factory=list)  #: videos, where the run takes images only
+    #: outputs that exist are kept and only the missing ones written (`skip_existing`): `run_jobs` does that
+    keep_existing: bool = False
 
 
 def plan_run(
@@ -219,40 +267,47 @@ def plan_run(
     images: bool = True,
     overlay_video: bool = False,
     pictures: Sequence[str] = (),
+    recursive: bool = False,
 ) -> RunPlan:
     """Inputs, their outputs and what to do about outputs that exist, refusing (UsageError) before any
-    work: no inputs, an output that is an input, existing outputs without `skip_existing` or
-    `overwrite`, a folder that cannot be written, an image where only videos are taken (`images=False`;
-    with `videos=False` videos are left out instead, and listed). `pictures`: what an image's job writes
-    beside its mask ("overlay", "viz", "hands": `Segmentation.save`), checked the same way."""
-    inputs, own_outputs = expand_inputs(patterns)
+    work: no inputs, an input that does not exist, an output that is an input, existing outputs without
+    `skip_existing` or `overwrite`, a folder that cannot be written, an image where only videos are taken
+    (`images=False`; with `videos=False` videos are left out instead, and listed). `pictures`: what an
+    image's job writes beside its mask ("overlay", "viz", "hands": `Segmentation.save`), checked the same
+    way. An input's outputs are one unit: `skip_existing` skips an input only when all of them exist, and
+    otherwise its job writes the missing ones. `recursive`: folders' sub-folders too, their tree kept in
+    the output folder."""
+    found = expand_inputs(patterns, recursive=recursive)
+    inputs = found.files
     if not images and (named := [p for p in inputs if not is_video(p)]):
         raise UsageError(f"not a video: {', '.join(map(str, named[:3]))}{', ...' if len(named) > 3 else ''}")
     left_out = [] if videos else [p for p in inputs if is_video(p)]
     inputs = [p for p in inputs if videos or not is_video(p)]
     if not inputs:
-        raise UsageError(f"no {'images or videos' if videos else 'images'} found in {' '.join(patterns)}")
-    planned = plan_outputs(inputs, outputs, overlay_video=overlay_video)
-    written = [
-        o
+        unsearched = " (sub-folders not searched: add --recursive)" if found.unsearched else ""
+        raise UsageError(f"no {'images or videos' if videos else 'images'} found in {' '.join(patterns)}{unsearched}")
+    planned = plan_outputs(inputs, outputs, overlay_video=overlay_video, subfolders=found.subfolders)
+    outputs_of = {
+        source: [target, *(() if is_video(source) else extra_files(target, pictures))]
         for source, target in planned.jobs
-        for o in (target, *(() if is_video(source) else extra_files(target, pictures)))
-    ]
+    }
+    written = [o for files in outputs_of.values() for o in files]
     refuse_writing_over_inputs(inputs, written)
-    existing = [o for o in written if o.exists()]
-    present = set(existing)  # each output looked up once on disk
+    present = {o for o in written if o.exists()}  # each output looked up once on disk
     jobs, skipped = planned.jobs, []
-    if existing and skip_existing:
-        jobs = [(p, o) for p, o in planned.jobs if o not in present]
-        skipped = [p for p, o in planned.jobs if o in present]
-    elif existing and not overwrite:
+    if present and skip_existing:
+        done = {source for source, files in outputs_of.items() if all(o in present for o in files)}
+        jobs = [(p, o) for p, o in planned.jobs if p not in done]
+        skipped = [p for p, _ in planned.jobs if p in done]
+    elif present and not overwrite:
+        existing = [o for o in written if o in present]
         shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
         raise UsageError(
             f"{len(existing)} output(s) exist already ({shown}); handseg does not overwrite without asking: "
             "--skip-existing keeps them (and continues an interrupted run), --overwrite replaces them"
         )
     ensure_writable(o.parent for _, o in jobs)
-    return RunPlan(jobs, skipped, planned.renamed, own_outputs, left_out)
+    return RunPlan(jobs, skipped, planned.renamed, found.own_outputs, left_out, keep_existing=skip_existing)
 
 
 def run_jobs(
@@ -262,13 +317,17 @@ def run_jobs(
     overlay: bool = False,
     viz: bool = False,
     hands: bool = False,
+    keep_existing: bool = False,
     **options: Any,
 ) -> Iterator[Outcome]:
     """`segmenter.run` over the planned jobs' images, each result saved at its output (with the overlay,
-    viz and hands files when asked: `Segmentation.save`); `options` are `Segmenter.run`'s."""
+    viz and hands files when asked: `Segmentation.save`, all of an input's files together; with
+    `keep_existing`, only those missing); `options` are `Segmenter.run`'s."""
     return segmenter.run(
         [source for source, _ in jobs],
-        lambda result, index: result.save(jobs[index][1], overlay=overlay, viz=viz, hands=hands),
+        lambda result, index: result.save(
+            jobs[index][1], overlay=overlay, viz=viz, hands=hands, keep_existing=keep_existing
+        ),
         **options,
     )
 
@@ -281,6 +340,7 @@ class Tally:
     skipped: int = 0
     failed: int = 0
     folders: set[Path] = field(default_factory=set)
+    pictures: Sequence[str] = ()  #: what each input's job writes beside its mask ("overlay", "viz", "hands")
 
     @property
     def total(self) -> int:
@@ -289,6 +349,9 @@ class Tally:
     def line(self, noun: str = "mask") -> str:
         where = f" to {next(iter(self.folders))}" if len(self.folders) == 1 else ""
         nouns = noun if self.written == 1 else f"{noun}s"
+        if self.pictures:  # an input's outputs are one unit: counted together
+            their = "its" if self.written == 1 else "their"
+            nouns += f" with {their} {' and '.join(self.pictures)}"
         text = f"{self.written} {nouns} written{where}, {self.skipped} skipped (output already there)"
         if self.failed:
             return f"{text}, {self.failed} of {self.total} inputs failed"

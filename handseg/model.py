@@ -17,10 +17,12 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import constants
 from torch import nn
 
 from handseg.hub import MODEL_CARD_TEMPLATE, HandsegHubMixin
-from handseg.packaging import carry_int8_file
+from handseg.image import refuse_overwriting
+from handseg.packaging import INT8_FILE, carry_int8_file
 from handseg.processing import normalize
 from handseg.registry import architecture_class
 
@@ -111,10 +113,15 @@ class HandUNet(
         arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in (self._hub_mixin_config or {}).items()}
         return {"architecture": self.architecture, **arguments}
 
-    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
+    def save_pretrained(self, save_directory: str | Path, *, overwrite: bool = False, **kwargs: Any) -> str | None:
         """config.json (`self.config`), model.safetensors and README.md, as the hub mixin writes them,
         plus the model's int8 file (model_int8.onnx) when it was made from exactly these weights, so a
-        saved model keeps handseg's fast CPU path; files get the user's normal permissions (umask)."""
+        saved model keeps handseg's fast CPU path; files get the user's normal permissions (umask). A
+        folder that holds any of these files already is refused (FileExistsError) unless `overwrite`."""
+        folder = Path(save_directory)
+        names = (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE, "README.md", INT8_FILE)
+        choice = "save_pretrained(..., overwrite=True) replaces it"
+        refuse_overwriting([folder / name for name in names], overwrite=overwrite, choice=choice)
         kwargs.setdefault("config", self.config)
         pushed = super().save_pretrained(save_directory, **kwargs)
         carry_int8_file(self, self.source_folder, Path(save_directory))

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from handseg.hands import Hand, label_hands
-from handseg.image import save_image, whole_file
+from handseg.image import resize_rgb, save_image, whole_files
 from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, overlay, side_by_side
 
 #: What handseg appends to an input's stem when it names what it writes: the mask (`photo_mask.png`),
@@ -22,8 +23,11 @@ from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, 
 OUTPUT_TAGS = ("_mask", "_overlay", "_viz", "_hands")
 
 
-#: The files `Segmentation.save` can write beside a mask, by kind: their endings.
-EXTRA_FILES = {"overlay": (".png",), "viz": (".png",), "hands": (".png", ".json")}
+#: What `Segmentation.save` writes for each kind of output: the endings of its files.
+OUTPUT_FILES = {"mask": (), "overlay": (".png",), "viz": (".png",), "hands": (".png", ".json")}
+
+#: The most pixels of a picture made for people to look at (the `_viz.png` panel): any viewer opens it.
+VIEW_MAX_PIXELS = 16_000_000
 
 
 def sibling(mask_path: str | Path, kind: str, suffix: str = ".png") -> Path:
@@ -32,9 +36,17 @@ def sibling(mask_path: str | Path, kind: str, suffix: str = ".png") -> Path:
     return mask_path.with_name(f"{mask_path.stem.removesuffix('_mask')}_{kind}{suffix}")
 
 
+def output_files(mask_path: str | Path, kind: str) -> list[Path]:
+    """The files `Segmentation.save(mask_path, ...)` writes for one kind of output: the mask itself, or
+    the files beside it (`sibling`)."""
+    if kind == "mask":
+        return [Path(mask_path)]
+    return [sibling(mask_path, kind, suffix) for suffix in OUTPUT_FILES[kind]]
+
+
 def extra_files(mask_path: str | Path, kinds: Iterable[str]) -> list[Path]:
     """Every file `Segmentation.save(mask_path, **{kind: True})` writes beside the mask, for these kinds."""
-    return [sibling(mask_path, kind, suffix) for kind in kinds for suffix in EXTRA_FILES[kind]]
+    return [target for kind in kinds for target in output_files(mask_path, kind)]
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,6 +102,8 @@ class Segmentation:
     #: The hands the landmark model found (landmarks in pixels of the full image), or how to find them when
     #: first asked (a model that does not read landmarks never waits for them); None: not looked for.
     _hands: list[Hand] | Callable[[], list[Hand]] | None = field(default=None)
+    #: The file it was read from, where the input was a path (so outputs renamed apart can be traced back).
+    source: str | None = None
 
     def __repr__(self) -> str:
         height, width = self.mask.shape
@@ -155,33 +169,63 @@ class Segmentation:
         """uint8 (H, W, 3): the image with the hands tinted in `color` at `opacity` (0..1)."""
         return overlay(self.image, self.mask, color=color, opacity=opacity)
 
-    def save(self, path: str | Path, *, overlay: bool = False, viz: bool = False, hands: bool = False) -> list[Path]:
+    def save(
+        self,
+        path: str | Path,
+        *,
+        overlay: bool = False,
+        viz: bool = False,
+        hands: bool = False,
+        keep_existing: bool = False,
+    ) -> list[Path]:
         """Write the mask at `path` (0/255, lossless: a PNG unless the extension says otherwise; JPEG is
         refused) and, when asked, beside it as `handseg segment` names them: the overlay
-        (`<stem>_overlay.png`), the image | mask | overlay panel (`<stem>_viz.png`), and the hands: a label
-        PNG (`<stem>_hands.png`: 0 background, 1..N by hand as in `hands`) and `<stem>_hands.json`
-        (`to_dict()`). Each file is written whole or not at all; a missing folder is made. Returns the
-        paths written."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        written = [save_image(mask_to_image(self.mask), path)]
-        if hands:
-            written.append(save_image(self.hand_labels, sibling(path, "hands")))
-            written.append(_write_text(sibling(path, "hands", ".json"), json.dumps(self.to_dict(), indent=1)))
-        if overlay or viz:
-            tinted = self.overlay()
-            if overlay:
-                written.append(save_image(tinted, sibling(path, "overlay")))
-            if viz:
-                panel = side_by_side(self.image, mask_to_image(self.mask), tinted)
-                written.append(save_image(panel, sibling(path, "viz")))
-        return written
+        (`<stem>_overlay.png`), the image | mask | overlay panel (`<stem>_viz.png`, scaled down to at most
+        `VIEW_MAX_PIXELS` so that any viewer opens it), and the hands: a label PNG (`<stem>_hands.png`: 0
+        background, 1..N by hand as in `hands`) and `<stem>_hands.json` (`to_dict()`). The files are one
+        unit: all written, then renamed into place together (Ctrl-C waits for the renames), so an
+        interrupted run leaves all of them or none. `keep_existing`: files already there are kept, and only
+        the missing ones written (`--skip-existing`). A missing folder is made. Returns the paths written."""
+        path = Path(path)
+        kinds = ["mask", *(kind for kind, wanted in (("hands", hands), ("overlay", overlay), ("viz", viz)) if wanted)]
+        targets = [(kind, target) for kind in kinds for target in output_files(path, kind)]
+        if keep_existing:
+            targets = [(kind, target) for kind, target in targets if not target.exists()]
+        if not targets:
+            return []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tinted = self.overlay() if {"overlay", "viz"} & {kind for kind, _ in targets} else None
+        with whole_files([target for _, target in targets]) as partials:
+            for (kind, target), partial in zip(targets, partials):
+                if kind == "mask":
+                    save_image(mask_to_image(self.mask), target, into=partial)
+                elif kind == "hands" and target.suffix == ".json":
+                    partial.write_text(json.dumps(self.to_dict(), indent=1))
+                elif kind == "hands":
+                    save_image(self.hand_labels, target, into=partial)
+                elif kind == "overlay":
+                    save_image(tinted, target, into=partial)
+                else:
+                    save_image(self._viz_panel(tinted), target, into=partial)
+        return [target for _, target in targets]
+
+    def _viz_panel(self, tinted: np.ndarray) -> np.ndarray:
+        """image | mask | overlay, each scaled alike so the panel holds at most `VIEW_MAX_PIXELS`."""
+        height, width = self.mask.shape
+        scale = min(1.0, (VIEW_MAX_PIXELS / (height * width * 3)) ** 0.5)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        mask = mask_to_image(self.mask)
+        if scale < 1.0:
+            mask = np.array(Image.fromarray(mask).resize(size[::-1], Image.NEAREST))
+        return side_by_side(resize_rgb(self.image, size), mask, resize_rgb(tinted, size))
 
     def to_dict(self) -> dict[str, Any]:
-        """What the result says, as JSON-ready values (no pixels: `save` writes those): size, hand share,
-        model, backend and, where hands were looked for, each hand (`SegmentedHand.to_dict`), label i + 1
-        of `hand_labels` being `hands[i]`."""
+        """What the result says, as JSON-ready values (no pixels: `save` writes those): the source file
+        (None where the input was not a path), size, hand share, model, backend and, where hands were looked
+        for, each hand (`SegmentedHand.to_dict`), label i + 1 of `hand_labels` being `hands[i]`."""
         height, width = self.mask.shape
         summary = {
+            "source": self.source,
             "width": width,
             "height": height,
             "hand_fraction": self.hand_fraction,
@@ -192,10 +236,3 @@ class Segmentation:
         if self.detected is not None:
             summary["hands"] = [hand.to_dict() for hand in self.hands]
         return summary
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """A text file written whole or not at all."""
-    with whole_file(path) as partial:
-        partial.write_text(text)
-    return path

@@ -371,7 +371,9 @@ class Segmenter:
                 hands = None
                 if finder is not None:
                     hands = _at_full_size(prepared, None if eager else partial(finder, index=index))
-                yield index, Segmentation(probability > threshold, probability, self.name, runner.backend, image, hands)
+                path = str(source) if isinstance(source, str | Path) else None
+                mask = probability > threshold
+                yield index, Segmentation(mask, probability, self.name, runner.backend, image, hands, source=path)
             pending.clear()
 
         for index, source in enumerate(images):

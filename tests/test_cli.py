@@ -90,8 +90,18 @@ def test_glob_input(tmp_path, sample_photos, tiny_model_dir):
 
 
 def test_clear_errors(tmp_path, sample_photos, tiny_model_dir):
-    done = run_cli("segment", "-i", str(tmp_path / "nothing.jpg"), "--model", str(tiny_model_dir))
-    assert done.returncode == 1 and "no such file" in done.stderr
+    # An input that is not there is a usage error, said before any work: a file or a folder alike.
+    for missing in ("nothing.jpg", "nofolder"):
+        done = run_cli("segment", "-i", str(sample_photos[0]), str(tmp_path / missing), "-o", str(tmp_path / "out"),
+                       "--model", str(tiny_model_dir))  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"handseg: error: {tmp_path / missing}: no such file or folder\n"
+        assert not (tmp_path / "out").exists()
+    # A flag's value is the flag's problem, not the model's.
+    for flag, value in (("--max-side", "-5"), ("--scale", "0"), ("--batch-size", "0")):
+        done = run_cli("segment", "-i", str(sample_photos[0]), flag, value, "--model", str(tiny_model_dir))
+        assert done.returncode == 2 and done.stderr.startswith(f"handseg: error: {flag} must be"), done.stderr
+        assert "cannot load model" not in done.stderr
     done = run_cli("segment", "-i", str(sample_photos[0]), "--model", str(tmp_path / "no_model_here"))
     assert done.returncode == 2 and "cannot load model" in done.stderr
     done = run_cli("segment", "-i", str(sample_photos[0]), "--scale", "0.5", "--max-side", "100")

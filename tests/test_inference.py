@@ -294,8 +294,8 @@ def test_a_result_saves_draws_and_describes_itself_as_the_command_line_does(tmp_
     height, width = result.mask.shape
     hands = summary.pop("hands")
     assert summary == {
-        "width": width, "height": height, "hand_fraction": result.hand_fraction, "hand_pixels": int(result.mask.sum()),
-        "model": str(tiny_model_dir), "backend": result.backend,
+        "source": str(photo), "width": width, "height": height, "hand_fraction": result.hand_fraction,
+        "hand_pixels": int(result.mask.sum()), "model": str(tiny_model_dir), "backend": result.backend,
     }  # fmt: skip
     assert [hand["pixels"] for hand in hands] == [hand.pixels for hand in result.hands]
     assert sum(hand["pixels"] for hand in hands) == summary["hand_pixels"]

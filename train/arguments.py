@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "normalization and working resolution are kept unless given",
     )
     p.add_argument("--resume", type=Path, help="continue the run in this folder from its last/ checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out folder that holds files already")
     p.add_argument(
         "--int8",
         action=argparse.BooleanOptionalAction,
@@ -267,6 +268,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.out is None:
         args.out = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     args.out = Path(args.out)
+    continuing = args.resume is not None and args.out.resolve() == args.resume.resolve()
+    if not continuing and not args.overwrite and args.out.is_dir() and any(args.out.iterdir()):
+        parser.error(
+            f"--out {args.out} holds files already; handseg does not overwrite without asking: --resume "
+            f"{args.out} continues the run there, --overwrite replaces it, or give another --out"
+        )
     return args
 
 

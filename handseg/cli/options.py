@@ -91,6 +91,12 @@ def run_flags() -> argparse.ArgumentParser:
         help="replace outputs that exist already (without this or --skip-existing, a run that would "
         "overwrite a file stops before any work); inputs are never overwritten",
     )
+    flags.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="search folders' sub-folders too; outputs in an -o folder keep the sub-folder tree",
+    )
     flags.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     return flags
 
@@ -125,6 +131,12 @@ def check_segmenter_flags(args: argparse.Namespace) -> str | None:
         return f"--max-pixels must be at least 1, got {args.max_pixels}"
     if args.threads is not None and args.threads < 1:
         return f"--threads must be at least 1, got {args.threads}"
+    if args.max_side is not None and args.max_side < 0:
+        return f"--max-side must be 0 (full resolution) or more, got {args.max_side}"
+    if args.scale is not None and args.scale <= 0:
+        return f"--scale must be above 0, got {args.scale}"
+    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
+        return f"--batch-size must be at least 1, got {args.batch_size}"
     if not 0.0 <= args.threshold <= 1.0:
         return f"--threshold must be between 0 and 1, got {args.threshold}"
     return None

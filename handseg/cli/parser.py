@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PHOTOS",
         help="photos like the ones to segment, with and without hands: files, folders or globs",
     )
+    export.add_argument("--overwrite", action="store_true", help="replace the --onnx file if it exists")
     export.set_defaults(func=cmd_export)
 
     convert = sub.add_parser(
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("checkpoint", help="the original MODEL.pth")
     convert.add_argument("out_dir", help="folder to write")
+    convert.add_argument("--overwrite", action="store_true", help="replace a model already in out_dir")
     convert.set_defaults(func=cmd_convert)
     return parser
 

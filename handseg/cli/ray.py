@@ -114,7 +114,7 @@ def cmd_ray(args: argparse.Namespace) -> int:
         return error(f"--actors must be at least 1, got {args.actors}", prog)
     try:  # the CLI's planning; videos are left out (handseg segment does them)
         planned = plan_run(args.input, [f"{args.output}/"], skip_existing=args.skip_existing,
-                           overwrite=args.overwrite, videos=False)  # fmt: skip
+                           overwrite=args.overwrite, videos=False, recursive=args.recursive)  # fmt: skip
     except UsageError as exc:
         return error(str(exc), prog)
     if planned.videos_left_out:

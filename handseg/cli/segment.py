@@ -14,26 +14,32 @@ from handseg.segmenter import Segmenter
 from handseg.video import VideoError, segment_video
 
 
+def pictures(args: argparse.Namespace) -> list[str]:
+    """What each image's job writes beside its mask (`Segmentation.save`'s kinds)."""
+    return [kind for kind, wanted in (("hands", args.hands_files), ("overlay", args.overlay and not args.videos_only),
+                                  ("viz", args.viz)) if wanted]  # fmt: skip
+
+
 def plan(args: argparse.Namespace) -> RunPlan:
     """The run the flags describe (`handseg.jobs.plan_run`), saying what it left out or renamed."""
-    pictures = [kind for kind, wanted in (("overlay", args.overlay), ("viz", args.viz), ("hands", args.hands_files))
-                if wanted]  # fmt: skip
     planned = plan_run(
         args.input,
         args.output,
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,
         overlay_video=args.overlay,
-        pictures=pictures,
+        pictures=pictures(args),
         images=not args.videos_only,
+        recursive=args.recursive,
     )
     if planned.own_outputs:
         say(f"skipped {len(planned.own_outputs)} file(s) that handseg wrote (name them on their own to segment "
             f"them): {names([Path(p.name) for p in planned.own_outputs])}", args)  # fmt: skip
     if planned.renamed:
-        say(f"{len(planned.renamed)} inputs would share an output name with another input (e.g. "
-            f"{planned.renamed[0]}); theirs are named <stem>_<extension>_mask.png, numbered where that is not "
-            "enough", args)  # fmt: skip
+        say(f"{len(planned.renamed)} inputs would share an output name with another input; theirs are named "
+            "<stem>_<extension>_mask.png, numbered where that is not enough:", args)  # fmt: skip
+        for source, target in planned.renamed:
+            say(f"  {source} -> {target}", args)
     if planned.skipped:
         say(f"skipped {len(planned.skipped)} file(s) whose output already exists (--skip-existing): "
             f"{names([Path(p.name) for p in planned.skipped])}", args)  # fmt: skip
@@ -50,7 +56,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return error(str(exc))
     jobs, skipped = planned.jobs, len(planned.skipped)
-    tally = Tally(skipped=skipped, folders={o.parent for _, o in jobs})
+    tally = Tally(skipped=skipped, folders={o.parent for _, o in jobs}, pictures=pictures(args))
     if not jobs:
         say(f"nothing to do: all {skipped} output(s) exist already (--skip-existing)", args)
         return 0
@@ -84,14 +90,14 @@ def _segment_images(jobs: list[tuple[Path, Path]], segmenter: Segmenter, args: a
     if not jobs:
         return
     progress = None
-    if len(jobs) > 1 and not args.quiet:
+    if len(jobs) > 1 and not args.quiet and sys.stderr.isatty():  # a bar only where a person watches it
         from tqdm import tqdm
 
         progress = tqdm(total=len(jobs), unit="img", file=sys.stderr)
     say_line = progress.write if progress else print
     outcomes = run_jobs(
-        segmenter, jobs, overlay=args.overlay, viz=args.viz, hands=args.hands_files, threshold=args.threshold,
-        crf=args.crf, batch_size=args.batch_size,
+        segmenter, jobs, overlay=args.overlay, viz=args.viz, hands=args.hands_files, keep_existing=args.skip_existing,
+        threshold=args.threshold, crf=args.crf, batch_size=args.batch_size,
     )  # fmt: skip
     try:
         for outcome in outcomes:
@@ -115,7 +121,7 @@ def _segment_video(source: Path, target: Path, segmenter: Segmenter, args: argpa
     try:
         stats = segment_video(
             source, target, segmenter, as_overlay=args.overlay, batch_size=args.batch_size,
-            progress=not args.quiet, threshold=args.threshold, crf=args.crf,
+            progress=not args.quiet and sys.stderr.isatty(), threshold=args.threshold, crf=args.crf,
         )  # fmt: skip
     except (VideoError, OSError) as exc:
         tally.failed += 1

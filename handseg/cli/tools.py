@@ -9,8 +9,8 @@ from handseg import pretrained
 from handseg.cli.options import error
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.export import export_onnx, quantize_int8
-from handseg.image import IMAGE_FILE_SUFFIXES
-from handseg.jobs import expand_inputs
+from handseg.image import IMAGE_FILE_SUFFIXES, refuse_overwriting
+from handseg.jobs import UsageError, expand_inputs
 from handseg.pretrained import NoDefaultModelError, available_models, model_summary
 from handseg.segmenter import load_model
 
@@ -32,6 +32,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.calibration and not args.int8:
         return error("--calibration applies to --int8 only")
+    if args.onnx.suffix.lower() != ".onnx":
+        return error(f"--onnx {args.onnx}: an ONNX file's name ends in .onnx")
+    try:
+        refuse_overwriting([args.onnx], overwrite=args.overwrite, choice="--overwrite replaces it")
+    except FileExistsError as exc:
+        return error(str(exc))
     photos: list[Path] = []
     if args.int8:
         if not args.calibration:
@@ -39,7 +45,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "--int8 needs --calibration PHOTOS: photos like the ones you will segment, with and without "
                 "hands (a folder, a glob or files; a few dozen are enough)"
             )
-        photos, _ = expand_inputs(args.calibration)
+        try:
+            photos = expand_inputs(args.calibration).files
+        except UsageError as exc:
+            return error(f"--calibration: {exc}")
         photos = [p for p in photos if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
         if not photos:
             return error(f"--calibration: no image files in {' '.join(args.calibration)}")
@@ -55,9 +64,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     try:
-        model = convert_checkpoint(args.checkpoint, args.out_dir)
+        model = convert_checkpoint(args.checkpoint, args.out_dir, overwrite=args.overwrite)
     except CheckpointError as exc:
         return error(str(exc))
+    except FileExistsError as exc:
+        return error(str(exc).replace("save_pretrained(..., overwrite=True)", "--overwrite"))
     params = sum(p.numel() for p in model.parameters())
     print(f"converted {args.checkpoint} -> {args.out_dir} ({params / 1e6:.2f} M parameters)")
     return 0

@@ -18,7 +18,7 @@ from PIL import Image
 
 import handseg
 from handseg.metrics import score
-from handseg.visualize import error_map, mask_to_image, overlay
+from handseg.visualize import error_map, hand_color, mask_to_image, overlay
 
 #: Images shown in the page are down-scaled to this; downloads stay full size.
 DISPLAY_MAX_SIDE = 1600
@@ -120,15 +120,20 @@ def segment_photo(
 
 
 def _hands_markdown(result: handseg.Segmentation) -> str:
-    """One line per hand: left or right, how sure, how many pixels."""
+    """One line per hand, in the colour the hands picture gives it: its colour, left or right, how sure,
+    how many pixels."""
     if not result.hands:
         return "No hand found." if result.detected is not None else ""
     lines = []
     for number, hand in enumerate(result.hands, start=1):
+        name, (r, g, b) = hand_color(number - 1, hand.handedness)
+        swatch = f'<span style="color: rgb({r}, {g}, {b})">■</span> {name}'
         if hand.handedness is None:
-            lines.append(f"{number}. marked, but near no hand the landmark model found: {hand.pixels} px")
+            lines.append(f"{number}. {swatch}: marked, but near no hand the landmark model found: {hand.pixels} px")
         else:
-            lines.append(f"{number}. **{hand.handedness}** hand (presence {hand.score:.2f}): {hand.pixels} px")
+            lines.append(
+                f"{number}. {swatch}: **{hand.handedness}** hand (presence {hand.score:.2f}): {hand.pixels} px"
+            )
     return "\n".join(lines)
 
 

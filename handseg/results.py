@@ -28,6 +28,7 @@ OUTPUT_FILES = {"mask": (), "overlay": (".png",), "viz": (".png",), "hands": (".
 
 #: The most pixels of a picture made for people to look at (the `_viz.png` panel): any viewer opens it.
 VIEW_MAX_PIXELS = 16_000_000
+VIZ_GAP = 8  #: white pixels between the viz panel's pictures
 
 
 def sibling(mask_path: str | Path, kind: str, suffix: str = ".png") -> Path:
@@ -212,12 +213,14 @@ class Segmentation:
     def _viz_panel(self, tinted: np.ndarray) -> np.ndarray:
         """image | mask | overlay, each scaled alike so the panel holds at most `VIEW_MAX_PIXELS`."""
         height, width = self.mask.shape
-        scale = min(1.0, (VIEW_MAX_PIXELS / (height * width * 3)) ** 0.5)
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        # The largest s with height * s * (3 * width * s + 2 * VIZ_GAP) <= VIEW_MAX_PIXELS (the gaps keep their width).
+        a, b = 3 * width * height, 2 * VIZ_GAP * height
+        scale = min(1.0, (-b + (b * b + 4 * a * VIEW_MAX_PIXELS) ** 0.5) / (2 * a))
+        size = (max(1, int(height * scale)), max(1, int(width * scale)))
         mask = mask_to_image(self.mask)
         if scale < 1.0:
             mask = np.array(Image.fromarray(mask).resize(size[::-1], Image.NEAREST))
-        return side_by_side(resize_rgb(self.image, size), mask, resize_rgb(tinted, size))
+        return side_by_side(resize_rgb(self.image, size), mask, resize_rgb(tinted, size), gap=VIZ_GAP)
 
     def to_dict(self) -> dict[str, Any]:
         """What the result says, as JSON-ready values (no pixels: `save` writes those): the source file

@@ -72,10 +72,18 @@ def side_by_side(*panels: np.ndarray, gap: int = 8) -> np.ndarray:
     return np.concatenate(pieces, axis=1)
 
 
-#: One colour per hand, in the order the hands are listed (then round again); yellow: marked, but near no
-#: hand the landmark model found.
+#: One colour per hand, in the order the hands are listed (then round again), with the names people call
+#: them by; yellow: marked, but near no hand the landmark model found.
 HAND_COLORS = ((255, 60, 140), (0, 170, 255), (255, 120, 0), (120, 220, 60), (170, 90, 255))
+HAND_COLOR_NAMES = ("pink", "blue", "orange", "green", "purple")
 UNKNOWN_HAND_COLOR = (255, 235, 0)
+
+
+def hand_color(index: int, handedness: str | None) -> tuple[str, tuple[int, int, int]]:
+    """(name, RGB) of the colour `draw_hands` gives the hand listed at `index` (0-based)."""
+    if handedness is None:
+        return "yellow", UNKNOWN_HAND_COLOR
+    return HAND_COLOR_NAMES[index % len(HAND_COLORS)], HAND_COLORS[index % len(HAND_COLORS)]
 
 
 def draw_hands(
@@ -89,7 +97,7 @@ def draw_hands(
     landmarks (21, 2+) in pixels, or None) per label, in label order."""
     out = rgb.astype(np.float32)
     for index, (handedness, _) in enumerate(hands):
-        color = np.array(UNKNOWN_HAND_COLOR if handedness is None else HAND_COLORS[index % len(HAND_COLORS)])
+        color = np.array(hand_color(index, handedness)[1])
         pixels = labels == index + 1
         out[pixels] = (1 - opacity) * out[pixels] + opacity * color
     picture = Image.fromarray(out.round().astype(np.uint8))
@@ -98,7 +106,7 @@ def draw_hands(
     for index, (handedness, points) in enumerate(hands):
         if points is None:
             continue
-        color = HAND_COLORS[index % len(HAND_COLORS)]
+        color = hand_color(index, handedness)[1]
         xy = [(float(x), float(y)) for x, y in points[:, :2]]
         for a, b in BONES:
             draw.line([xy[a], xy[b]], fill=(255, 255, 255), width=max(1, round(2 * scale)))

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import handseg
+from handseg.visualize import hand_color
 from tests.conftest import REPO_ROOT, dice_as_trained, run_cli
 
 gradio_client = pytest.importorskip("gradio_client", reason='the app extra is needed: pip install "handseg[demo,dev]"')
@@ -104,10 +105,23 @@ def test_segment_real_photos(client, sample_photos):
         assert Path(mask_path).name == f"{photo.stem}_mask.png"
         assert "Hand area" in stats and f"{size[0]}×{size[1]}" in stats
         assert Path(before).is_file() and Path(after).is_file() and Path(tinted).is_file()
-        # each hand listed, left or right, and drawn in its own colour (the pictures differ where hands are)
-        expected = handseg.segment(photo).hands
-        assert all(f"**{hand.handedness}** hand" in stats for hand in expected if hand.handedness), stats
-        assert Image.open(hands).size == Image.open(after).size
+        # each hand listed by the colour it is drawn in, then left or right; in the hands picture its pixels
+        # are tinted that colour (nearer to it than to any other hand's)
+        result = handseg.segment(photo)
+        shown = Image.open(hands).convert("RGB")  # at the app's display size
+        assert shown.size == Image.open(after).size
+        picture = np.asarray(shown, np.float32)
+        original = np.asarray(Image.fromarray(result.image).resize(shown.size, Image.BILINEAR), np.float32)
+        for index, hand in enumerate(result.hands):
+            name, color = hand_color(index, hand.handedness)
+            side = f"**{hand.handedness}** hand" if hand.handedness else "marked, but near no hand"
+            assert f"{index + 1}. " in stats and f"{name}: {side}" in stats, stats
+            pixels = np.asarray(Image.fromarray(hand.mask).resize(shown.size, Image.NEAREST))
+            if pixels.sum() < 50:
+                continue  # too few pixels at display size to read a colour from
+            tint = np.median(picture[pixels] - 0.5 * original[pixels], axis=0) / 0.5  # the colour blended in
+            colours = [hand_color(i, "left")[1] for i in range(5)] + [hand_color(0, None)[1]]
+            assert min(colours, key=lambda c: np.abs(tint - c).sum()) == color, (photo.name, name, tint)
 
 
 def test_segment_finds_the_hands_of_unseen_photos(client, val_pairs):

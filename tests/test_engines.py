@@ -179,3 +179,22 @@ def test_forked_workers_run_after_the_parent_used_torch_threads(photo_folder):
     assert {threads for _, threads, _ in result["inherited"]} == {1}
     assert [area for _, _, area in result["inherited"]] == result["by_default"]  # the parent's session, in a child
     assert result["mapped"] == result["default"] and sum(result["default"]) > 0
+
+
+@pytest.mark.slow
+def test_ray_job_checks_its_inputs_first_and_keeps_rays_lines_out(tmp_path, sample_photos):
+    """As a user runs it (a process of its own, starting Ray): a missing folder is one line before Ray
+    starts, with no output folder made; a real run prints handseg's lines only (Ray's with -v)."""
+    pytest.importorskip("ray", reason='needs the ray extra: pip install "handseg[ray]"')
+    missing = run_cli("ray", "-i", str(tmp_path / "nofolder"), "-o", str(tmp_path / "out"), process=True)
+    assert missing.returncode == 2
+    assert missing.stderr == f"handseg ray: error: {tmp_path / 'nofolder'}: no such file or folder\n"
+    assert not (tmp_path / "out").exists()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(sample_photos[1], photos)
+    done = run_cli("ray", "-i", str(photos), "-o", str(tmp_path / "out"), process=True)
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("handseg ray: ") for line in lines), lines
+    assert lines[-1] == f"handseg ray: 1 mask written to {tmp_path / 'out'}, 0 skipped (output already there), 0 failed"

@@ -87,6 +87,8 @@ def test_save_pretrained_round_trip(tmp_path, config):
         assert torch.equal(model(x), loaded(x))
     card = (tmp_path / "README.md").read_text()
     assert "library_name: handseg" in card and "image-segmentation" in card
+    # `license: other` says what the other is: the weights take the training data's non-commercial terms
+    assert "license: other" in card and "non-commercial research use" in card
 
 
 def test_loading_is_strict(tmp_path):

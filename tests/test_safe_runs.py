@@ -4,6 +4,7 @@ subprocess, as a user runs it, on real photos and a real video."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -228,3 +229,153 @@ def test_ctrl_c_while_torch_loads_is_one_line(tmp_path, sample_photos, after_s):
         pytest.skip("the run finished before the signal: a machine faster than this test assumes")
     assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "handseg: interrupted", stderr
+
+
+def _outputs_by_input(folder: Path, kinds: tuple[str, ...]) -> dict[str, set[str]]:
+    """Each input stem's outputs in `folder`, by kind ("mask", "viz", "hands.png", "hands.json", ...)."""
+    found: dict[str, set[str]] = {}
+    for path in folder.iterdir():
+        for kind in kinds:
+            tag, _, suffix = kind.partition(".")
+            ending = f"_{tag}.{suffix or 'png'}"
+            if path.name.endswith(ending):
+                found.setdefault(path.name.removesuffix(ending), set()).add(kind)
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_photo_leaves_all_of_its_outputs_or_none(tmp_path, sample_photos, tiny_model_dir):
+    """A real SIGINT while a photo's outputs are being written (its viz file half made): every photo then
+    has all of its outputs or none, nothing temporary is left, the count said is the count on disk, and
+    --skip-existing makes the rest."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = Image.open(sample_photos[0]).convert("RGB")
+    for i in range(40):
+        photo.save(folder / f"{i:03d}.jpg", quality=90)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "handseg", "segment", "-i", str(folder), "-o", str(out), "--hands", "--viz",
+               "--model", str(tiny_model_dir), "--max-side", "0"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.is_dir() and len(list(out.glob("*_mask.png"))) >= 2):
+        time.sleep(0.01)
+    while time.time() < deadline and not list(out.glob("*_viz.png.*.partial")):  # a viz file being written
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    kinds = ("mask", "viz", "hands.png", "hands.json")
+    made = _outputs_by_input(out, kinds)
+    assert all(found == set(kinds) for found in made.values()), made
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert f"interrupted: {len(made)} of 40 written" in stderr
+    resumed = run_cli(*command[3:], "--skip-existing")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _outputs_by_input(out, kinds) == {f"{i:03d}": set(kinds) for i in range(40)}
+
+
+def test_skip_existing_writes_the_outputs_that_are_missing(photos, tmp_path, tiny_model_dir):
+    """After a mask-only run, `--overlay --skip-existing` adds each photo's overlay and keeps its mask;
+    an input is skipped only when all of its outputs are there."""
+    out = tmp_path / "masks"
+    common = ["segment", "-i", str(photos), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert run_cli(*common).returncode == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    done = run_cli(*common, "--overlay", "--skip-existing")
+    assert done.returncode == 0, done.stderr
+    count = len(list(photos.iterdir()))
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"handseg: {count} masks with their overlay written to {out}, 0 skipped (output already there), 0 failed"
+    )
+    assert len(list(out.glob("*_overlay.png"))) == count
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_mask.png")} == stamps  # the masks kept as they were
+    again = run_cli(*common, "--overlay", "--skip-existing")
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+def test_every_command_that_writes_refuses_to_overwrite_without_asking(tmp_path, sample_photos, tiny_model_dir):
+    """export, convert, save_pretrained and train.run --out follow `segment`'s rule: an existing file is
+    refused in one line (exit 2) and left as it was, and replaced only when asked."""
+    victim = tmp_path / "victim.onnx"
+    victim.write_bytes(b"my own file")
+    done = run_cli("export", "--onnx", str(victim), "--model", str(tiny_model_dir))
+    assert done.returncode == 2 and "exists already" in done.stderr and "--overwrite" in done.stderr, done.stderr
+    assert victim.read_bytes() == b"my own file"
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(sample_photos[0], photo)
+    done = run_cli("export", "--onnx", str(photo), "--model", str(tiny_model_dir), "--overwrite")
+    assert done.returncode == 2 and "ends in .onnx" in done.stderr
+    assert digest(photo) == digest(sample_photos[0])
+    done = run_cli("export", "--onnx", str(victim), "--model", str(tiny_model_dir), "--overwrite")
+    assert done.returncode == 0 and victim.read_bytes() != b"my own file"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written under a temporary name
+
+    from handseg import HandUNet
+
+    model = HandUNet.from_pretrained(tiny_model_dir)
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    before = {p.name: digest(p) for p in folder.iterdir()}
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save_pretrained(folder)
+    assert {p.name: digest(p) for p in folder.iterdir()} == before
+    model.save_pretrained(folder, overwrite=True)
+
+    from tests.original_format import original_state_dict, save_torch03
+
+    checkpoint = tmp_path / "MODEL.pth"
+    save_torch03(original_state_dict(base=4), checkpoint)
+    done = run_cli("convert", str(checkpoint), str(folder))
+    assert done.returncode == 2 and "exists already" in done.stderr and "--overwrite" in done.stderr, done.stderr
+    assert {p.name: digest(p) for p in folder.iterdir()} == before
+    assert run_cli("convert", str(checkpoint), str(folder), "--overwrite").returncode == 0
+
+    from train.arguments import parse_args
+
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    (run_folder / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--data", str(tmp_path), "--out", str(run_folder)])
+    assert parse_args(["--data", str(tmp_path), "--out", str(run_folder), "--overwrite"]).out == run_folder
+
+
+def test_folders_are_searched_recursively_only_when_asked(tmp_path, sample_photos, tiny_model_dir):
+    """A folder of sub-folders says they were not searched; --recursive finds their photos and keeps the
+    tree in the output folder, so one name in two sub-folders cannot collide."""
+    photos = tmp_path / "photos"
+    for sub in ("a", "b/c"):
+        (photos / sub).mkdir(parents=True)
+        shutil.copy(sample_photos[1], photos / sub / "hand.jpg")
+    out = tmp_path / "out"
+    done = run_cli("segment", "-i", str(photos), "-o", str(out), "--model", str(tiny_model_dir))
+    assert done.returncode == 2 and "sub-folders not searched: add --recursive" in done.stderr, done.stderr
+    done = run_cli("segment", "-i", str(photos), "-o", str(out), "--recursive", "--model", str(tiny_model_dir))
+    assert done.returncode == 0, done.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a/hand_mask.png", "b/c/hand_mask.png"]
+    beside = run_cli("segment", "-i", str(photos), "-r", "--model", str(tiny_model_dir))  # no -o: beside each photo
+    assert beside.returncode == 0 and (photos / "b" / "c" / "hand_mask.png").is_file()
+
+
+def test_one_file_output_for_several_inputs_is_refused(tmp_path, sample_photos, tiny_model_dir):
+    done = run_cli("segment", "-i", str(sample_photos[0]), str(sample_photos[1]), "-o", str(tmp_path / "x1.png"),
+                   "--model", str(tiny_model_dir))  # fmt: skip
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "names one file, but there are 2 inputs" in done.stderr
+    assert not (tmp_path / "x1.png").exists()
+
+
+def test_renamed_outputs_can_be_traced_to_their_inputs(tmp_path, sample_photos, tiny_model_dir):
+    """Inputs that would share an output name are listed input -> output, and each hands file names its source."""
+    inputs = []
+    for i, folder in enumerate(("d1", "d2", "d3")):
+        (tmp_path / folder).mkdir()
+        Image.open(sample_photos[i]).convert("RGB").save(tmp_path / folder / "hand.jpg")
+        inputs.append(tmp_path / folder / "hand.jpg")
+    out = tmp_path / "out"
+    done = run_cli("segment", "-i", *map(str, inputs), "-o", str(out), "--hands", "--model", str(tiny_model_dir))
+    assert done.returncode == 0, done.stderr
+    for source, name in zip(inputs, ("hand_jpg", "hand_jpg_2", "hand_jpg_3")):
+        assert f"handseg:   {source} -> {out / (name + '_mask.png')}" in done.stderr.splitlines()
+        assert json.loads((out / f"{name}_hands.json").read_text())["source"] == str(source)

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--batch-size", type=int, default=8, help="photos per batch handed to an actor (default 8)")
     ray.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs each actor asks Ray for")
     ray.add_argument("--address", help="an existing Ray cluster (auto, or ray://host:port); default: start one")
+    ray.add_argument("-v", "--verbose", action="store_true", help="show Ray's own log lines (default: kept out)")
     ray.set_defaults(func=cmd_ray)
 
     models = sub.add_parser(

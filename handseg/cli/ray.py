@@ -26,8 +26,12 @@ runs on CUDA).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +59,8 @@ class MaskWriter:
         for outcome in run_jobs(self.segmenter, jobs, **self.run_options):
             if outcome.error is not None:  # the path has its own column: the reason alone
                 status[outcome.index], errors[outcome.index] = "failed", outcome.reason
-        ran = [self.segmenter.describe()] * len(jobs)
+        crf = ", dense-CRF refinement" if self.run_options.get("crf") else ""
+        ran = [self.segmenter.describe() + crf] * len(jobs)
         return {"path": [str(p) for p, _ in jobs], "output": [str(o) for _, o in jobs], "status": status,
                 "error": errors, "runner": ran}  # fmt: skip
 
@@ -79,7 +84,7 @@ def run(
     results = dataset.map_batches(
         MaskWriter,
         fn_constructor_args=(segmenter_options, run_options),
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         batch_size=batch_size,
         num_gpus=gpus_per_actor or None,
     )
@@ -100,6 +105,39 @@ def report(rows: list[dict], out_dir: Path, tally: Tally) -> Tally:
     else:
         target.unlink(missing_ok=True)
     return tally
+
+
+@contextlib.contextmanager
+def ray_output(verbose: bool, prog: str) -> Iterator[None]:
+    """Ray's own lines (its start, its executor's INFO lines, its C++ core's warnings) go to a log file
+    instead of the user's terminal, unless `verbose`; the file is named when the job fails, else removed.
+    Ray writes some of them from C++ and from processes it starts, so the process's own output
+    descriptors are redirected, not Python's loggers alone."""
+    if verbose:
+        yield
+        return
+    log = tempfile.NamedTemporaryFile(prefix="handseg-ray-", suffix=".log", delete=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        log.close()
+        if failed:
+            print(f"{prog}: Ray's output is in {log.name}", file=sys.stderr)
+        else:
+            os.unlink(log.name)
 
 
 def cmd_ray(args: argparse.Namespace) -> int:
@@ -128,14 +166,15 @@ def cmd_ray(args: argparse.Namespace) -> int:
             options["device"] = "cuda"
         run_options = {"threshold": args.threshold, "crf": args.crf}
         started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(address=args.address, log_to_driver=False, configure_logging=False)
-        try:
-            rows = run(planned.jobs, options, run_options, actors=args.actors, batch_size=args.batch_size,
-                       gpus_per_actor=args.gpus_per_actor)  # fmt: skip
-        finally:
+        with ray_output(args.verbose, prog):
             if started_here:
-                ray.shutdown()
+                ray.init(address=args.address, log_to_driver=False, configure_logging=False)
+            try:
+                rows = run(planned.jobs, options, run_options, actors=args.actors, batch_size=args.batch_size,
+                           gpus_per_actor=args.gpus_per_actor)  # fmt: skip
+            finally:
+                if started_here:
+                    ray.shutdown()
         report(rows, args.output, tally)
         for ran in sorted({row["runner"] for row in rows}):
             say(f"{ran} (each of {args.actors} actor{'s' if args.actors != 1 else ''})", args, prog)

@@ -68,7 +68,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return error(f"cannot load model: {exc}")
     if segmenter.notice:
         say(f"note: {segmenter.notice}", args)
-    say(segmenter.describe(), args)
+    say(segmenter.describe() + (", dense-CRF refinement" if args.crf else ""), args)
     try:
         for source, target in (job for job in jobs if is_video(job[0])):
             _segment_video(source, target, segmenter, args, tally)

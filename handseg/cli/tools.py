@@ -17,7 +17,7 @@ from handseg.segmenter import load_model
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the models shipped in the package, the default first, each with its card's one-line summary."""
-    names = sorted(available_models(), key=lambda n: n != pretrained.DEFAULT_MODEL)
+    names = available_models()  # the default first, then the newest first
     if not names:
         print("no models are shipped in this handseg build")
         return 0

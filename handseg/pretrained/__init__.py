@@ -8,6 +8,7 @@ next to this file, named `arch.tag`. `DEFAULT_MODEL` names the one that
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -21,8 +22,16 @@ class NoDefaultModelError(RuntimeError):
 
 
 def available_models() -> list[str]:
-    """Names of the hub folders shipped inside the package."""
-    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+    """Names of the hub folders shipped inside the package: the default first, then the newest first
+    (`arch.tag_vN` by N)."""
+    names = [p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file()]
+    return sorted(names, key=lambda name: (name != DEFAULT_MODEL, -_version(name), name))
+
+
+def _version(name: str) -> int:
+    """N of a name ending in `_vN` (0 for none)."""
+    match = re.search(r"_v(\d+)$", name)
+    return int(match.group(1)) if match else 0
 
 
 def model_summary(name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +289,16 @@ def test_a_mistyped_model_name_suggests_the_shipped_one(sample_photos, tmp_path)
     done = run_cli("segment", "-i", str(sample_photos[0]), "-o", str(tmp_path / "m.png"), "--model", typo)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"did you mean the shipped model {handseg.pretrained.DEFAULT_MODEL}" in done.stderr
+
+
+def test_a_checkout_in_a_folder_named_handseg_does_not_hide_the_package(tmp_path):
+    """Run from the parent of a checkout named `handseg` (the usual `git clone ... handseg`), the installed
+    package is the one imported, not the checkout folder as an empty namespace package: the README's
+    install (`pip install -e ... --config-settings editable_mode=compat`) puts the checkout on the path."""
+    (tmp_path / "handseg").symlink_to(Path(handseg.__file__).resolve().parents[1], target_is_directory=True)
+    for command in (["-m", "handseg", "--version"], ["-m", "handseg.ray", "--help"]):
+        done = subprocess.run([sys.executable, *command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"handseg {handseg.__version__}" in subprocess.run(
+        [sys.executable, "-m", "handseg", "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    ).stdout

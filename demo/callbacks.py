@@ -87,8 +87,8 @@ def _image_file(folder: Path, name: str, rgb: np.ndarray) -> str:
     return str(path)
 
 
-def _stem(image) -> str:
-    return Path(image).stem if isinstance(image, (str, Path)) else "photo"
+def _name(image) -> str:
+    return Path(image).name if isinstance(image, (str, Path)) else "photo.png"
 
 
 def segment_photo(
@@ -108,7 +108,7 @@ def segment_photo(
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = result.overlay(color=color or handseg.visualize.DEFAULT_OVERLAY_COLOR, opacity=opacity)
     folder = _work_dir()
-    (mask_path,) = result.save(folder / f"{_stem(image)}_mask.png")
+    (mask_path,) = result.save(folder / handseg.output_names([_name(image)])[0])
     h, w = result.mask.shape
     stats = (
         f"**Hand area {100 * result.hand_fraction:.1f} %** · image {w}×{h} px · "
@@ -233,7 +233,7 @@ def batch(segmenter: handseg.Segmenter, files: list, threshold: float, crf: bool
         raise user_error("Upload some images, or a zip of images.")
     out_zip = _work_dir() / "handseg_masks.zip"
     done = 0
-    used_names: set[str] = set()
+    out_names = handseg.output_names([name for name, _ in items])  # as handseg segment -o FOLDER names them
     with zipfile.ZipFile(out_zip, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for outcome in segmenter.run((source for _, source in items), threshold=threshold, crf=crf):
             name = items[outcome.index][0]
@@ -242,11 +242,7 @@ def batch(segmenter: handseg.Segmenter, files: list, threshold: float, crf: bool
             if outcome.error is not None:
                 problems.append((name, outcome.reason))
                 continue
-            out_name = f"{Path(name).stem}_mask.png"
-            while out_name in used_names:  # same file name in two uploads
-                out_name = f"{Path(out_name).stem}_{len(used_names)}.png"
-            used_names.add(out_name)
-            archive.writestr(out_name, handseg.png_bytes(mask_to_image(outcome.result.mask)))
+            archive.writestr(out_names[outcome.index], handseg.png_bytes(mask_to_image(outcome.result.mask)))
             done += 1
     report = f"**{done} of {len(items)} images segmented.**"
     if problems:

@@ -97,7 +97,7 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
 
     has_crf = handseg.crf.crf_available()
     crf_info = "dense-CRF clean-up (slower)" if has_crf else f"unavailable: {handseg.crf.INSTALL_HINT}"
-    default_side = (main.max_side if main is not None else None) or handseg.DEFAULT_MAX_SIDE
+    default_side = (main.max_side or 0) if main is not None else handseg.DEFAULT_MAX_SIDE  # the slider's 0: full size
 
     with gr.Blocks(title="handseg", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
@@ -110,7 +110,7 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
             with gr.Row():
                 with gr.Column():
                     photo = raw_image(label="Photo", sources=["upload", "clipboard", "webcam"], elem_id="photo")
-                    threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold")
+                    threshold = gr.Slider(0.05, 0.95, value=handseg.DEFAULT_THRESHOLD, step=0.05, label="Threshold")
                     crf = gr.Checkbox(False, label="CRF refinement", info=crf_info, interactive=has_crf)
                     max_side = gr.Slider(
                         0,
@@ -147,7 +147,7 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
                 cmp_photo = raw_image(label="Photo", sources=["upload", "clipboard"])
                 cmp_truth = raw_image(label="Ground-truth mask (optional)", sources=["upload"])
             with gr.Row():
-                cmp_threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold")
+                cmp_threshold = gr.Slider(0.05, 0.95, value=handseg.DEFAULT_THRESHOLD, step=0.05, label="Threshold")
                 model_a = gr.Dropdown(names, value=names[0] if names else None, label="A: model")
                 crf_a = gr.Checkbox(False, label="A: CRF", interactive=has_crf)
                 model_b = gr.Dropdown(names, value=names[-1] if names else None, label="B: model")
@@ -171,7 +171,7 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
             gr.Markdown("Many images, or zips of images, in; a zip of `<name>_mask.png` out. Bad files are listed.")
             files = gr.File(file_count="multiple", label="Images or zips")
             with gr.Row():
-                b_threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold")
+                b_threshold = gr.Slider(0.05, 0.95, value=handseg.DEFAULT_THRESHOLD, step=0.05, label="Threshold")
                 b_crf = gr.Checkbox(False, label="CRF refinement", interactive=has_crf)
             b_run = gr.Button("Segment all", variant="primary")
             b_zip, b_report = gr.File(label="Masks (zip)"), gr.Markdown()

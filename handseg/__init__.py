@@ -35,6 +35,7 @@ _NAMES = {
         "usable_cores",
     ),
     "hub": ("HubUnreachableError", "ModelNotFoundError", "hub_reachable", "resolve_model_source"),
+    "jobs": ("output_names",),
     "image": (
         "IMAGE_FILE_SUFFIXES",
         "MAX_PIXELS",
@@ -56,7 +57,7 @@ _NAMES = {
     ),
     "packaging": ("INT8_FILE", "FastPathNotice", "OnnxUnavailableError"),
     "pretrained": ("NoDefaultModelError", "available_models", "pretrained_path"),
-    "processing": ("DEFAULT_MAX_SIDE", "load_working_image", "to_model_input", "working_size"),
+    "processing": ("DEFAULT_MAX_SIDE", "DEFAULT_THRESHOLD", "load_working_image", "to_model_input", "working_size"),
     "registry": ("architectures", "register_architecture"),
     "results": ("SegmentedHand", "Segmentation"),
     "segmenter": (
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         resize_rgb,
         save_image,
     )
+    from handseg.jobs import output_names
     from handseg.model import HandUNet, create_model
     from handseg.networks import DEFAULT_DECODER_CHANNELS, LiteUNet, OriginalUNet
     from handseg.networks.encoders import (
@@ -126,7 +128,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from handseg.packaging import INT8_FILE, FastPathNotice, OnnxUnavailableError
     from handseg.pretrained import NoDefaultModelError, available_models, pretrained_path
-    from handseg.processing import DEFAULT_MAX_SIDE, load_working_image, to_model_input, working_size
+    from handseg.processing import (
+        DEFAULT_MAX_SIDE,
+        DEFAULT_THRESHOLD,
+        load_working_image,
+        to_model_input,
+        working_size,
+    )
     from handseg.registry import architectures, register_architecture
     from handseg.results import Segmentation, SegmentedHand
     from handseg.segmenter import (

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from handseg.hardware import cpu_has_native_bf16, cpu_multiplies_int8_exactly, torch_threads
+from handseg.hardware import cpu_has_native_bf16, cpu_multiplies_int8_exactly, resolve_device, torch_threads
+from handseg.hub import ModelNotFoundError
 from handseg.model import HandUNet
 from handseg.packaging import (
     CONFIG_KEY,
@@ -184,13 +185,52 @@ class Built:
     watch: WeightsWatch | None = None
 
 
+def is_onnx_file(model: object) -> bool:
+    """Whether a model given by name is an exported `.onnx` graph (run by onnxruntime alone)."""
+    return isinstance(model, str | Path) and str(model).endswith(".onnx")
+
+
+def check_request(model: object, backend: str, compile: bool) -> None:
+    """A ValueError, before anything loads, for a backend that cannot run as asked: an unknown one,
+    compile on anything but torch, or an .onnx file asked to run other than on onnxruntime (a
+    ModelNotFoundError for an .onnx file that is not there)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if compile and backend not in (AUTO, "torch"):
+        raise ValueError("compile=True applies to the torch backend only")
+    if is_onnx_file(model) and (backend not in (AUTO, "onnx", "int8") or compile):
+        raise ValueError(f"{model} is an ONNX graph, run by onnxruntime: leave backend and compile as they are")
+    if is_onnx_file(model) and not Path(model).is_file():
+        raise ModelNotFoundError(f"{model}: no such file")
+
+
+def runner_device(model: object, device: str | torch.device | None, backend: str) -> torch.device:
+    """The device a model runs on: onnxruntime (an .onnx file, backend onnx or int8) runs on the CPU, and
+    another device is a ValueError; a HandUNet given without a device stays where it is; otherwise the
+    device asked for (None: CUDA when available)."""
+    on_onnxruntime = is_onnx_file(model) or backend in ("onnx", "int8")
+    if on_onnxruntime and device is not None and str(device).split(":")[0] not in ("cpu", ""):
+        raise ValueError(f"backend {backend!r} runs on the CPU (onnxruntime); use backend='torch' on {device}")
+    if isinstance(model, HandUNet) and device is None:
+        target = next(model.parameters()).device
+    else:
+        target = resolve_device("cpu" if on_onnxruntime and device is None else device)
+    if on_onnxruntime and target.type != "cpu":
+        raise ValueError(f"onnxruntime runs on the CPU here, and the model is on {target}; use backend='torch'")
+    return target
+
+
+def onnx_file_runner(path: str | Path, threads: int | None) -> Built:
+    """What runs an exported `.onnx` file: onnxruntime, as exported (float32 or int8)."""
+    return Built(OnnxRunner(path, threads))
+
+
 def build_runner(model: HandUNet, device: torch.device, backend: str, threads: int | None, compile: bool) -> Built:
     """The only place a backend is chosen. "auto" is, on a CPU: int8 where the model has its int8 file
     and onnxruntime is installed (exact sums on every x86 CPU: `exact_int8_entries`), else bf16 on a CPU
     with bf16 arithmetic, else torch (float32); on CUDA, and with `compile`, torch. A fallback from the
     first choice is noticed once (a FastPathNotice warning, and `Built.notice`)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_request(model, backend, compile)
     notice = None
     if backend == "auto":
         if device.type != "cpu" or compile:

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from handseg.image import ImageInput, ImageLoadError, png_bytes
+from handseg.processing import DEFAULT_THRESHOLD
 from handseg.segmenter import ModelInput, Segmenter, SegmenterOptions
 from handseg.visualize import mask_to_image
 
@@ -60,7 +61,7 @@ class HandSegmenter:
         hands_column: str = "hands",
         hand_labels_column: str = "hand_labels",
         mask_format: str = "image",
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         crf: bool = False,
         batch_size: int | None = None,
         processes: int = 1,

@@ -271,7 +271,8 @@ def whole_files(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
     with Ctrl-C held back during the renames (all removed if the block fails): files that belong
     together, such as a photo's mask, overlay and hands, are all there or none is."""
     finals = [Path(p) for p in paths]
-    partials = [p.with_name(f".{p.name}.{os.getpid()}.partial") for p in finals]
+    # Hidden, marked as unfinished, and with the final extension, which some writers read (FFmpeg's container).
+    partials = [p.with_name(f".{p.stem}.{os.getpid()}.partial{p.suffix}") for p in finals]
     try:
         yield partials
         with interrupts_held_back():

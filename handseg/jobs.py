@@ -176,6 +176,14 @@ def plan_outputs(
     return Plan([(p, folder_of(p) / names[p]) for p in inputs], [(p, folder_of(p) / names[p]) for p in renamed])
 
 
+def output_names(names: Sequence[str]) -> list[str]:
+    """The file name each input gets in one output folder (or zip), as `handseg segment -o FOLDER` names
+    them: `<stem>_mask.png`, made unique among these inputs as `plan_outputs` makes them (`a_jpg_mask.png`,
+    `a_jpg_2_mask.png`). Names may repeat (two uploads of one file name)."""
+    inputs = [Path(str(i)) / name for i, name in enumerate(names)]  # one path each, even for equal names
+    return [target.name for _, target in plan_outputs(inputs, ["outputs/"]).jobs]
+
+
 def _explicit_outputs(inputs: list[Path], outputs: Sequence[str]) -> list[Path]:
     if len(outputs) != len(inputs):
         raise UsageError(f"{len(inputs)} inputs but {len(outputs)} outputs; give one -o per input or one folder")

@@ -13,8 +13,10 @@ through these through `handseg.Segmenter`, so the same photo gives the same mask
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,6 +30,39 @@ from handseg.image import MAX_PIXELS, ImageInput, decode, resize_rgb
 #: otherwise; larger images run down-scaled and the probability map is resized back to full size.
 DEFAULT_MAX_SIDE = 1024
 
+#: Hand probability above which a pixel is hand, unless the caller says otherwise.
+DEFAULT_THRESHOLD = 0.5
+
+#: The working resolution asked for: "auto" (the model's own, from its config; else DEFAULT_MAX_SIDE), a
+#: cap on the longer side in pixels, or None (full size).
+MaxSide = int | Literal["auto"] | None
+
+
+def checked_threshold(threshold: float) -> float:
+    """`threshold` if it is a probability; else a ValueError saying so."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    return threshold
+
+
+def checked_scale(scale: float | None) -> float | None:
+    """`scale` (None: not given) if it is above 0; else a ValueError saying so."""
+    if scale is not None and not scale > 0:
+        raise ValueError(f"scale must be above 0, got {scale}")
+    return scale
+
+
+def resolve_max_side(max_side: MaxSide, model_side: int | None = None) -> int | None:
+    """The longer side the network sees (None: full size): `max_side` as given, or for "auto" the model's
+    own (`model_side`, from its config) or DEFAULT_MAX_SIDE; anything else is a ValueError."""
+    if max_side == "auto":
+        return model_side or DEFAULT_MAX_SIDE
+    if max_side is None:
+        return None
+    if isinstance(max_side, bool) or not isinstance(max_side, numbers.Integral) or max_side < 1:
+        raise ValueError(f"max_side must be 'auto', None (full size) or a side of at least 1 pixel, got {max_side!r}")
+    return int(max_side)
+
 
 def working_size(
     height: int, width: int, *, scale: float | None = None, max_side: int | None = None
@@ -37,13 +72,9 @@ def working_size(
     `scale` multiplies both sides (the original project used 0.5); otherwise
     `max_side` caps the longer side, never up-sampling. Neither: full size.
     """
-    if scale is not None:
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+    if checked_scale(scale) is not None:
         factor = scale
-    elif max_side is not None:
-        if max_side < 1:
-            raise ValueError(f"max_side must be at least 1, got {max_side}")
+    elif resolve_max_side(max_side) is not None:
         factor = min(1.0, max_side / max(height, width))
     else:
         factor = 1.0

@@ -16,37 +16,45 @@ from __future__ import annotations
 
 import copy
 import io
-import numbers
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
 
-from handseg.backends import AUTO, Built, OnnxRunner, Runner, build_runner
+from handseg.backends import (
+    AUTO,
+    Built,
+    Runner,
+    build_runner,
+    check_request,
+    is_onnx_file,
+    onnx_file_runner,
+    runner_device,
+)
 from handseg.crf import CRFUnavailableError
 from handseg.hands import Hand, HandLandmarker, landmarks_unavailable
-from handseg.hardware import cpu_threads, resolve_device
-from handseg.hub import ModelNotFoundError, resolve_model_source
+from handseg.hardware import cpu_threads
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
+from handseg.loading import ModelInput, cache, load_model
 from handseg.model import HandUNet
 from handseg.packaging import FastPathNotice
-from handseg.pretrained import pretrained_path
-from handseg.processing import DEFAULT_MAX_SIDE, Prepared, prepare, to_full_size
+from handseg.processing import (
+    DEFAULT_THRESHOLD,
+    MaxSide,
+    Prepared,
+    checked_scale,
+    checked_threshold,
+    prepare,
+    resolve_max_side,
+    to_full_size,
+)
 from handseg.results import Segmentation
 
-#: A model: a HandUNet, a hub folder or repo id, a shipped model's name, an exported `.onnx` file,
-#: or None for the shipped default model.
-ModelInput = HandUNet | str | Path | None
-#: The working resolution: "auto" (the model's own, from its config; else DEFAULT_MAX_SIDE), a cap on
-#: the longer side in pixels, or None (full size).
-MaxSide = int | Literal["auto"] | None
 #: What may go wrong with one input of a run without stopping the others: it cannot be read, or what
 #: is done with its result fails (a file that cannot be written, CRF without pydensecrf2).
 InputError = ImageLoadError | OSError | CRFUnavailableError
@@ -70,59 +78,6 @@ class SegmenterOptions(TypedDict, total=False):
 #: In a video (`iter_segment(track=True)`), the palm detector runs again every this many frames, to find
 #: hands coming into view while others are tracked.
 REDETECT_EVERY = 10
-
-
-class _Cache:
-    """Loaded models and built runners, least recently used first out. Entries hold their model, so a
-    model object's id stays its own while its entry lives."""
-
-    def __init__(self, size: int = 8) -> None:
-        self._entries: OrderedDict[tuple, Any] = OrderedDict()
-        self._size = size
-        self._lock = threading.RLock()
-
-    def get(self, key: tuple, build: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            value = self._entries[key] = build()
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-            return value
-
-    def drop(self, key: tuple) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
-
-_cache = _Cache()
-
-
-def _source_key(model: str | Path | None) -> tuple:
-    """What a model given by name depends on: its folder (or repo id) and, for a folder, when its
-    weights were written, so a model saved anew is loaded anew."""
-    source = str(pretrained_path() if model is None else resolve_model_source(model))
-    weights = Path(source) / "model.safetensors"
-    return (source, weights.stat().st_mtime_ns if weights.is_file() else None)
-
-
-def load_model(model: ModelInput = None, device: str | torch.device | None = None) -> HandUNet:
-    """The float network, ready for inference (eval mode): the given module (moved to `device` when
-    given), a hub folder or repo id, the name of a model shipped in the package
-    (`handseg.available_models()`, e.g. "handunet_lite0.hands_v2"), or (None) the shipped default
-    model. Models loaded by name are cached and reused.
-
-    `device`: "cpu", "cuda", "cuda:N" (None: CUDA when available); one this machine lacks raises
-    DeviceUnavailableError. To choose how it runs (int8, bf16, threads, ...), build a `Segmenter`."""
-    if isinstance(model, HandUNet):
-        return model.eval() if device is None else model.to(resolve_device(device)).eval()
-    if model is not None and str(model).endswith(".onnx"):
-        raise ValueError(f"{model}: an .onnx file runs with onnxruntime only; use handseg.Segmenter({str(model)!r})")
-    target = resolve_device(device)
-    key = ("model", *_source_key(model), str(target))
-    source = key[1]
-    return _cache.get(key, lambda: HandUNet.from_pretrained(source, map_location=str(target)).eval())
 
 
 @dataclass(frozen=True)
@@ -179,27 +134,15 @@ class Segmenter:
         threads: int | None = None,
         concurrent: int = 1,
         compile: bool = False,
-        max_side: MaxSide = AUTO,
+        max_side: MaxSide = "auto",
         scale: float | None = None,
         max_pixels: int = MAX_PIXELS,
         hands: bool = True,
     ) -> None:
-        if compile and backend not in (AUTO, "torch"):
-            raise ValueError("compile=True applies to the torch backend only")
+        check_request(model, backend, compile)
         if max_pixels < 1:
             raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
-        onnx_file = isinstance(model, (str, Path)) and str(model).endswith(".onnx")
-        on_onnxruntime = onnx_file or backend in ("onnx", "int8")
-        if on_onnxruntime and device is not None and str(device).split(":")[0] not in ("cpu", ""):
-            raise ValueError(f"backend {backend!r} runs on the CPU (onnxruntime); use backend='torch' on {device}")
-        if isinstance(model, HandUNet) and device is None:
-            self.device = next(model.parameters()).device
-        else:
-            self.device = resolve_device("cpu" if on_onnxruntime and device is None else device)
-        if on_onnxruntime and self.device.type != "cpu":
-            raise ValueError(
-                f"onnxruntime runs on the CPU here, and the model is on {self.device}; use backend='torch'"
-            )
+        self.device = runner_device(model, device, backend)
         self.threads: int | None = cpu_threads(threads, concurrent) if self.device.type == "cpu" else None
         self.max_pixels = max_pixels
         #: Whether hand landmarks are found (each result's `hands`, and the input of a model that reads them).
@@ -210,26 +153,22 @@ class Segmenter:
             self.hands, self._hands_notice = False, f"{reason}; segmenting without them (no per-hand masks)"
             warnings.warn(self._hands_notice, FastPathNotice, stacklevel=2)
         self._request = (backend, compile)
-        if onnx_file:
-            if not Path(model).is_file():
-                raise ModelNotFoundError(f"{model}: no such file")
-            if backend not in (AUTO, "onnx", "int8") or compile:
-                raise ValueError(f"{model} is an ONNX graph, run by onnxruntime: leave backend and compile as they are")
+        if is_onnx_file(model):
             self.model, self.name = None, str(model)
             self._key = ("onnx file", str(model), Path(model).stat().st_mtime_ns, self.threads)
-            self._built: Built = _cache.get(self._key, lambda: Built(OnnxRunner(model, self.threads)))
+            self._built: Built = cache.get(self._key, lambda: onnx_file_runner(model, self.threads))
             own_side = self._built.runner.max_side
         else:
             net = load_model(model, None if isinstance(model, HandUNet) and device is None else self.device)
             #: The float network (None when running an .onnx file), and its name as results report it.
             self.model, self.name = net, net.name_or_path
             self._key = ("runner", id(net), str(self.device), backend, self.threads, compile)
-            self._built = _cache.get(self._key, lambda: build_runner(net, self.device, backend, self.threads, compile))
+            self._built = cache.get(self._key, lambda: build_runner(net, self.device, backend, self.threads, compile))
             own_side = net.max_side
-        self._own_side: int = own_side or DEFAULT_MAX_SIDE
+        self._own_side: int | None = own_side
         #: The longer side the network sees (None: full size), unless `scale` is given.
-        self.max_side: int | None = _working_side(max_side, self._own_side)
-        self.scale: float | None = _positive_scale(scale)
+        self.max_side: int | None = resolve_max_side(max_side, own_side)
+        self.scale: float | None = checked_scale(scale)
 
     @property
     def backend(self) -> str:
@@ -248,10 +187,10 @@ class Segmenter:
         first if it is an export of weights that have since changed in place (a model fine-tuned in memory
         never runs an int8 file or ONNX export made before)."""
         if self._built.watch is not None and self._built.watch.changed():
-            _cache.drop(self._key)
+            cache.drop(self._key)
             backend, compile = self._request
             net, device, threads = self.model, self.device, self.threads
-            self._built = _cache.get(self._key, lambda: build_runner(net, device, backend, threads, compile))
+            self._built = cache.get(self._key, lambda: build_runner(net, device, backend, threads, compile))
         return self._built.runner
 
     @property
@@ -265,16 +204,16 @@ class Segmenter:
         if not self.hands:
             return None
         threads = self.threads or 1
-        return _cache.get(("landmarker", threads), lambda: HandLandmarker(threads=threads))
+        return cache.get(("landmarker", threads), lambda: HandLandmarker(threads=threads))
 
     def runner_threads(self) -> int | None:
         """CPU threads the runner is set to use, read back from it (torch's setting, onnxruntime's session)."""
         return self._built.runner.threads()
 
-    def with_working_size(self, *, max_side: MaxSide = AUTO, scale: float | None = None) -> Segmenter:
+    def with_working_size(self, *, max_side: MaxSide = "auto", scale: float | None = None) -> Segmenter:
         """The same model, run the same way, at another working resolution (cheap: nothing is rebuilt)."""
         other = copy.copy(self)
-        other.max_side, other.scale = _working_side(max_side, self._own_side), _positive_scale(scale)
+        other.max_side, other.scale = resolve_max_side(max_side, self._own_side), checked_scale(scale)
         return other
 
     def describe(self) -> str:
@@ -291,7 +230,7 @@ class Segmenter:
         """8 on a GPU; 1 on a CPU, where batching measured slower per frame (benchmarks/stages.py)."""
         return 8 if self.device.type == "cuda" else 1
 
-    def __call__(self, image: ImageInput, *, threshold: float = 0.5, crf: bool = False) -> Segmentation:
+    def __call__(self, image: ImageInput, *, threshold: float = DEFAULT_THRESHOLD, crf: bool = False) -> Segmentation:
         """Segment one image (a path, bytes, a binary file object, a PIL image or an array).
         Raises ImageLoadError for unusable input."""
         ((_, result),) = self.iter_segment([image], threshold=threshold, crf=crf)
@@ -304,7 +243,7 @@ class Segmenter:
         inputs: Iterable[ImageInput],
         then: Callable[[Segmentation, int], Any] | None = None,
         *,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         crf: bool = False,
         batch_size: int | None = None,
     ) -> Iterator[Outcome]:
@@ -324,7 +263,12 @@ class Segmenter:
             yield Outcome(index, result, output)
 
     def segment_batch(
-        self, images: Iterable[ImageInput], *, threshold: float = 0.5, crf: bool = False, batch_size: int | None = None
+        self,
+        images: Iterable[ImageInput],
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        crf: bool = False,
+        batch_size: int | None = None,
     ) -> list[Segmentation]:
         """Segment many images, batching those of the same working size. Raises on the first unusable input."""
         results = []
@@ -338,7 +282,7 @@ class Segmenter:
         self,
         images: Iterable[ImageInput],
         *,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         crf: bool = False,
         batch_size: int | None = None,
         track: bool = False,
@@ -350,9 +294,8 @@ class Segmenter:
         one batch of up to `batch_size` (default: `default_batch_size()`). `track`: the inputs are frames
         of one video, and each frame's hands are looked for where the last frame's were (the palm detector
         runs again when a hand is lost, and every `REDETECT_EVERY` frames)."""
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        batch_size = batch_size or self.default_batch_size()
+        checked_threshold(threshold)
+        batch_size = checked_batch_size(batch_size) or self.default_batch_size()
         pending: list[tuple[int, ImageInput, Prepared]] = []
         landmarker, hand_inputs = self.landmarker, self.hand_inputs
         finder = _HandFinder(landmarker, track) if landmarker is not None else None
@@ -429,20 +372,11 @@ def _at_full_size(prepared: Prepared, find: Callable[[np.ndarray], list[Hand]] |
     return lambda: full_size(find(small))
 
 
-def _working_side(max_side: MaxSide, own_side: int) -> int | None:
-    if max_side == AUTO:
-        return own_side
-    if max_side is None:
-        return None
-    if not isinstance(max_side, numbers.Integral) or max_side < 1:
-        raise ValueError(f"max_side must be 'auto', None (full size) or a side of at least 1 pixel, got {max_side!r}")
-    return int(max_side)
-
-
-def _positive_scale(scale: float | None) -> float | None:
-    if scale is not None and scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    return scale
+def checked_batch_size(batch_size: int | None) -> int | None:
+    """`batch_size` (None: the Segmenter's default) if it is at least 1; else a ValueError saying so."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return batch_size
 
 
 def _segmenter(function: str, model: ModelInput, options: dict[str, Any]) -> Segmenter:
@@ -458,7 +392,7 @@ def segment(
     image: ImageInput,
     model: ModelInput = None,
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     crf: bool = False,
     **options: Unpack[SegmenterOptions],
 ) -> Segmentation:
@@ -475,7 +409,7 @@ def iter_segment(
     images: Iterable[ImageInput],
     model: ModelInput = None,
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     crf: bool = False,
     batch_size: int | None = None,
     **options: Unpack[SegmenterOptions],
@@ -489,7 +423,7 @@ def segment_batch(
     images: Iterable[ImageInput],
     model: ModelInput = None,
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     crf: bool = False,
     batch_size: int | None = None,
     **options: Unpack[SegmenterOptions],

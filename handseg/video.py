@@ -9,7 +9,6 @@ the target and renamed when complete, so a failed or interrupted run never leave
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from handseg.image import whole_file
 from handseg.jobs import VIDEO_SUFFIXES, refuse_writing_over_inputs
+from handseg.processing import DEFAULT_THRESHOLD
 from handseg.results import Segmentation
 from handseg.segmenter import ModelInput, Segmenter
 from handseg.visualize import mask_to_image
@@ -52,7 +53,7 @@ def iter_video(
     segmenter: Segmenter,
     *,
     batch_size: int | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     crf: bool = False,
 ) -> Iterator[Segmentation]:
     """Each frame of `source`, segmented, in order (`result.image` is the frame)."""
@@ -89,7 +90,7 @@ def segment_video(
     as_overlay: bool = False,
     batch_size: int | None = None,
     progress: bool = False,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     crf: bool = False,
 ) -> VideoStats:
     """Write a video of masks (white hands on black) or overlays, at the source's frame rate.
@@ -109,8 +110,6 @@ def segment_video(
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{source}: cannot open as a video ({exc})") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Created by FFmpeg like any new file (the user's umask applies), then renamed over the target.
-    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
     bar = None
     if progress:
         from tqdm import tqdm
@@ -119,7 +118,7 @@ def segment_video(
     count = 0
     started = time.perf_counter()
     try:
-        with av.open(str(partial), mode="w") as writer:
+        with whole_file(target) as partial, av.open(str(partial), mode="w") as writer:
             out_stream = None
             for result in iter_video(source, segmenter, batch_size=batch_size, threshold=threshold, crf=crf):
                 mask = mask_to_image(result.mask)
@@ -134,11 +133,9 @@ def segment_video(
             if out_stream is not None:
                 for packet in out_stream.encode():
                     writer.mux(packet)
-        if count == 0:
-            raise VideoError(f"{source}: no frames decoded")
-        os.replace(partial, target)
+            if count == 0:
+                raise VideoError(f"{source}: no frames decoded")
     finally:
-        partial.unlink(missing_ok=True)
         if bar:
             bar.close()
     return VideoStats(frames=count, seconds=time.perf_counter() - started)

@@ -226,3 +226,7 @@ def test_without_onnxruntime_the_default_falls_back_with_one_line(sample_photos,
     done = run_cli(*command, "-o", tmp_path / "n.png", "--backend", "int8", env=env)
     assert done.returncode == 2
     assert "pip install onnxruntime" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    # --hands asks for each hand's files, which cannot be made without the landmark stage: refused, nothing written
+    done = run_cli(*command, "-o", tmp_path / "h.png", "--hands", env=env)
+    assert done.returncode == 2 and "--hands" in done.stderr and "pip install onnxruntime" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "h.png").exists()

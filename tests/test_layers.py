@@ -33,7 +33,7 @@ LAYERS = [
         "convert",
     },  # fmt: skip
     # what runs it, and build-time exports
-    {"backends", "export"},
+    {"backends", "export", "loading"},
     {"segmenter"},
     # front ends
     {"jobs", "engines", "video"},

@@ -260,7 +260,7 @@ def test_ctrl_c_mid_photo_leaves_all_of_its_outputs_or_none(tmp_path, sample_pho
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and len(list(out.glob("*_mask.png"))) >= 2):
         time.sleep(0.01)
-    while time.time() < deadline and not list(out.glob("*_viz.png.*.partial")):  # a viz file being written
+    while time.time() < deadline and not list(out.glob(".*_viz.*.partial.png")):  # a viz file being written
         time.sleep(0.001)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from handseg import resize_rgb
+from handseg import resize_rgb, working_size
 from train.landmarks import Points, mirror, moved, scale, shift, turned
 
 
@@ -31,9 +31,7 @@ def resize_pair(rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tup
 
 def fit_longer_side(rgb: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Down-scale so the longer side is at most `side` (never up-scales)."""
-    h, w = rgb.shape[:2]
-    factor = min(1.0, side / max(h, w))
-    return resize_pair(rgb, mask, (max(1, round(h * factor)), max(1, round(w * factor))))
+    return resize_pair(rgb, mask, working_size(*rgb.shape[:2], max_side=side))
 
 
 @dataclass

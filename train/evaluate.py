@@ -65,7 +65,7 @@ def score_dataset(
     segmenter: handseg.Segmenter,
     ds: datasets.Dataset,
     *,
-    threshold: float = 0.5,
+    threshold: float = handseg.DEFAULT_THRESHOLD,
     crf: bool = False,
     indices: Iterable[int] | None = None,
     progress: bool = False,
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="val",
         help="val (default); test: the held-out split, for a finished model only; all: every split",
     )
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=handseg.DEFAULT_THRESHOLD)
     parser.add_argument("--crf", action="store_true", help="dense-CRF refinement (needs pydensecrf2)")
     parser.add_argument("--max-side", type=int, default=None, help="working resolution (default: the model's)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")

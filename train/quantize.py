@@ -78,16 +78,10 @@ def hand_free_crops(examples: list[dict]) -> list[np.ndarray]:
 
 
 def write_int8(folder: Path, train: datasets.Dataset, per_source: int = 6) -> Path:
-    """Quantize the model saved in `folder` into its `model_int8.onnx`, calibrated on `train` photos;
-    written to a temporary name first, so a stopped run never leaves half a file there."""
+    """Quantize the model saved in `folder` into its `model_int8.onnx`, calibrated on `train` photos
+    (written whole or not at all, as `handseg.quantize_int8` writes every file)."""
     model = handseg.HandUNet.from_pretrained(folder).eval()
-    partial = folder / f".{handseg.INT8_FILE}.partial"
-    try:
-        handseg.quantize_int8(model, partial, choose_photos(train, per_source))
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return partial.replace(folder / handseg.INT8_FILE)
+    return handseg.quantize_int8(model, folder / handseg.INT8_FILE, choose_photos(train, per_source))
 
 
 def int8_agreement(folder: Path, val: datasets.Dataset, photos: int = 20) -> float | None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from handseg.backends import AUTO, BACKENDS
 from handseg.image import MAX_PIXELS
 from handseg.packaging import FastPathNotice
-from handseg.processing import DEFAULT_MAX_SIDE
-from handseg.segmenter import Segmenter, SegmenterOptions
+from handseg.processing import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, checked_scale, checked_threshold, resolve_max_side
+from handseg.segmenter import Segmenter, SegmenterOptions, checked_batch_size
 
 
 def model_flag() -> argparse.ArgumentParser:
@@ -23,11 +23,17 @@ def model_flag() -> argparse.ArgumentParser:
     return flags
 
 
-def segmenter_flags() -> argparse.ArgumentParser:
-    """How the model runs (`handseg.Segmenter`) and what it is asked (threshold, CRF)."""
+def segmenter_flags(*, hand_files: bool = False) -> argparse.ArgumentParser:
+    """How the model runs (`handseg.Segmenter`) and what it is asked (threshold, CRF); with `hand_files`,
+    `--hands` (each hand's files) beside `--no-hands`."""
     flags = argparse.ArgumentParser(add_help=False, parents=[model_flag()])
     group = flags.add_argument_group("how the model runs")
-    group.add_argument("--threshold", type=float, default=0.5, help="hand probability threshold (default 0.5)")
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"hand probability threshold (default {DEFAULT_THRESHOLD})",
+    )
     group.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     size = group.add_mutually_exclusive_group()
@@ -60,13 +66,26 @@ def segmenter_flags() -> argparse.ArgumentParser:
         help="torch.compile the model: a one-off compilation per frame size (seconds), then faster "
         "frames; pays for videos and long runs of same-sized images (needs a C++ compiler)",
     )
-    group.add_argument(
+    # One setting, `hands`: None (landmarks found where the model reads them), False (--no-hands) or, where
+    # the command writes files, True (--hands: each hand's files too); argparse refuses both flags at once.
+    hands = group.add_mutually_exclusive_group()
+    hands.add_argument(
         "--no-hands",
         dest="hands",
         action="store_false",
+        default=None,
         help="skip the hand landmark stage (which runs where the model reads landmarks, or --hands asks for "
         "each hand): the mask alone, faster; a model that reads landmarks then reads none",
     )
+    if hand_files:
+        hands.add_argument(
+            "--hands",
+            dest="hands",
+            action="store_true",
+            default=None,
+            help="also save <stem>_hands.png (0 background, 1..N: each hand's pixels) and <stem>_hands.json (per "
+            "hand: left or right, score, landmarks, pixels)",
+        )
     group.add_argument(
         "--max-pixels",
         type=int,
@@ -117,7 +136,7 @@ def segmenter_options(args: argparse.Namespace) -> SegmenterOptions:
         max_side=max_side,
         scale=args.scale,
         max_pixels=args.max_pixels,
-        hands=args.hands,
+        hands=args.hands is not False,
     )
 
 
@@ -131,14 +150,19 @@ def check_segmenter_flags(args: argparse.Namespace) -> str | None:
         return f"--max-pixels must be at least 1, got {args.max_pixels}"
     if args.threads is not None and args.threads < 1:
         return f"--threads must be at least 1, got {args.threads}"
+    checks = [
+        ("--threshold", lambda: checked_threshold(args.threshold)),
+        ("--scale", lambda: checked_scale(args.scale)),
+        ("--max-side", lambda: resolve_max_side(args.max_side or None)),  # 0: full size
+        ("--batch-size", lambda: checked_batch_size(getattr(args, "batch_size", None))),
+    ]
     if args.max_side is not None and args.max_side < 0:
-        return f"--max-side must be 0 (full resolution) or more, got {args.max_side}"
-    if args.scale is not None and args.scale <= 0:
-        return f"--scale must be above 0, got {args.scale}"
-    if getattr(args, "batch_size", None) is not None and args.batch_size < 1:
-        return f"--batch-size must be at least 1, got {args.batch_size}"
-    if not 0.0 <= args.threshold <= 1.0:
-        return f"--threshold must be between 0 and 1, got {args.threshold}"
+        return f"--max-side must be 0 (full resolution) or a side of at least 1 pixel, got {args.max_side}"
+    for flag, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            return f"{flag}: {exc}"
     return None
 
 

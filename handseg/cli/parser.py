@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     seg = sub.add_parser(
         "segment",
-        parents=segmenting,
+        parents=[segmenter_flags(hand_files=True), run_flags()],
         help="write hand masks for images (and videos)",
         description="Write a hand mask (0/255 PNG) for each input image, or a mask video for each video. A bad "
         "file is reported and the rest go on; the exit status is 1 if any input failed.",
@@ -29,13 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     _inputs_and_outputs(seg, "image files, folders or globs; videos (.mp4, .mov, ...) give a mask or overlay video")
     seg.add_argument("--overlay", action="store_true", help="also save <stem>_overlay.png (videos: an overlay video)")
     seg.add_argument("--viz", action="store_true", help="also save <stem>_viz.png: image | mask | overlay")
-    seg.add_argument(
-        "--hands",
-        dest="hands_files",
-        action="store_true",
-        help="also save <stem>_hands.png (0 background, 1..N: each hand's pixels) and <stem>_hands.json (per "
-        "hand: left or right, score, landmarks, pixels)",
-    )
     seg.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on a GPU, 1 on a CPU)")
     seg.set_defaults(func=cmd_segment, videos_only=False)
 
@@ -49,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inputs_and_outputs(video, "video files, folders or globs")
     video.add_argument("--overlay", action="store_true", help="write the video with the hands tinted instead")
     video.add_argument("--batch-size", type=int, help="frames per forward pass (default: 8 on a GPU, 1 on a CPU)")
-    video.set_defaults(func=cmd_segment, videos_only=True, viz=False, hands_files=False)
+    video.set_defaults(func=cmd_segment, videos_only=True, viz=False)
 
     ray = sub.add_parser(
         "ray",

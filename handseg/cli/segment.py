@@ -16,7 +16,7 @@ from handseg.video import VideoError, segment_video
 
 def pictures(args: argparse.Namespace) -> list[str]:
     """What each image's job writes beside its mask (`Segmentation.save`'s kinds)."""
-    return [kind for kind, wanted in (("hands", args.hands_files), ("overlay", args.overlay and not args.videos_only),
+    return [kind for kind, wanted in (("hands", args.hands is True), ("overlay", args.overlay and not args.videos_only),
                                   ("viz", args.viz)) if wanted]  # fmt: skip
 
 
@@ -49,8 +49,6 @@ def plan(args: argparse.Namespace) -> RunPlan:
 def cmd_segment(args: argparse.Namespace) -> int:
     if problem := check_segmenter_flags(args):
         return error(problem)
-    if args.hands_files and not args.hands:
-        return error("--hands writes each hand's mask, which --no-hands does not look for: give one of them")
     try:
         planned = plan(args)
     except UsageError as exc:
@@ -66,6 +64,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return error(f"--device: {exc}")
     except (NoDefaultModelError, OSError, ValueError, ImportError) as exc:
         return error(f"cannot load model: {exc}")
+    if args.hands is True and not segmenter.hands:  # the landmark stage cannot run here (no onnxruntime)
+        return error(f"--hands writes each hand's mask, but {segmenter.notice}")
     if segmenter.notice:
         say(f"note: {segmenter.notice}", args)
     say(segmenter.describe() + (", dense-CRF refinement" if args.crf else ""), args)
@@ -96,7 +96,7 @@ def _segment_images(jobs: list[tuple[Path, Path]], segmenter: Segmenter, args: a
         progress = tqdm(total=len(jobs), unit="img", file=sys.stderr)
     say_line = progress.write if progress else print
     outcomes = run_jobs(
-        segmenter, jobs, overlay=args.overlay, viz=args.viz, hands=args.hands_files, keep_existing=args.skip_existing,
+        segmenter, jobs, overlay=args.overlay, viz=args.viz, hands=args.hands is True, keep_existing=args.skip_existing,
         threshold=args.threshold, crf=args.crf, batch_size=args.batch_size,
     )  # fmt: skip
     try:

@@ -20,7 +20,8 @@ import numpy as np
 
 from benchmarks.load import busy_core, median_ms
 from handseg.hands import HandLandmarker
-from handseg.hands.landmarker import LANDMARK_INPUT_SIZE, PALM_INPUT_SIZE
+from handseg.hands.detector import PALM_INPUT_SIZE
+from handseg.hands.landmark_model import LANDMARK_INPUT_SIZE
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
 from train import DEFAULT_DATA
@@ -63,12 +64,13 @@ def main() -> None:
         print()
         print("| stage (a two-hand photo, 1 thread) | median ms |")
         print("|---|---:|")
+        palm_session = landmarker.palm_regions.session
         rows = {
             "letterbox to 192x192": lambda: crop(image, (width / 2, height / 2), (side, side), 0.0, PALM_INPUT_SIZE),
-            "palm detector": lambda: landmarker.palm.run(None, {"input_1": letterbox[None].astype(np.float32) / 255}),
+            "palm detector": lambda: palm_session.run(None, {"input_1": letterbox[None].astype(np.float32) / 255}),
             "palm detector with decoding and NMS (and letterbox)": lambda: landmarker.palm_regions(image),
             "crop to 224x224, per hand": lambda: crop(image, region[:2], (region[2],) * 2, region[3], crop_side),
-            "landmark model, per hand": lambda: landmarker.landmark.run(None, {"input_1": tensor}),
+            "landmark model, per hand": lambda: landmarker.read_hand.session.run(None, {"input_1": tensor}),
             "whole stage, two hands": lambda: landmarker(image),
         }
         for name, fn in rows.items():

@@ -106,7 +106,7 @@ def main() -> None:
     full = torch.sigmoid(F.interpolate(logits, size=(1280, 1918), mode="bilinear"))[0, 0].numpy() > 0.5
     scale_up = 1918 / small.shape[1]
     points = [hand.landmarks * scale_up for hand in found]
-    rows.append(("full-size mask split by hand", median_ms(lambda: handseg.hands.label_hands(full, points), args.runs)))
+    rows.append(("full-size mask split by hand", median_ms(lambda: handseg.label_hands(full, points), args.runs)))
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)

@@ -59,7 +59,7 @@ _NAMES = {
     "pretrained": ("NoDefaultModelError", "available_models", "pretrained_path"),
     "processing": ("DEFAULT_MAX_SIDE", "DEFAULT_THRESHOLD", "load_working_image", "to_model_input", "working_size"),
     "registry": ("architectures", "register_architecture"),
-    "results": ("SegmentedHand", "Segmentation"),
+    "results": ("SegmentedHand", "Segmentation", "label_hands"),
     "segmenter": (
         "Outcome",
         "Segmenter",
@@ -136,7 +136,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         working_size,
     )
     from handseg.registry import architectures, register_architecture
-    from handseg.results import Segmentation, SegmentedHand
+    from handseg.results import Segmentation, SegmentedHand, label_hands
     from handseg.segmenter import (
         Outcome,
         Segmenter,

@@ -192,3 +192,17 @@ def to_full_size(logits: torch.Tensor, working: WorkingImage, *, crf: bool = Fal
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         probability = probability_from_logits(logits)[0]
     return probability.numpy().astype(np.float32, copy=False)
+
+
+def hands_at_full_size(prepared: Prepared, find: Callable[[np.ndarray], list[Hand]] | None):
+    """The hands of a prepared image in pixels of the full image: those found already, or (`find`) how to
+    find them on its working image when first asked for."""
+    (height, width), (small_h, small_w) = prepared.working.full_size, prepared.working.small.shape[:2]
+
+    def full_size(hands: list[Hand]) -> list[Hand]:
+        return [hand.scaled(width / small_w, height / small_h) for hand in hands]
+
+    if find is None:
+        return full_size(prepared.hands)
+    small = prepared.working.small
+    return lambda: full_size(find(small))

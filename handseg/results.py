@@ -1,6 +1,6 @@
-"""The result of segmenting one image: its mask and probability, its hands one by one, and what it can
-make of itself (an overlay, a picture of its hands, the files the command line writes, a summary to
-serialise), so front ends don't."""
+"""The result of segmenting one image: its mask and probability, its hands one by one (the mask split by
+hand: `label_hands`), and what it can make of itself (an overlay, a picture of its hands, the files the
+command line writes, a summary to serialise), so front ends don't."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from handseg.hands import Hand, label_hands
+from handseg.hands import BONES, PALM, Hand, hand_size, landmarks_box
 from handseg.image import resize_rgb, save_image, whole_files
 from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, overlay, side_by_side
 
@@ -72,10 +72,7 @@ class SegmentedHand:
     @property
     def box(self) -> tuple[float, float, float, float] | None:
         """(x0, y0, x1, y1): the landmarks' bounding box in pixels (None for the unknown entry)."""
-        if self.landmarks is None:
-            return None
-        x, y = self.landmarks[:, 0], self.landmarks[:, 1]
-        return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+        return None if self.landmarks is None else landmarks_box(self.landmarks)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: handedness, scores, pixel count, box and the 21 landmarks as [x, y, z]."""
@@ -239,3 +236,54 @@ class Segmentation:
         if self.detected is not None:
             summary["hands"] = [hand.to_dict() for hand in self.hands]
         return summary
+
+
+def label_hands(mask: np.ndarray, hands: list[np.ndarray], *, reach: float = 1.5, grid: int = 160) -> np.ndarray:
+    """uint8 (H, W): 0 where `mask` is False; else 1..N, the hand (landmarks in `mask`'s pixels) whose
+    skeleton is nearest in hand sizes, or N + 1 where no hand's skeleton is within `reach` hand sizes
+    (a hand the detector missed, or something that is not a hand). Worked out on a grid of at most `grid`
+    cells a side, which is enough to part two hands, then read at full size."""
+    height, width = mask.shape
+    if not hands:
+        return mask.astype(np.uint8)
+    step = max(1.0, max(height, width) / grid)
+    gh, gw = max(1, round(height / step)), max(1, round(width / step))
+    row = np.minimum((np.arange(height) * gh) // height, gh - 1)  # each pixel row's grid row
+    column = np.minimum((np.arange(width) * gw) // width, gw - 1)
+    # Only cells holding some mask are measured (hands cover a small part of most photos). Rows are
+    # OR-ed 8 pixels to a byte: a reduction over bools a byte each took 5x as long.
+    bands = np.bitwise_or.reduceat(np.packbits(mask, axis=1), np.searchsorted(row, np.arange(gh)), axis=0)
+    bands = np.unpackbits(bands, axis=1, count=width).view(bool)
+    occupied = np.logical_or.reduceat(bands, np.searchsorted(column, np.arange(gw)), axis=1)
+    cy, cx = np.nonzero(occupied)
+    cells = np.stack([(cx + 0.5) * width / gw, (cy + 0.5) * height / gh], axis=1)
+    distances = np.stack([_skeleton_distance(cells, points) / hand_size(points) for points in hands], axis=1)
+    grid_labels = np.zeros((gh, gw), np.uint8)
+    if len(cells):
+        nearest = distances.argmin(axis=1)
+        grid_labels[cy, cx] = np.where(distances.min(axis=1) <= reach, nearest + 1, len(hands) + 1)
+    # Rows first (a small gather), then columns repeated, then the mask as an in-place product: no
+    # full-size index arrays or boolean selections.
+    labels = np.repeat(grid_labels[row], np.bincount(column, minlength=gw), axis=1)
+    labels *= mask
+    return labels
+
+
+def _skeleton_distance(cells: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Each cell's distance (pixels) to the nearest bone of one hand, or to its palm's inside (0)."""
+    # x and y apart, as (cells, bones) arrays: numpy is slow over a trailing axis of two.
+    x, y = cells[:, 0:1], cells[:, 1:2]
+    x0, y0 = points[[a for a, _ in BONES], 0][None], points[[a for a, _ in BONES], 1][None]
+    dx, dy = points[[b for _, b in BONES], 0][None] - x0, points[[b for _, b in BONES], 1][None] - y0
+    t = np.clip(((x - x0) * dx + (y - y0) * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0, 1)
+    distance = np.sqrt(((x0 + t * dx - x) ** 2 + (y0 + t * dy - y) ** 2).min(axis=1))
+    inside = _inside_polygon(cells, points[list(PALM), :2])
+    return np.where(inside, 0.0, distance)
+
+
+def _inside_polygon(cells: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    x, y = cells[:, 0:1], cells[:, 1:2]
+    x0, y0 = polygon[:, 0][None], polygon[:, 1][None]
+    x1, y1 = np.roll(polygon[:, 0], -1)[None], np.roll(polygon[:, 1], -1)[None]
+    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / np.where(y1 != y0, y1 - y0, 1e-9) + x0)
+    return crosses.sum(axis=1) % 2 == 1

@@ -23,7 +23,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
-import numpy as np
 import torch
 
 from handseg.backends import (
@@ -37,7 +36,8 @@ from handseg.backends import (
     runner_device,
 )
 from handseg.crf import CRFUnavailableError
-from handseg.hands import Hand, HandLandmarker, landmarks_unavailable
+from handseg.hands import HandLandmarker, landmarks_unavailable
+from handseg.hands.tracking import HandFinder
 from handseg.hardware import cpu_threads
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
 from handseg.loading import ModelInput, cache, load_model
@@ -49,6 +49,7 @@ from handseg.processing import (
     Prepared,
     checked_scale,
     checked_threshold,
+    hands_at_full_size,
     prepare,
     resolve_max_side,
     to_full_size,
@@ -73,11 +74,6 @@ class SegmenterOptions(TypedDict, total=False):
     scale: float | None
     max_pixels: int
     hands: bool
-
-
-#: In a video (`iter_segment(track=True)`), the palm detector runs again every this many frames, to find
-#: hands coming into view while others are tracked.
-REDETECT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -298,7 +294,7 @@ class Segmenter:
         batch_size = checked_batch_size(batch_size) or self.default_batch_size()
         pending: list[tuple[int, ImageInput, Prepared]] = []
         landmarker, hand_inputs = self.landmarker, self.hand_inputs
-        finder = _HandFinder(landmarker, track) if landmarker is not None else None
+        finder = HandFinder(landmarker, track) if landmarker is not None else None
         # Hands are found before the network where it reads them; else only when a result's hands are asked for.
         eager = finder is not None and hand_inputs > 0
 
@@ -313,7 +309,7 @@ class Segmenter:
                 image = full if full is not None else partial(load_image, source, max_pixels=self.max_pixels)
                 hands = None
                 if finder is not None:
-                    hands = _at_full_size(prepared, None if eager else partial(finder, index=index))
+                    hands = hands_at_full_size(prepared, None if eager else partial(finder, index=index))
                 path = str(source) if isinstance(source, str | Path) else None
                 mask = probability > threshold
                 yield index, Segmentation(mask, probability, self.name, runner.backend, image, hands, source=path)
@@ -337,39 +333,6 @@ class Segmenter:
             pending.append((index, source, prepared))
         if pending:
             yield from flush()
-
-
-class _HandFinder:
-    """Finds the hands of each input of one `iter_segment` call: each on its own, or (`track`: frames of a
-    video) where the last frame's were, the palm detector running again when a hand is lost and every
-    REDETECT_EVERY frames, as MediaPipe's video mode does."""
-
-    def __init__(self, landmarker: HandLandmarker, track: bool) -> None:
-        self.landmarker, self.track = landmarker, track
-        self.last: list[Hand] | None = None
-
-    def __call__(self, small: np.ndarray, index: int) -> list[Hand]:
-        if self.track and self.last is not None:
-            hands = self.landmarker.track(small, self.last, detect=index % REDETECT_EVERY == 0)
-        else:
-            hands = self.landmarker(small)
-        if self.track:
-            self.last = hands
-        return hands
-
-
-def _at_full_size(prepared: Prepared, find: Callable[[np.ndarray], list[Hand]] | None):
-    """The hands of a prepared image in pixels of the full image: those found already, or (`find`) how to
-    find them on its working image when first asked for."""
-    (height, width), (small_h, small_w) = prepared.working.full_size, prepared.working.small.shape[:2]
-
-    def full_size(hands: list[Hand]) -> list[Hand]:
-        return [hand.scaled(width / small_w, height / small_h) for hand in hands]
-
-    if find is None:
-        return full_size(prepared.hands)
-    small = prepared.working.small
-    return lambda: full_size(find(small))
 
 
 def checked_batch_size(batch_size: int | None) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from handseg.hands.landmarker import BONES
+from handseg.hands.topology import BONES
 
 #: The overlay's tint, unless another is asked for.
 DEFAULT_OVERLAY_COLOR = "#ff3c8c"

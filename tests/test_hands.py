@@ -14,9 +14,11 @@ from PIL import Image
 
 import handseg
 import handseg.backends
-from handseg.hands import HandLandmarker, label_hands
+from handseg.hands import HandLandmarker
+from handseg.hands.detector import PalmDetector
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
+from handseg.results import label_hands
 from tests.conftest import REPO_ROOT, run_cli, write_clip
 from train.hands_reference import WORKING_SIDE, reference_photos
 
@@ -181,10 +183,8 @@ def test_a_video_tracks_hands_and_detects_again_only_when_needed(tmp_path, data_
     clip = write_clip(tmp_path / "clip.mp4", np.array(Image.open(photo).convert("RGB").resize((480, 400))), 12)
     segmenter = handseg.Segmenter()
     calls = []
-    palm_regions = HandLandmarker.palm_regions
-    monkeypatch.setattr(
-        HandLandmarker, "palm_regions", lambda self, image: calls.append(1) or palm_regions(self, image)
-    )
+    detect = PalmDetector.__call__
+    monkeypatch.setattr(PalmDetector, "__call__", lambda self, image: calls.append(1) or detect(self, image))
     frames = list(iter_video(clip, segmenter))
     # the clip pans the hand out of view in its last frame
     assert [len(frame.detected) for frame in frames] == [1] * 11 + [0]

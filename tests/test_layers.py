@@ -17,8 +17,12 @@ from tests.conftest import REPO_ROOT
 #: Each module's layer, lowest first: a module imports from its own layer or below, never above.
 LAYERS = [
     # foundations: files, the machine, pictures, names
-    {"hardware", "image", "metrics", "crf", "pretrained", "registry", "hands.warp", "hands.landmarker"},
-    {"hands", "hands.render", "visualize"},
+    {"hardware", "image", "metrics", "crf", "pretrained", "registry", "hands.warp", "hands.topology"},
+    # the landmark pipeline in MediaPipe's stages, then the package that gathers them
+    {"hands.regions", "hands.channels"},
+    {"hands.detector", "hands.landmark_model"},
+    {"hands.tracking", "hands.landmarker"},
+    {"hands", "visualize"},
     # between a photo and the network, what a result is, what a model folder holds
     {"processing", "results", "packaging"},
     # the model: architecture and hub loading, no runtime

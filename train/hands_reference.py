@@ -17,7 +17,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from handseg.hands.landmarker import enlarged_for_detection
+from handseg.hands.regions import enlarged_for_detection
 from handseg.processing import load_working_image
 
 #: (source, how many of its photos, first ones in name order): hands of many kinds, and hand-free photos.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from handseg import resize_rgb, working_size
-from handseg.hands import HandLandmarker
+from handseg.hands import HandLandmarker, hand_size
 
 Points = list[np.ndarray]
 
@@ -82,11 +82,11 @@ class LandmarkNoise:
         out = []
         for p in kept:
             if rng.random() < self.jitter_prob:
-                size = max(1.0, float(np.hypot(*(p[9] - p[0]))))
+                size = hand_size(p)
                 p = p + rng.normal(0, self.jitter * size, p.shape) + rng.normal(0, 2 * self.jitter * size, 2)
             out.append(p.astype(np.float32))
         if spare is not None and rng.random() < self.false_prob:
-            size = max(1.0, float(np.hypot(*(spare[9] - spare[0]))))
+            size = hand_size(spare)
             target = rng.uniform(0.08, 0.3) * side  # its wrist-to-knuckle length on the crop
             centre = spare.mean(axis=0)
             angle = rng.uniform(0, 2 * math.pi)

@@ -191,7 +191,7 @@ def test_an_int8_file_from_other_weights_is_never_run(tmp_path, sample_photos):
         model.outc.weight.mul_(-1)  # a step of fine-tuning, in place
     with pytest.warns(handseg.FastPathNotice, match="made from other weights"):
         assert handseg.segment(sample_photos[0], model).backend in ("bf16", "torch")
-    make_tiny_model(seed=2).save_pretrained(folder)  # saved over the folder, the int8 file left behind
+    make_tiny_model(seed=2).save_pretrained(folder, overwrite=True)  # saved over the folder, the int8 file left
     fresh = handseg.HandUNet.from_pretrained(folder)
     with pytest.raises(FileNotFoundError, match="made from other weights"):
         handseg.segment(sample_photos[0], fresh, backend="int8")

@@ -35,10 +35,7 @@ def fail(message: str) -> None:
 def main() -> None:
     import handseg
 
-    parser = argparse.ArgumentParser(description="handseg web app")
-    parser.add_argument(
-        "--model", help="hub folder, repo id or shipped model name to use (default: the shipped default model)"
-    )
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description="handseg web app")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs internet)")

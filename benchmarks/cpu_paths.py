@@ -64,8 +64,7 @@ def pt2e_int8(model, photos, side: int, example: torch.Tensor):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="shipped model name or hub folder (default: the default model)")
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--every", type=int, default=2, help="compare masks on every n-th val photo")

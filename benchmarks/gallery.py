@@ -12,7 +12,7 @@ Sets (all from ../shared/data, none trained on):
   faces_with_hands  fingers on chins and cheeks, phones and microphones held near faces
   test              the held-out egocentric test split (luthaihoc_ego), hand-only labels in green outline
   hand_free_scenes  the hand-free test split: photos from sources training never sees (nothing should be marked)
-  gestures_held_out the two people train.pseudo_labels holds out (tongam, viany), every third frame
+  gestures_held_out the two people tools.pseudo_labels holds out (tongam, viany), every third frame
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 import handseg
+from tools.pseudo_labels import HELD_OUT_PEOPLE
 from train import DEFAULT_DATA
-from train.pseudo_labels import HELD_OUT_PEOPLE
 
 SETS = ("gtea", "faces", "faces_with_hands", "test", "hand_free_scenes", "gestures_held_out")
 
@@ -80,10 +80,7 @@ def _fit(tile: np.ndarray, side: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
-    )
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--backend", choices=handseg.BACKENDS, default="auto", help="auto (default): what users get")
     parser.add_argument("--set", choices=SETS, default="gtea")

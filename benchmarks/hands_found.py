@@ -23,9 +23,8 @@ SOURCES = ("egohands", "handphotos", "hgr", "luthaihoc_ego", "negatives", "hand_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", default=None, help="hub folder, repo id or shipped model name (default: shipped)")
     parser.add_argument("--split", choices=("val", "test"), default="val")
     args = parser.parse_args()
     segmenter = handseg.Segmenter(args.model)

@@ -4,7 +4,7 @@
 
 The stage as `handseg.segment` runs it: on the working image (longer side 512, already decoded), the palm
 detector on its 192x192 letterbox, then the landmark model on each hand's 224x224 crop. Photos: those of
-the reference set (`train/hands_reference.py`) where the pipeline finds 0, 1 and 2 hands; median ms per
+the reference set (`tools/hands_reference.py`) where the pipeline finds 0, 1 and 2 hands; median ms per
 photo over --runs runs each, at 1 and 2 onnxruntime threads; idle, or with --contended while another
 process keeps one core busy. Then the stages of a two-hand photo.
 """
@@ -24,8 +24,8 @@ from handseg.hands.detector import PALM_INPUT_SIZE
 from handseg.hands.landmark_model import LANDMARK_INPUT_SIZE
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
+from tools.hands_reference import WORKING_SIDE, reference_photos
 from train import DEFAULT_DATA
-from train.hands_reference import WORKING_SIDE, reference_photos
 
 
 def main() -> None:

@@ -83,8 +83,9 @@ def agreement(masks: list[np.ndarray], reference: list[np.ndarray]) -> tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="shipped model name or hub folder (default: the default model)")
+    import handseg  # here, not at the top: the emulated runs import it in processes of their own
+
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="default: $HANDSEG_DATA or ../shared/data")
     parser.add_argument("--every", type=int, default=2, help="compare masks on every n-th val photo")
     parser.add_argument("--cpu", default="EPYC-Rome", help="QEMU CPU model without AVX-512 (default EPYC-Rome)")
@@ -98,7 +99,6 @@ def main() -> None:
 
     import torch
 
-    import handseg
     from benchmarks.stages import median_ms
     from handseg.backends import X64_EXACT_INT8
     from train import DEFAULT_DATA

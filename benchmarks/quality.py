@@ -45,10 +45,7 @@ def full_size_crf_prediction(segmenter: handseg.Segmenter):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
-    )
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--sources", default=DEFAULT_SOURCES)
     parser.add_argument("--split", choices=["val", "all"], default="val")

@@ -167,10 +167,7 @@ def dice_on_val(fn, data: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
-    )
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=7, help="timed runs per path and size (after one warm-up)")
     parser.add_argument("--fast-side", type=int, default=320, help="working resolution of the fast path")

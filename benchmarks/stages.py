@@ -37,10 +37,7 @@ from train import DEFAULT_DATA
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
-    )
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()

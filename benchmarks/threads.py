@@ -53,10 +53,7 @@ def cli_seconds(model: str | None, inputs: list[Path], out: Path, threads: int |
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
-    )
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--cli-frames", type=int, default=10, help="GTEA frames for the end-to-end CLI rows (0: none)")

@@ -219,7 +219,7 @@ class Segmenter:
         size = f"scale {self.scale}" if self.scale else f"working side {self.max_side or 'full size'}"
         reads = ""
         if self.hand_inputs:
-            reads = ", reads hand landmarks" if self.hands else ", hand landmarks off (--no-hands)"
+            reads = ", reads hand landmarks" if self.hands else ", hand landmarks off"
         return f"{self.name or 'model'}: {self.backend} on {where}, {size}{reads}"
 
     def default_batch_size(self) -> int:

@@ -59,6 +59,18 @@ def run_cli(*args: str, process: bool = False, env: dict | None = None, timeout:
     return CliRun(code, out.getvalue(), err.getvalue())
 
 
+def run_module(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m ARGS...` from the repository root, as its docs run it (train.run, train.prepare, ...)."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
 def require_data() -> Path:
     if (DATA_DIR / "splits.csv").is_file():
         return DATA_DIR
@@ -130,6 +142,25 @@ def make_tiny_model(base_channels: int = 4, seed: int = 0, **config) -> HandUNet
     if "encoder" in config:
         return handseg.create_model("lite_unet", **config).eval()
     return handseg.create_model("original_unet", base_channels=base_channels, **config).eval()
+
+
+@pytest.fixture(scope="session")
+def photo(sample_photos: list[Path]) -> np.ndarray:
+    """A real photo as RGB: an HGR gesture photo, 400x604."""
+    from PIL import Image
+
+    return np.array(Image.open(sample_photos[1]).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def gtea_frame(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1918x1280 JPEG of real hands: an EgoHands photo at GTEA_gaze's frame size, the original project's."""
+    from PIL import Image
+
+    photo = sorted((data_dir / "egohands" / "images").glob("*.jpg"))[5]
+    path = tmp_path_factory.mktemp("frame") / "frame.jpg"
+    Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
+    return path
 
 
 @pytest.fixture(scope="session")

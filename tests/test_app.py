@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import handseg
+from handseg import load_mask
 from handseg.visualize import hand_color
 from tests.conftest import REPO_ROOT, dice_as_trained, run_cli
 
@@ -129,15 +130,14 @@ def test_segment_finds_the_hands_of_unseen_photos(client, val_pairs):
     for source in ("egohands", "hgr", "handphotos"):
         photo, truth_path = val_pairs[source][0]
         mask_path = segment(client, photo)[2]
-        assert dice_as_trained(np.array(Image.open(mask_path)) > 127, truth_path, source) > 0.75, source
+        assert dice_as_trained(load_mask(mask_path), truth_path, source) > 0.75, source
 
 
-def test_the_app_and_the_command_line_give_the_same_mask(client, tmp_path, sample_photos):
+def test_the_app_and_the_command_line_give_the_same_mask(client, tmp_path, sample_photos, gtea_frame):
     """One file, one answer: the app reads an upload through the same path as `handseg segment`
-    (a JPEG's reduced decode included), so its mask equals the CLI's pixel for pixel."""
-    frame = tmp_path / "frame.jpg"  # the original project's frame size, where the reduced decode applies
-    Image.open(sample_photos[0]).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(frame, quality=90)
-    for photo in (frame, sample_photos[1]):
+    (a JPEG's reduced decode included, at the original project's frame size), so its mask equals the
+    CLI's pixel for pixel."""
+    for photo in (gtea_frame, sample_photos[1]):
         app_mask = np.array(Image.open(segment(client, photo)[2]))
         cli_mask_path = tmp_path / f"{photo.stem}_cli.png"
         done = run_cli("segment", "-i", photo, "-o", cli_mask_path, "-q")

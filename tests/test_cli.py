@@ -14,7 +14,6 @@ from PIL import Image
 
 import handseg
 from handseg import cli
-from handseg.results import VIEW_MAX_PIXELS
 from tests.conftest import run_cli
 
 
@@ -265,24 +264,6 @@ def test_the_first_line_says_crf_and_logs_get_no_progress_bar(tmp_path, sample_p
     assert first.endswith("dense-CRF refinement"), done.stderr
     assert "\r" not in done.stderr and "img/s" not in done.stderr, done.stderr
     assert len(done.stdout.splitlines()) == 2  # one line per photo: "<photo> -> <mask> (x% hand)"
-
-
-def test_a_viz_panel_of_a_huge_photo_is_one_people_can_open(tmp_path, sample_photos, tiny_model_dir):
-    """`--viz` on a 6000x4000 photo (three panels: 72 MP at full size) writes a panel of at most 16 MP,
-    in the photo's proportions, that Pillow opens without its decompression-bomb warning."""
-    import warnings
-
-    big = tmp_path / "big.jpg"
-    Image.open(sample_photos[0]).convert("RGB").resize((6000, 4000)).save(big, quality=90)
-    done = run_cli("segment", "-i", str(big), "--viz", "--model", str(tiny_model_dir), "-q")
-    assert done.returncode == 0, done.stderr
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        panel = Image.open(tmp_path / "big_viz.png")
-        panel.load()
-    assert panel.width * panel.height <= VIEW_MAX_PIXELS
-    assert abs(panel.height / ((panel.width - 16) / 3) - 4000 / 6000) < 0.01  # three panels, two 8 px gaps
-    assert Image.open(tmp_path / "big_mask.png").size == (6000, 4000)  # the mask stays at full size
 
 
 def test_a_mistyped_model_name_suggests_the_shipped_one(sample_photos, tmp_path):

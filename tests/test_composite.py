@@ -13,6 +13,8 @@ for needed in ("datasets", "scipy"):
 import handseg
 from handseg.image import load_mask
 from tests.conftest import REPO_ROOT
+from tools.pseudo_labels import main as pseudo_labels_main
+from tools.pseudo_labels import pseudo_label
 from train.augment import Augmenter
 from train.composite import (
     HandCutout,
@@ -23,13 +25,10 @@ from train.composite import (
     distractor_cutout,
     match_sharpness_and_noise,
     paste_hand,
-    paste_hands,
 )
 from train.data import load_split
 from train.evaluate import score_predictions
 from train.labels import BACKGROUND, HAND, IGNORE, LabelPolicy, cut_at_landmarks, cut_at_wrist
-from train.pseudo_labels import main as pseudo_labels_main
-from train.pseudo_labels import pseudo_label
 
 
 def arm_and_palm(height: int = 200, width: int = 120) -> np.ndarray:
@@ -82,7 +81,7 @@ def test_paste_onto_a_real_face_with_a_real_hand(data_dir):
     rgb, mask = handseg.load_image(photo), handseg.load_mask(data_dir / "hgr" / "masks" / f"{photo.stem}.png")
     cutouts = cutouts_from_photo(rgb, mask, cut_at_wrist(mask))
     assert cutouts
-    out, labels = paste_hands(face, np.zeros(face.shape[:2], np.uint8), cutouts, np.random.default_rng(1))
+    out, labels, _, _ = paste_hand(face, np.zeros(face.shape[:2], np.uint8), cutouts[0], np.random.default_rng(1))
     assert out.shape == face.shape and labels.shape == face.shape[:2]
     assert (labels == HAND).mean() > 0.01 and (out != face).any()
 
@@ -231,7 +230,6 @@ def test_pseudo_labels_are_never_written_for_a_frame_without_a_detected_hand(tmp
 def test_a_hand_the_teacher_missed_is_labelled_from_its_landmarks():
     """MediaPipe found a hand, the teacher marked nothing: its palm and finger bones become hand, a margin
     around them is not scored, and the rest of the frame stays background."""
-    from train.pseudo_labels import FoundHand
 
     wrist, knuckles = np.array([[100.0, 180.0]]), np.array([[70.0 + 15 * i, 120.0] for i in range(4)])
     thumb = np.array([[75.0, 165.0], [60.0, 150.0], [50.0, 135.0], [45.0, 120.0]])
@@ -239,7 +237,7 @@ def test_a_hand_the_teacher_missed_is_labelled_from_its_landmarks():
     # MediaPipe's order: wrist, thumb 1-4, then each finger's knuckle and three joints.
     points = np.concatenate([wrist, thumb] + [np.concatenate([k[None], f]) for k, f in zip(knuckles, fingers)])
     rgb = np.full((240, 200, 3), 120, np.uint8)
-    label = pseudo_label("frame", rgb, [FoundHand(points)], np.zeros((240, 200), np.float32))
+    label = pseudo_label("frame", rgb, [points], np.zeros((240, 200), np.float32))
     assert label.kept and label.from_landmarks == 1
     assert label.labels[150, 100] == HAND  # inside the palm
     assert label.labels[65, 115] == HAND  # on the little finger's bone

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import handseg
+from handseg import load_mask
 from tests.conftest import run_cli
 
 # Starts processes (training, Ray, the app's server): the full run, not the fast lane.
@@ -30,10 +31,6 @@ def photo_folder(data_dir, tmp_path_factory) -> Path:
             shutil.copy(path, folder / path.name)
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
     return folder
-
-
-def mask_of(path: Path) -> np.ndarray:
-    return np.array(Image.open(path)) > 127
 
 
 def test_datasets_map_adds_the_masks_segment_gives(photo_folder, tmp_path):
@@ -52,7 +49,7 @@ def test_datasets_map_adds_the_masks_segment_gives(photo_folder, tmp_path):
             assert row["mask"] is None
             continue
         expected = handseg.segment(path)
-        assert np.array_equal(np.array(row["mask"]) > 127, expected.mask), path
+        assert np.array_equal(load_mask(row["mask"]), expected.mask), path
         # each hand, as `handseg segment --hands` writes it: the label image and the JSON
         assert np.array_equal(np.array(row["hand_labels"]), expected.hand_labels), path
         assert json.loads(row["hands"]) == expected.to_dict()["hands"], path
@@ -86,7 +83,7 @@ def test_ray_job_writes_the_masks_segment_gives_and_resumes(local_ray, photo_fol
     assert [row["path"] for row in failures] == [str(photo_folder / "corrupt.jpg")]
     assert failures[0]["reason"].startswith("the image data is broken")  # the path has its own column
     for photo in good:
-        assert np.array_equal(mask_of(out / f"{photo.stem}_mask.png"), handseg.segment(photo).mask), photo.name
+        assert np.array_equal(load_mask(out / f"{photo.stem}_mask.png"), handseg.segment(photo).mask), photo.name
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*_mask.png")}
     # A second run: refused without a choice, then with --skip-existing it writes nothing new and says so.
     again = run_cli("ray", "-i", photo_folder, "-o", out)
@@ -107,7 +104,7 @@ def test_ray_job_takes_the_segment_commands_flags(local_ray, photo_folder, tmp_p
     assert run_cli("segment", "-i", *photos, "-o", tmp_path / "cli", *flags).returncode == 0
     for photo in photos:
         name = f"{photo.stem}_mask.png"
-        assert np.array_equal(mask_of(tmp_path / "ray" / name), mask_of(tmp_path / "cli" / name)), photo.name
+        assert np.array_equal(load_mask(tmp_path / "ray" / name), load_mask(tmp_path / "cli" / name)), photo.name
     help_text = subprocess.run([sys.executable, "-m", "handseg.ray", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "usage: handseg ray" in help_text.stdout and "--crf" in help_text.stdout
 
@@ -134,7 +131,7 @@ def test_hand_segmenter_on_ray_data_read_images(local_ray, photo_folder):
     assert len(rows) == len(good)
     for row in rows:
         assert not row["handseg_error"]
-        assert np.array_equal(row["mask"] > 127, handseg.segment(row["image"]).mask), row["path"]
+        assert np.array_equal(load_mask(row["mask"]), handseg.segment(row["image"]).mask), row["path"]
 
 
 FORKED_AFTER_TORCH_THREADS = """
@@ -157,7 +154,7 @@ with multiprocessing.get_context("fork").Pool(2) as pool:
 print(json.dumps({
     "in_parent": in_parent,
     "inherited": inherited,
-    "mapped": [int((np.array(m) > 127).sum()) for m in mapped["mask"]],
+    "mapped": [int(handseg.load_mask(m).sum()) for m in mapped["mask"]],
     "by_default": by_default,
     "default": [int(handseg.segment(p).mask.sum()) for p in photos],
 }))

@@ -14,13 +14,13 @@ from PIL import Image
 
 import handseg
 import handseg.backends
+from handseg import load_mask
 from handseg.hands import HandLandmarker
 from handseg.hands.detector import PalmDetector
 from handseg.hands.warp import crop
 from handseg.processing import load_working_image
-from handseg.results import label_hands
 from tests.conftest import REPO_ROOT, run_cli, write_clip
-from train.hands_reference import WORKING_SIDE, reference_photos
+from tools.hands_reference import WORKING_SIDE, reference_photos
 
 REFERENCE = REPO_ROOT / "tests" / "data" / "hands_reference.csv"
 
@@ -31,7 +31,7 @@ def landmarker() -> HandLandmarker:
 
 
 def read_reference(path: Path) -> dict[tuple[str, str], list[tuple[str, np.ndarray]]]:
-    """(source, id) -> [(handedness, landmarks (21, 3))] from train/hands_reference.py's CSV."""
+    """(source, id) -> [(handedness, landmarks (21, 3))] from tools/hands_reference.py's CSV."""
     hands: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
@@ -65,7 +65,7 @@ def compare(reference, landmarker, data_dir) -> tuple[int, int, list[float], int
 def test_the_landmarks_are_mediapipes_on_shared_photos(data_dir, landmarker):
     """72 shared photos (hands of every source, faces with hands, gestures, hand-free photos) through
     handseg's pipeline and through `mediapipe.solutions.hands` (tests/data/hands_reference.csv, made by
-    train/hands_reference.py where mediapipe is installed): the same hands found on every photo, the
+    tools/hands_reference.py where mediapipe is installed): the same hands found on every photo, the
     landmarks within a small share of the hand's size, the same left and right. Measured: 72 of 72 photos,
     median error 0.00003 of the hand's size, the worst hand 0.0008, handedness 78 of 78."""
     same, photos, errors, agree, total = compare(read_reference(REFERENCE), landmarker, data_dir)
@@ -140,26 +140,13 @@ def test_every_mask_pixel_belongs_to_exactly_one_hand(data_dir, sample_photos):
     assert sorted(h.handedness for h in result.hands if h.handedness) == ["left", "right"]
 
 
-def test_label_hands_gives_each_pixel_to_the_nearest_skeleton():
-    mask = np.zeros((100, 200), bool)
-    mask[40:60, 10:90] = mask[40:60, 110:190] = True
-    mask[0:5, 0:5] = True  # far from both hands
-    left = np.zeros((21, 2), np.float32) + [50, 50]
-    left[:, 0] += np.linspace(-30, 30, 21)
-    right = left + [100, 0]
-    labels = label_hands(mask, [left, right])
-    assert (labels[45, 20:80] == 1).all() and (labels[45, 120:180] == 2).all() and (labels[0:5, 0:5] == 3).all()
-    assert np.array_equal(labels > 0, mask)
-    assert np.array_equal(label_hands(mask, []) > 0, mask)  # no hand found: one entry, all of the mask
-
-
 def test_the_command_line_writes_each_hand(tmp_path, data_dir):
     photo = sorted((data_dir / "egohands" / "images").glob("*.jpg"))[0]
     done = run_cli("segment", "-i", photo, "-o", tmp_path / "out", "--hands")
     assert done.returncode == 0, done.stderr
     labels = np.array(Image.open(tmp_path / "out" / f"{photo.stem}_hands.png"))
     summary = json.loads((tmp_path / "out" / f"{photo.stem}_hands.json").read_text())
-    mask = np.array(Image.open(tmp_path / "out" / f"{photo.stem}_mask.png")) > 127
+    mask = load_mask(tmp_path / "out" / f"{photo.stem}_mask.png")
     assert np.array_equal(labels > 0, mask) and labels.max() == len(summary["hands"])
     for number, hand in enumerate(summary["hands"], start=1):
         assert hand["pixels"] == int((labels == number).sum())

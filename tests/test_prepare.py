@@ -17,7 +17,7 @@ from PIL import Image
 for needed in ("datasets", "scipy"):
     pytest.importorskip(needed, reason='training needs the train extra: pip install "handseg[train]"')
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_module
 from train.augment import fit_longer_side
 from train.data import SplitData, load_pair, load_split
 from train.labels import LabelPolicy
@@ -27,13 +27,6 @@ TINY = ["--img-size", "64", "--base-channels", "4", "--batch-size", "8", "--work
 
 # Starts processes (training, Ray, the app's server): the full run, not the fast lane.
 pytestmark = pytest.mark.slow
-
-
-def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
 
 
 def few_photos(data_dir: Path) -> SplitData:

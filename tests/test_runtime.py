@@ -1,5 +1,5 @@
 """One runtime: a Segmenter decides device, backend and threads once, and every front end (Python, the
-CLI, the app, video) runs exactly what it decided, on the shipped default model and a real frame."""
+CLI, the app, video) runs exactly what it decided, on the shipped default model and a real gtea_frame."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PIL import Image
 
 import handseg
 import handseg.backends
+from handseg import load_mask
 from tests.conftest import run_cli, write_clip
 
 pytestmark = pytest.mark.skipif(handseg.pretrained.DEFAULT_MODEL is None, reason="this build ships no default model")
@@ -22,39 +23,28 @@ pytestmark = pytest.mark.skipif(handseg.pretrained.DEFAULT_MODEL is None, reason
 CPU_BACKENDS = ["torch", "onnx", "int8"] + (["bf16"] if handseg.cpu_has_native_bf16() else [])
 
 
-@pytest.fixture(scope="module")
-def frame(data_dir, tmp_path_factory) -> Path:
-    """A 1918x1280 JPEG of real hands (an EgoHands photo at GTEA_gaze's frame size)."""
-    photo = sorted((data_dir / "egohands" / "images").glob("*.jpg"))[5]
-    path = tmp_path_factory.mktemp("frame") / "frame.jpg"
-    Image.open(photo).convert("RGB").resize((1918, 1280), Image.BILINEAR).save(path, quality=90)
-    return path
-
-
-def read_mask(path: Path) -> np.ndarray:
-    return np.array(Image.open(path)) > 127
-
-
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_the_cli_runs_the_backend_asked_for(backend, frame, tmp_path):
+def test_the_cli_runs_the_backend_asked_for(backend, gtea_frame, tmp_path):
     """`--backend torch` once ran int8 (the CLI decided "auto" again): now the CLI's mask is the one
     `handseg.segment(..., backend=B)` gives, pixel for pixel, and it says which backend ran."""
-    expected = handseg.segment(frame, backend=backend)
+    expected = handseg.segment(gtea_frame, backend=backend)
     assert expected.backend == backend
-    done = run_cli("segment", "-i", str(frame), "-o", str(tmp_path / "m.png"), "--backend", backend)
+    done = run_cli("segment", "-i", str(gtea_frame), "-o", str(tmp_path / "m.png"), "--backend", backend)
     assert done.returncode == 0, done.stderr
     assert f": {backend} on cpu" in done.stderr
-    assert np.array_equal(read_mask(tmp_path / "m.png"), expected.mask)
+    assert np.array_equal(load_mask(tmp_path / "m.png"), expected.mask)
 
 
-def test_backends_really_differ_on_this_frame(frame):
+def test_backends_really_differ_on_this_frame(gtea_frame):
     """So the test above can tell one backend from another: int8's mask is not float32's."""
-    assert not np.array_equal(handseg.segment(frame, backend="int8").mask, handseg.segment(frame, backend="torch").mask)
+    assert not np.array_equal(
+        handseg.segment(gtea_frame, backend="int8").mask, handseg.segment(gtea_frame, backend="torch").mask
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_the_app_runs_the_backend_asked_for(backend, frame):
+def test_the_app_runs_the_backend_asked_for(backend, gtea_frame):
     """`python app.py --backend B` builds its Segmenters with B; the Segment tab's mask download is
     `handseg.segment(..., backend=B)`'s mask, and its stats say B and the threads it ran with."""
     pytest.importorskip("gradio", reason='the app needs the demo extra: pip install "handseg[demo]"')
@@ -63,17 +53,19 @@ def test_the_app_runs_the_backend_asked_for(backend, frame):
     segmenters, notices = ui.load_segmenters(None, threads=1, backend=backend)
     main = next(iter(segmenters.values()))
     assert main.backend == backend and notices == []
-    _, _, mask_path, stats, _ = callbacks.segment_photo(main, str(frame), 0.5, False, main.max_side, "#ff3c8c", 0.5)
-    assert np.array_equal(read_mask(Path(mask_path)), handseg.segment(frame, backend=backend).mask)
+    _, _, mask_path, stats, _ = callbacks.segment_photo(
+        main, str(gtea_frame), 0.5, False, main.max_side, "#ff3c8c", 0.5
+    )
+    assert np.array_equal(load_mask(Path(mask_path)), handseg.segment(gtea_frame, backend=backend).mask)
     assert f"; {backend}, 1 thread)" in stats
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_video_frames_run_the_backend_asked_for(backend, frame, tmp_path):
+def test_video_frames_run_the_backend_asked_for(backend, gtea_frame, tmp_path):
     pytest.importorskip("av", reason='needs the video extra: pip install "handseg[video]"')
     from handseg.video import iter_video
 
-    clip = write_clip(tmp_path / "clip.mp4", np.array(Image.open(frame).convert("RGB").resize((480, 320))), 3)
+    clip = write_clip(tmp_path / "clip.mp4", np.array(Image.open(gtea_frame).convert("RGB").resize((480, 320))), 3)
     results = list(iter_video(clip, handseg.Segmenter(None, backend=backend)))
     assert len(results) == 3
     for result in results:
@@ -82,24 +74,24 @@ def test_video_frames_run_the_backend_asked_for(backend, frame, tmp_path):
 
 
 @pytest.mark.slow
-def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(frame, tmp_path, monkeypatch):
-    """Emulated bf16 took 4.1 s a frame against 0.32 s in float32 on an AVX2-only CPU: never silently.
+def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(gtea_frame, tmp_path, monkeypatch):
+    """Emulated bf16 took 4.1 s a gtea_frame against 0.32 s in float32 on an AVX2-only CPU: never silently.
     ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN (and so handseg) see such a CPU."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    done = run_cli("segment", "-i", str(frame), "-o", str(tmp_path / "m.png"), "--backend", "bf16", env=env)
+    done = run_cli("segment", "-i", str(gtea_frame), "-o", str(tmp_path / "m.png"), "--backend", "bf16", env=env)
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stderr.splitlines() if line.startswith("handseg: note:")]
     assert len(notes) == 1 and "no bf16 arithmetic" in notes[0], done.stderr
     assert ": torch on cpu" in done.stderr
-    assert np.array_equal(read_mask(tmp_path / "m.png"), handseg.segment(frame, backend="torch").mask)
+    assert np.array_equal(load_mask(tmp_path / "m.png"), handseg.segment(gtea_frame, backend="torch").mask)
     monkeypatch.setattr(handseg.backends, "cpu_has_native_bf16", lambda: False)
     model = handseg.HandUNet.from_pretrained(handseg.pretrained_path())  # a fresh object: nothing cached
     with pytest.warns(handseg.FastPathNotice, match="no bf16 arithmetic"):
-        assert handseg.segment(frame, model, backend="bf16").backend == "torch"
+        assert handseg.segment(gtea_frame, model, backend="bf16").backend == "torch"
 
 
 @pytest.mark.parametrize("backend", ["torch", "int8"])
-def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, frame, tmp_path):
+def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, gtea_frame, tmp_path):
     """torch's thread count is one per process, and anything may change it between two batches: a
     Segmenter sets its own before each batch. The CLI, the app and the Ray job say what they run with."""
     before = torch.get_num_threads()
@@ -107,11 +99,11 @@ def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, frame, tmp_
         for threads in (1, 2):
             segmenter = handseg.Segmenter(None, backend=backend, threads=threads)
             torch.set_num_threads(3)  # someone else's setting, between two batches
-            segmenter(frame)
+            segmenter(gtea_frame)
             assert torch.get_num_threads() == (threads if backend == "torch" else 3)  # onnxruntime has its own
     finally:
         torch.set_num_threads(before)
-    done = run_cli("segment", "-i", frame, "-o", tmp_path / "m.png", "--backend", backend, "--threads", "2")
+    done = run_cli("segment", "-i", gtea_frame, "-o", tmp_path / "m.png", "--backend", backend, "--threads", "2")
     assert done.returncode == 0, done.stderr
     assert f": {backend} on cpu, 2 threads" in done.stderr
 
@@ -129,7 +121,7 @@ def test_the_private_names_handseg_relies_on_still_exist():
     assert weight._version > version
 
 
-def test_segment_takes_the_segmenters_keywords_and_names_itself_in_a_typo(frame):
+def test_segment_takes_the_segmenters_keywords_and_names_itself_in_a_typo(gtea_frame):
     """segment, iter_segment and segment_batch take `Segmenter`'s keywords (one list: SegmenterOptions);
     a misspelt one is named with the function it was given to, before any model loads."""
     assert set(handseg.SegmenterOptions.__annotations__) == {
@@ -139,15 +131,15 @@ def test_segment_takes_the_segmenters_keywords_and_names_itself_in_a_typo(frame)
         with pytest.raises(
             TypeError, match=f"^{function.__name__}\\(\\) got an unexpected keyword argument 'treshold'"
         ):
-            function([frame] if function is not handseg.segment else frame, treshold=0.3)
-    assert handseg.segment(frame, max_side=256, threads=1).mask.shape == (1280, 1918)
+            function([gtea_frame] if function is not handseg.segment else gtea_frame, treshold=0.3)
+    assert handseg.segment(gtea_frame, max_side=256, threads=1).mask.shape == (1280, 1918)
 
 
-def test_a_segmenter_decides_once(frame):
+def test_a_segmenter_decides_once(gtea_frame):
     """Building the same Segmenter again reuses the loaded model and runner, and says nothing twice."""
     first = handseg.Segmenter(None, backend="int8", threads=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         again = handseg.Segmenter(None, backend="int8", threads=1)
     assert again.runner is first.runner and again.model is first.model is handseg.load_model()
-    assert again(frame).backend == "int8"
+    assert again(gtea_frame).backend == "int8"

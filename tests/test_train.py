@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -24,12 +23,18 @@ import datasets
 
 import handseg
 import handseg.pretrained
+from handseg import load_mask
 from handseg.metrics import score
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_module
 from train import run
+from train.arguments import LR_FINE_TUNE, LR_FRESH, build_parser, parse_args
 from train.augment import Augmenter
-from train.data import load_split
+from train.checkpoints import STATE_FILE
+from train.data import DataError, load_split
 from train.labels import IGNORE
+from train.loop import bce_dice_loss
+from train.metrics_log import curves_figure
+from train.trainset import TrainSet
 
 TINY = ["--img-size", "64", "--base-channels", "4", "--batch-size", "8", "--workers", "0"]
 
@@ -42,17 +47,6 @@ def train_command(data_dir: Path, sources: str, out: Path, epochs: int) -> list[
     """`python -m train.run` on one source of the real data, tiny settings."""
     return [sys.executable, "-m", "train.run", "--data", str(data_dir), "--sources", sources, "--out", str(out),
             "--epochs", str(epochs), *TINY]  # fmt: skip
-
-
-def run_module(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
 
 
 @pytest.mark.slow
@@ -97,7 +91,7 @@ def test_training_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path, data
     assert (fast.mask == handseg.segment(photo, out / "best", backend="torch").mask).mean() > 0.95
     card = (out / "best" / "README.md").read_text()
     assert "handphotos" in card and "python -m train.run" in card and "| **all** | 10 |" in card
-    state = torch.load(out / "last" / run.STATE_FILE, weights_only=True)
+    state = torch.load(out / "last" / STATE_FILE, weights_only=True)
     assert state["epoch"] == 4 and not state["interrupted"]
 
 
@@ -138,7 +132,7 @@ def make_gtea_layout(root: Path, data_dir: Path, n: int = 8) -> list[tuple[Path,
     for i, image in enumerate(sorted((data_dir / "handphotos" / "images").iterdir())[:n]):
         mask = data_dir / "handphotos" / "masks" / f"{image.stem}.png"
         shutil.copy(image, images_dir / f"frame_{i:04d}.jpg")
-        zero_one = (np.array(Image.open(mask)) > 127).astype(np.uint8)
+        zero_one = (load_mask(mask)).astype(np.uint8)
         Image.fromarray(zero_one).save(masks_dir / f"frame_{i:04d}.png")
         pairs.append((image, mask))
     return pairs
@@ -157,7 +151,7 @@ def test_gtea_gaze_layout_with_0_1_masks(tmp_path, data_dir):
     assert "mask without image" in report and "lonely.png" in report
     first = split.train[0]
     truth = handseg.load_mask(first["mask"]["path"])
-    original = np.array(Image.open(pairs[int(first["id"][-4:])][1])) > 127
+    original = load_mask(pairs[int(first["id"][-4:])][1])
     assert np.array_equal(truth, original)  # 0/1 masks read as hand where 1
     out = tmp_path / "run"
     assert run.main(["--data", str(tmp_path), "--out", str(out), "--epochs", "1", "--val-percent", "25", *TINY]) == 0
@@ -229,7 +223,7 @@ def test_gpu_flag_without_cuda_exits_2(tmp_path, data_dir):
 
 def test_curves_have_whole_epoch_ticks():
     rows = [{"epoch": e, "train_loss": 1 / e, "val_dice": 0.5 + e / 10, "val_per_source": {}} for e in (1, 2)]
-    figure = run.curves_figure(rows)
+    figure = curves_figure(rows)
     figure.canvas.draw()
     for axes in figure.axes:
         ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
@@ -273,7 +267,7 @@ def test_sigint_saves_last_and_exits_cleanly(tmp_path, data_dir):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGINT
     assert "Traceback" not in stderr and "saved" in stderr
-    state = torch.load(out / "last" / run.STATE_FILE, weights_only=True)
+    state = torch.load(out / "last" / STATE_FILE, weights_only=True)
     assert state["interrupted"]
     handseg.HandUNet.from_pretrained(out / "last")
     assert not list(out.glob(".*tmp"))  # no half-written folders left behind
@@ -356,7 +350,7 @@ def test_test_split_never_reaches_training(data_dir):
     assert f"test {len(listed)} ({described}), not used" in split.describe()
     # What train.run trains on is split.train: its epoch draws only from those rows.
     augmenter = Augmenter(64)
-    train_set = run.TrainSet(split.train, augmenter, 0, mix=(0.5, 0.2, 0.3))
+    train_set = TrainSet(split.train, augmenter, 0, mix=(0.5, 0.2, 0.3))
     drawn = set(train_set.photos) | set(train_set.hand_free)
     assert drawn == set(range(len(split.train)))
     hand_free_sources = ("negatives", "hand_free_scenes")  # every mask empty (../shared/data/README.md)
@@ -376,22 +370,22 @@ def test_unknown_split_names_are_reported_not_trained(tmp_path, data_dir):
 
 def test_fine_tuning_keeps_the_models_resolution_and_uses_a_gentle_learning_rate(data_dir):
     shipped = str(handseg.pretrained.pretrained_path())
-    args = run.parse_args(["--data", str(data_dir), "--init", shipped])
+    args = parse_args(["--data", str(data_dir), "--init", shipped])
     assert args.max_side == handseg.HandUNet.from_pretrained(shipped).max_side == 512
-    assert args.lr == run.LR_FINE_TUNE < run.LR_FRESH
-    args = run.parse_args(["--data", str(data_dir), "--init", shipped, "--max-side", "384", "--lr", "1e-3"])
+    assert args.lr == LR_FINE_TUNE < LR_FRESH
+    args = parse_args(["--data", str(data_dir), "--init", shipped, "--max-side", "384", "--lr", "1e-3"])
     assert args.max_side == 384 and args.lr == 1e-3  # given flags win
-    fresh = run.parse_args(["--data", str(data_dir)])
-    assert fresh.lr == run.LR_FRESH and fresh.max_side == fresh.img_size
+    fresh = parse_args(["--data", str(data_dir)])
+    assert fresh.lr == LR_FRESH and fresh.max_side == fresh.img_size
     with pytest.raises(SystemExit):
-        run.parse_args(["--data", str(data_dir), "--init", shipped, "--encoder", "efficientnet_lite2"])
+        parse_args(["--data", str(data_dir), "--init", shipped, "--encoder", "efficientnet_lite2"])
 
 
 def test_help_shows_defaults_and_the_default_network_is_the_original():
-    text = " ".join(run.build_parser().format_help().split())  # help is wrapped to the terminal
+    text = " ".join(build_parser().format_help().split())  # help is wrapped to the terminal
     assert "train until this epoch (also with --resume) (default: 30)" in text
     assert "(64 = the original network) (default: 64)" in text
-    args = run.parse_args(["--data", "somewhere"])
+    args = parse_args(["--data", "somewhere"])
     model = run.build_model(args)
     assert isinstance(model, handseg.OriginalUNet) and model.inc[0].out_channels == 64  # the original U-Net
 
@@ -400,11 +394,11 @@ def test_bce_dice_ignores_ignore_pixels():
     logits = torch.zeros(1, 1, 4, 4)
     labels = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
     labels[..., :2] = IGNORE
-    base = run.bce_dice_loss(logits, labels)
+    base = bce_dice_loss(logits, labels)
     logits[..., :2] = 50.0  # wildly wrong, but only where nothing is labelled
-    assert run.bce_dice_loss(logits, labels) == pytest.approx(float(base))
+    assert bce_dice_loss(logits, labels) == pytest.approx(float(base))
     logits[..., 3] = 50.0  # wrong where it is labelled background
-    assert run.bce_dice_loss(logits, labels) > base + 1
+    assert bce_dice_loss(logits, labels) > base + 1
 
 
 def own_folder(root: Path, data_dir: Path, n: int = 8, mask_name: str = "{stem}.png") -> Path:
@@ -429,7 +423,7 @@ def test_masks_named_as_handseg_names_them_pair_up(tmp_path, data_dir):
     assert "mydata/masks/orphan_mask.png" in report and "masks/NAME_mask.png" in report
     shutil.rmtree(root / "images")
     (root / "images").mkdir()
-    with pytest.raises(run.DataError, match="images/NAME"):
+    with pytest.raises(DataError, match="images/NAME"):
         load_split(root)
 
 
@@ -463,11 +457,12 @@ def test_training_says_how_fast_it_ran(tmp_path, data_dir, capsys, monkeypatch):
     record = read_metrics(out)[0]
     assert record["train_crops_per_s"] > 0 and "crops/s" in printed
     assert "Throughput:" in (out / "best" / "README.md").read_text()
-    parsed = run.parse_args(args)
+    again = [*args, "--overwrite"]  # the run's folder holds its files now
+    parsed = parse_args(again)
     monkeypatch.setattr(handseg, "cpu_has_native_bf16", lambda: False)
     assert not run.amp_available(parsed)
     monkeypatch.setattr(handseg, "cpu_has_native_bf16", lambda: True)
-    assert run.amp_available(parsed) and not run.amp_available(run.parse_args([*args, "--no-amp"]))
+    assert run.amp_available(parsed) and not run.amp_available(parse_args([*again, "--no-amp"]))
 
 
 @pytest.mark.slow
@@ -490,7 +485,7 @@ def test_frozen_parts_stay_as_they_were(tmp_path, data_dir):
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen + statistics)
     assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     with pytest.raises(SystemExit):
-        run.parse_args([*args, "--freeze-encoder-blocks", "x"])
+        parse_args([*args, "--freeze-encoder-blocks", "x"])
     assert run.main(["--data", str(data_dir), "--sources", "handphotos", "--out", str(tmp_path / "o"),
                      "--freeze-encoder-blocks", "2", "--epochs", "1", *TINY]) == 2  # fmt: skip
 

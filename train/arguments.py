@@ -12,6 +12,7 @@ import torch
 import handseg
 from train.checkpoints import STATE_FILE
 from train.data import add_data_arguments
+from train.labels import label_policy_flags
 
 
 def _floats(count: int):
@@ -27,6 +28,8 @@ def _floats(count: int):
 #: Peak learning rates: from scratch or ImageNet, and when fine-tuning a trained model (`--init`),
 #: where one epoch at 1e-3 from hands_v2 undid what the model knew; hands_v3 was fine-tuned at 2e-4.
 LR_FRESH, LR_FINE_TUNE = 1e-3, 2e-4
+#: AdamW's weight decay, every recipe's.
+WEIGHT_DECAY = 1e-4
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train.run",
         description="Train a HandUNet hand segmenter. Multi-GPU: torchrun --nproc_per_node N -m train.run --gpu ...",
         formatter_class=_HelpFormatter,
+        parents=[label_policy_flags()],
     )
     add_data_arguments(p)
     p.add_argument("--out", type=Path, help="output folder (default: runs/<time>; with --resume: that folder)")
@@ -53,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"peak AdamW learning rate, cosine decay per epoch (default: {LR_FRESH}; {LR_FINE_TUNE} with --init)",
     )
-    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--img-size", type=int, default=256, help="side of the square training crops")
     p.add_argument(
         "--max-side",
@@ -70,12 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrained-capable encoder under a U-Net decoder (default: none, the original U-Net)",
     )
     p.add_argument("--pretrained", action="store_true", help="start the encoder from ImageNet weights")
-    p.add_argument(
-        "--decoder-channels",
-        type=lambda t: [int(v) for v in t.split(",")],
-        default=list(handseg.DEFAULT_DECODER_CHANNELS),
-        help="decoder widths with --encoder (5, comma-separated)",
-    )
     p.add_argument(
         "--init",
         help="start from this hub folder or repo id (e.g. a converted MODEL.pth); its architecture, "
@@ -179,12 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(0: each equally often)",
     )
     mix.add_argument(
-        "--face-boxes",
-        type=Path,
-        default=Path(__file__).with_name("face_boxes.csv"),
-        help="face boxes of the face photos (MediaPipe, train/wrist_landmarks.py): where hands pasted on faces go",
-    )
-    mix.add_argument(
         "--distractor-prob",
         type=float,
         default=0.5,
@@ -216,16 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="blur pasted hands and distractors and add grain to match the background around them",
-    )
-    mix.add_argument(
-        "--label-policy",
-        choices=["hand", "as-labelled"],
-        default="hand",
-        help="hand: the hand up to the wrist (forearms in --forearm-sources are cut at the wrist found in "
-        "train/wrist_landmarks.csv, or by geometry, and become background); as-labelled: every mask as drawn",
-    )
-    mix.add_argument(
-        "--forearm-sources", default="hgr,indoor", help="sources whose masks include the bare forearm (comma-separated)"
     )
     return p
 

@@ -411,18 +411,3 @@ def paste_hand(
     covered = alpha[target_box] >= 0.5
     new_labels[target_box][covered] = lab[window][covered]
     return (out + 0.5).astype(np.uint8), new_labels, alpha, moved(points, shift(x0, y0))
-
-
-def paste_hands(
-    background: np.ndarray,
-    labels: np.ndarray,
-    cutouts,
-    rng: np.random.Generator,
-    settings: PasteSettings | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paste one to three hands (60/30/10%) drawn from `cutouts` (a sequence of HandCutout)."""
-    count = 1 + int(rng.random() > 0.6) + int(rng.random() > 0.9)
-    for _ in range(count):
-        cutout = cutouts[int(rng.integers(len(cutouts)))]
-        background, labels, _, _ = paste_hand(background, labels, cutout, rng, settings)
-    return background, labels

@@ -25,7 +25,7 @@ import handseg
 from handseg.metrics import METRIC_NAMES, mean_scores, score
 from handseg.visualize import error_map, mask_to_image, side_by_side
 from train.data import DataError, add_data_arguments, image_input, load_split_from_args
-from train.labels import LabelPolicy
+from train.labels import LabelPolicy, label_policy_flags
 
 
 def score_predictions(
@@ -189,9 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.evaluate",
         description="Dice, IoU, precision and recall of a model on labelled hand data, at the original resolution.",
-    )
-    parser.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
+        parents=[handseg.model_flag(), label_policy_flags(default="as-labelled")],
     )
     add_data_arguments(parser)
     parser.add_argument(
@@ -211,14 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="torch (default: the float model's figures), or the backend to score as users run it "
         "(auto, bf16, onnx, int8; see handseg segment --help)",
     )
-    parser.add_argument(
-        "--label-policy",
-        choices=["as-labelled", "hand"],
-        default="as-labelled",
-        help="as-labelled: each source's masks as drawn; hand: the forearm in --forearm-sources is cut at "
-        "the wrist (train/wrist_landmarks.csv) and the band there not scored, as train.run's default policy trains",
-    )
-    parser.add_argument("--forearm-sources", default="hgr,indoor", help="sources whose masks include the forearm")
     parser.add_argument("--json", type=Path, help="write the summary and per-image rows here")
     parser.add_argument("--report", type=Path, help="folder for per_image.csv and worst.png")
     args = parser.parse_args(argv)
@@ -246,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"scoring the {args.split} split of {args.data} ({len(ds)} images); {segmenter.describe()}", file=sys.stderr)
     options = {"threshold": args.threshold, "crf": args.crf}
-    policy = LabelPolicy.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else LabelPolicy()
+    policy = LabelPolicy.from_args(args)
     rows = score_dataset(segmenter, ds, progress=True, policy=policy, **options)
     summary = summarize(rows)
     print(markdown_table(summary))

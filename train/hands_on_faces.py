@@ -9,7 +9,7 @@ them and for those over a face: the landmarks' box intersects the face's box (Me
 `train/face_boxes.csv`; where it found no face in a gesture frame, often because a hand covers it, the
 person's median face box over their frames; in a UTKFace crop with none, the middle of the crop).
 
-The landmark files are made with `python train/wrist_landmarks.py` (see its docstring), in MediaPipe's own
+The landmark files are made with `python tools/wrist_landmarks.py` (see its docstring), in MediaPipe's own
 virtual environment; this module only reads them.
 """
 
@@ -24,10 +24,18 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from train.pseudo_labels import HELD_OUT_PEOPLE, person_of
-
 HERE = Path(__file__).parent
 LANDMARK_FILES = (HERE / "gesture_landmarks.csv", HERE / "faces_with_hands_landmarks.csv")
+#: Gesture people never written as pseudo-labels (`tools/pseudo_labels.py`): kept out of training to look
+#: at and to measure on.
+HELD_OUT_PEOPLE = ("tongam", "viany")
+
+
+def person_of(frame_id: str) -> str:
+    """The person a `gestures_unlabeled` frame shows (its id's first part)."""
+    return frame_id.split("_")[0]
+
+
 FACE_BOXES = HERE / "face_boxes.csv"
 
 #: (x, y, width, height) as shares of the photo's width and height.

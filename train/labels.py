@@ -7,7 +7,7 @@ and indoor label the bare forearm as hand; `LabelPolicy` turns such a mask into
 the hand-only policy:
 
 - where MediaPipe found the hand (`train/wrist_landmarks.csv`, made by
-  `train/wrist_landmarks.py`): `cut_at_landmarks` cuts across the hand's axis
+  `tools/wrist_landmarks.py`): `cut_at_landmarks` cuts across the hand's axis
   (wrist -> middle knuckle) at the wrist; the mask beyond it is forearm;
 - elsewhere `cut_at_wrist`, by geometry alone:
 
@@ -25,6 +25,7 @@ kept as they are.
 
 from __future__ import annotations
 
+import argparse
 import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ MIN_COMPONENT_SHARE = 0.002
 #: in units of the wrist-to-middle-knuckle length.
 LANDMARK_WRIST_BAND = 0.15
 LANDMARK_FOREARM_AT = 0.6
-#: Wrist landmarks of the forearm sources in ../shared/data (train/wrist_landmarks.py).
+#: Wrist landmarks of the forearm sources in ../shared/data (tools/wrist_landmarks.py).
 WRIST_LANDMARKS = Path(__file__).with_name("wrist_landmarks.csv")
 
 #: (wrist x, wrist y, middle knuckle x, middle knuckle y) in pixels of the displayed image.
@@ -119,6 +120,11 @@ class LabelPolicy:
     wrists: dict[tuple[str, str], list[Hand]] = field(default_factory=dict)
 
     @classmethod
+    def from_args(cls, args: argparse.Namespace) -> LabelPolicy:
+        """The policy `label_policy_flags` describe."""
+        return cls.hand_only(args.forearm_sources.split(",")) if args.label_policy == "hand" else cls()
+
+    @classmethod
     def hand_only(cls, forearm_sources: Iterable[str], landmarks: str | Path = WRIST_LANDMARKS) -> LabelPolicy:
         """The hand up to the wrist: forearms in `forearm_sources` cut at the wrist."""
         return cls(frozenset(forearm_sources), read_wrist_landmarks(landmarks))
@@ -136,3 +142,22 @@ class LabelPolicy:
             return mask, None
         labels = self.labels(mask, source, image_id)
         return labels == HAND, labels != IGNORE
+
+
+def label_policy_flags(default: str = "hand") -> argparse.ArgumentParser:
+    """`--label-policy` and `--forearm-sources`, for every command that makes or scores labels: training
+    and preparing default to the shipped models' policy ("hand"); evaluation passes "as-labelled", so its
+    figures are against each source's masks as drawn unless asked."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
+        "--label-policy",
+        choices=["hand", "as-labelled"],
+        default=default,
+        help="hand: the hand up to the wrist (forearms in --forearm-sources are cut at the wrist found in "
+        "train/wrist_landmarks.csv, or by geometry, and become background; evaluation leaves the band there "
+        f"unscored); as-labelled: every mask as drawn (default: {default})",
+    )
+    flags.add_argument(
+        "--forearm-sources", default="hgr,indoor", help="sources whose masks include the bare forearm (comma-separated)"
+    )
+    return flags

@@ -11,7 +11,7 @@ scores each image at its original resolution, as `train.evaluate` does. The test
 out: training never reads it, and `train.evaluate --split test` reads it from the original data.
 Hand cut-outs for compositing (`--composite DIR`, e.g. the ASL cut-outs) go in a `cutouts` split,
 a seeded sample of `--cutouts` of them. Pseudo-labelled frames (`--pseudo-labels DIR`, from
-`python -m train.pseudo_labels`) join the training photos with their own label maps, as source
+`python -m tools.pseudo_labels`) join the training photos with their own label maps, as source
 `gestures_pseudo`. `handseg_prepared.json` beside the Arrow files records how the set was made;
 `train.run` checks that its flags agree (label policy, working resolution).
 
@@ -47,7 +47,7 @@ from train.data import (
     load_split,
     load_split_from_args,
 )
-from train.labels import HAND, LabelPolicy
+from train.labels import HAND, LabelPolicy, label_policy_flags
 
 
 def _image_bytes(rgb: np.ndarray, quality: int | None) -> bytes:
@@ -84,7 +84,7 @@ PSEUDO_SOURCE = "gestures_pseudo"
 
 
 def pseudo_rows(folder: Path, side: int, quality: int | None, every: int = 1) -> list[dict]:
-    """Frames written by train.pseudo_labels (images/, labels/), at the stored size like training photos;
+    """Frames written by tools.pseudo_labels (images/, labels/), at the stored size like training photos;
     `every`: one frame in that many (in name order: consecutive frames of one person are near twins)."""
     rows = []
     for labels_path in sorted((folder / "labels").glob("*.png"))[::every]:
@@ -175,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m train.prepare",
         description="Decode and resize the training data once into a saved datasets dataset for train.run --data.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        parents=[label_policy_flags()],
     )
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="folder to write (must not exist or be empty)")
@@ -183,17 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lossless", action="store_true", help="store training photos as PNG (larger)")
     parser.add_argument("--composite", help="folder of hand cut-outs on black (images/ + masks/) to include")
     parser.add_argument("--cutouts", type=int, default=600, help="how many cut-outs to include (-1: all)")
-    parser.add_argument("--pseudo-labels", type=Path, help="a folder written by python -m train.pseudo_labels")
+    parser.add_argument("--pseudo-labels", type=Path, help="a folder written by python -m tools.pseudo_labels")
     parser.add_argument(
         "--pseudo-every", type=int, default=1, help="take one pseudo-labelled frame in N (near-twin frames weigh less)"
     )
-    parser.add_argument(
-        "--label-policy",
-        choices=["hand", "as-labelled"],
-        default="hand",
-        help="label maps stored for training (as train.run --label-policy)",
-    )
-    parser.add_argument("--forearm-sources", default="hgr,indoor", help="sources whose masks include the forearm")
     args = parser.parse_args(argv)
     if not args.data:
         parser.error("--data is required")
@@ -205,8 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cutouts = load_split(args.composite, val_percent=0).train
         for line in split.problems.report():
             print(line, file=sys.stderr)
-        hand_only = args.label_policy == "hand"
-        policy = LabelPolicy.hand_only(args.forearm_sources.split(",")) if hand_only else LabelPolicy()
+        policy = LabelPolicy.from_args(args)
         meta = prepare(
             split,
             args.out,

@@ -101,8 +101,7 @@ def int8_agreement(folder: Path, val: datasets.Dataset, photos: int = 20) -> flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="hub folder or shipped model name (default: the default model)")
+    parser = argparse.ArgumentParser(parents=[handseg.model_flag()], description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a folder of sources with splits.csv")
     parser.add_argument("--per-source", type=int, default=6, help="calibration photos per source (default 6)")
     parser.add_argument("--out", type=Path, help=f"file to write (default: the model folder's {handseg.INT8_FILE})")

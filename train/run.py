@@ -27,10 +27,9 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 import handseg
-from train.arguments import LR_FINE_TUNE, LR_FRESH, args_to_json, build_parser, parse_args
+from train.arguments import WEIGHT_DECAY, args_to_json, parse_args
 from train.augment import Augmenter
 from train.checkpoints import (
-    STATE_FILE,
     model_card_details,
     recover_checkpoint,
     restore_training_state,
@@ -45,25 +44,10 @@ from train.freezing import Freezing
 from train.hands_on_faces import face_boxes as read_face_boxes
 from train.labels import LabelPolicy
 from train.landmarks import LandmarkNoise
-from train.loop import bce_dice_loss, hard_negative_weights, set_learning_rate, train_one_epoch, validate
-from train.metrics_log import append_record, curves_figure, epoch_record, keep_records_until, plot_curves
+from train.loop import hard_negative_weights, set_learning_rate, train_one_epoch, validate
+from train.metrics_log import append_record, epoch_record, keep_records_until, plot_curves
 from train.quantize import int8_agreement, write_int8
 from train.trainset import AslBank, EpochSampler, HueTurns, TrainSet
-
-#: Importable from here as before the split into modules (scripts and tests use train.run.X).
-__all__ = [
-    "LR_FINE_TUNE",
-    "LR_FRESH",
-    "STATE_FILE",
-    "TrainSet",
-    "bce_dice_loss",
-    "build_model",
-    "build_parser",
-    "curves_figure",
-    "main",
-    "parse_args",
-]
-
 
 #: Said once when the training data holds no photo without a hand.
 NO_HAND_FREE_NOTE = (
@@ -90,7 +74,7 @@ def build_model(args: argparse.Namespace) -> handseg.HandUNet:
         # Both EfficientNet-Lite variants expect ImageNet mean/std (benchmarks/check_lite0_weights.py).
         model = handseg.LiteUNet(
             encoder=args.encoder,
-            decoder_channels=args.decoder_channels,
+            decoder_channels=list(handseg.DEFAULT_DECODER_CHANNELS),
             max_side=args.max_side,
             input_mean=handseg.LITE0_MEAN,
             input_std=handseg.LITE0_STD,
@@ -142,7 +126,7 @@ def build_train_set(args: argparse.Namespace, split: SplitData) -> TrainSet:
     augmenter = Augmenter(
         args.img_size, working_side=args.max_side, cast_prob=args.cast_prob, hue_turn_prob=crop_hue_turns
     )
-    face_boxes = {photo_id: box for (_, photo_id), box in read_face_boxes(args.face_boxes).items()}
+    face_boxes = {photo_id: box for (_, photo_id), box in read_face_boxes().items()}
     return TrainSet(
         split.train,
         augmenter,
@@ -267,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     how_it_trains = f"{where}, bf16 autocast {'on' if use_amp else 'off'}, frozen: {freezing.describe()}"
     log(f"training on {how_it_trains}", file=sys.stderr)
     speed = None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=WEIGHT_DECAY)
     start_epoch, best_score = 0, -math.inf
     if args.resume is not None:
         start_epoch, best_score = restore_training_state(args.resume, optimizer, env.device)

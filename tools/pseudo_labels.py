@@ -1,8 +1,8 @@
 """Pseudo-labels for unlabelled frames of real hands beside faces (../shared/data/gestures_unlabeled).
 
-    python train/wrist_landmarks.py --data ../shared/data --sources gestures_unlabeled \
+    python tools/wrist_landmarks.py --data ../shared/data --sources gestures_unlabeled \
         --hands train/gesture_landmarks.csv
-    python -m train.pseudo_labels --data ../shared/data --out cache/gestures_pseudo --gallery cache/gestures_gallery
+    python -m tools.pseudo_labels --data ../shared/data --out cache/gestures_pseudo --gallery cache/gestures_gallery
 
 A training-time teacher, never a runtime dependency of handseg:
 
@@ -39,31 +39,23 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import handseg
+from handseg.hands import PALM
+from train.hands_on_faces import HELD_OUT_PEOPLE, LANDMARK_FILES, person_of
 from train.labels import BACKGROUND, HAND, IGNORE, cut_at_landmarks, labels_from_mask
 
 SOURCE = "gestures_unlabeled"
-#: Gesture people never written as pseudo-labels: kept out of training to look at and to measure on
-#: (`train.hands_on_faces`).
-HELD_OUT_PEOPLE = ("tongam", "viany")
-DEFAULT_LANDMARKS = Path(__file__).with_name("gesture_landmarks.csv")
+DEFAULT_LANDMARKS = LANDMARK_FILES[0]  # train/gesture_landmarks.csv
 #: Working resolutions the teacher averages over (each also mirrored).
 TEACHER_SIDES = (384, 512, 640)
 
 
-@dataclass
-class FoundHand:
-    """MediaPipe's 21 landmarks of one hand, in pixels: (x, y) rows; 0 is the wrist, 9 the middle knuckle."""
-
-    points: np.ndarray
-
-    @property
-    def wrist_and_knuckle(self) -> tuple[float, float, float, float]:
-        (wx, wy), (kx, ky) = self.points[0], self.points[9]
-        return float(wx), float(wy), float(kx), float(ky)
+def wrist_and_knuckle(hand: np.ndarray) -> tuple[float, float, float, float]:
+    """A hand's wrist (0) and middle knuckle (9), from MediaPipe's 21 landmarks ((21, 2) in pixels)."""
+    (wx, wy), (kx, ky) = hand[0], hand[9]
+    return float(wx), float(wy), float(kx), float(ky)
 
 
-#: MediaPipe's hand skeleton: the palm's outline and each finger's chain of joints.
-PALM = (0, 1, 5, 9, 13, 17)
+#: Each finger's chain of joints (MediaPipe's landmarks; the palm's outline is handseg.hands.PALM).
 FINGERS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 18, 19, 20))
 
 
@@ -76,13 +68,13 @@ class PseudoLabel:
     from_landmarks: int = 0  #: hands labelled from their skeleton (the teacher missed them)
 
 
-def read_landmarks(path: str | Path) -> dict[str, list[FoundHand]]:
-    """id -> hands found in that frame (rows of train/wrist_landmarks.py's file with a `landmarks` column)."""
-    hands: dict[str, list[FoundHand]] = {}
+def read_landmarks(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """id -> hands found in that frame (rows of tools/wrist_landmarks.py's file with a `landmarks` column)."""
+    hands: dict[str, list[np.ndarray]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             points = np.array([[float(v) for v in pair.split(",")] for pair in row["landmarks"].split()])
-            hands.setdefault(row["id"], []).append(FoundHand(points))
+            hands.setdefault(row["id"], []).append(points)
     return hands
 
 
@@ -96,20 +88,20 @@ def teacher_probability(segmenter: handseg.Segmenter, rgb: np.ndarray) -> np.nda
     return total / (2 * len(TEACHER_SIDES))
 
 
-def skeleton_masks(shape: tuple[int, int], hand: FoundHand) -> tuple[np.ndarray, np.ndarray]:
+def skeleton_masks(shape: tuple[int, int], hand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(core, outline) of a hand drawn from its landmarks: the core (palm polygon, finger bones a tenth
     of the wrist-to-knuckle length wide) lies inside any real hand; the outline (bones three times as
     wide, plus a margin) holds all of it."""
-    wx, wy, kx, ky = hand.wrist_and_knuckle
+    wx, wy, kx, ky = wrist_and_knuckle(hand)
     scale = max(4.0, float(np.hypot(kx - wx, ky - wy)))
     pictures = []
     for width, margin in ((0.1, 0.0), (0.35, 0.2)):
         picture = Image.new("L", (shape[1], shape[0]), 0)
         draw = ImageDraw.Draw(picture)
-        draw.polygon([tuple(hand.points[i]) for i in PALM], fill=255)
+        draw.polygon([tuple(hand[i]) for i in PALM], fill=255)
         line_width = max(1, round(width * scale))
         for finger in FINGERS:
-            draw.line([tuple(hand.points[i]) for i in finger], fill=255, width=line_width, joint="curve")
+            draw.line([tuple(hand[i]) for i in finger], fill=255, width=line_width, joint="curve")
         mask = np.array(picture) > 0
         if margin:
             mask = ndimage.binary_dilation(mask, iterations=max(1, round(margin * scale)))
@@ -120,7 +112,7 @@ def skeleton_masks(shape: tuple[int, int], hand: FoundHand) -> tuple[np.ndarray,
 def pseudo_label(
     frame_id: str,
     rgb: np.ndarray,
-    hands: list[FoundHand],
+    hands: list[np.ndarray],
     probability: np.ndarray,
     *,
     min_landmarks_inside: float = 0.8,
@@ -138,8 +130,8 @@ def pseudo_label(
     keep: set[int] = set()
     taught, missed = [], []
     for hand in hands:
-        xs = np.clip(hand.points[:, 0].round().astype(int), 0, w - 1)
-        ys = np.clip(hand.points[:, 1].round().astype(int), 0, h - 1)
+        xs = np.clip(hand[:, 0].round().astype(int), 0, w - 1)
+        ys = np.clip(hand[:, 1].round().astype(int), 0, h - 1)
         hit = near[ys, xs]
         if (hit > 0).mean() >= min_landmarks_inside:
             keep |= set(hit[hit > 0].tolist())
@@ -152,7 +144,7 @@ def pseudo_label(
     unexplained = (regions > 0) & ~mask
     if unexplained.mean() > max_unexplained:
         return PseudoLabel(frame_id, False, f"{100 * unexplained.mean():.1f}% marked where no hand was found")
-    labels = cut_at_landmarks(mask, [hand.wrist_and_knuckle for hand in taught]) if taught else labels_from_mask(mask)
+    labels = cut_at_landmarks(mask, [wrist_and_knuckle(hand) for hand in taught]) if taught else labels_from_mask(mask)
     outline = ndimage.binary_dilation(mask, iterations=outline_band) & ~ndimage.binary_erosion(
         mask, iterations=outline_band
     )
@@ -168,10 +160,6 @@ def pseudo_label(
     return PseudoLabel(frame_id, True, reason, labels, from_landmarks=len(missed))
 
 
-def person_of(frame_id: str) -> str:
-    return frame_id.split("_")[0]
-
-
 def write_label(out: Path, image_path: Path, label: PseudoLabel) -> None:
     for folder in ("images", "labels", "masks"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -180,14 +168,14 @@ def write_label(out: Path, image_path: Path, label: PseudoLabel) -> None:
     Image.fromarray(((label.labels == HAND) * 255).astype(np.uint8)).save(out / "masks" / f"{label.frame_id}.png")
 
 
-def gallery_tile(rgb: np.ndarray, label: PseudoLabel, hands: list[FoundHand], side: int = 240) -> np.ndarray:
+def gallery_tile(rgb: np.ndarray, label: PseudoLabel, hands: list[np.ndarray], side: int = 240) -> np.ndarray:
     """The frame with hand green, not-scored grey, landmarks white; a red frame around dropped ones."""
     picture = rgb.astype(np.float32) * 0.75
     if label.labels is not None:
         picture[label.labels == HAND] = picture[label.labels == HAND] * 0.4 + np.array([0, 200, 0]) * 0.6
         picture[label.labels == IGNORE] = picture[label.labels == IGNORE] * 0.5 + 90
     for hand in hands:
-        for x, y in hand.points.round().astype(int):
+        for x, y in hand.round().astype(int):
             picture[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = 255
     tile = np.array(Image.fromarray(picture.clip(0, 255).astype(np.uint8)).resize((side, side * 3 // 4)))
     border = (220, 30, 30) if not label.kept else (250, 170, 0) if label.from_landmarks else None
@@ -208,10 +196,11 @@ def save_gallery(tiles: list[tuple[str, np.ndarray]], folder: Path, per_page: in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.pseudo_labels", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        parents=[handseg.model_flag()], prog="python -m tools.pseudo_labels", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--data", type=Path, required=True, help="folder holding gestures_unlabeled/images")
     parser.add_argument("--landmarks", type=Path, default=DEFAULT_LANDMARKS)
-    parser.add_argument("--model", default=None, help="teacher model (default: the shipped default)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--hold-out", default=",".join(HELD_OUT_PEOPLE), help="people never written (kept to look at)")
     parser.add_argument("--gallery", type=Path, help="folder for gallery pages of every frame")
@@ -223,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.landmarks.is_file():
-        print(f"error: {args.landmarks} not found: run train/wrist_landmarks.py first (see --help)", file=sys.stderr)
+        print(f"error: {args.landmarks} not found: run tools/wrist_landmarks.py first (see --help)", file=sys.stderr)
         return 2
     landmarks = read_landmarks(args.landmarks)
     held_out = set(args.hold_out.split(",")) if args.hold_out else set()

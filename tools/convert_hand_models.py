@@ -3,7 +3,7 @@
     # a virtual environment of its own, for this command only (none of it is a dependency of handseg):
     pip install tf2onnx==1.17.0 tensorflow-cpu onnx onnxruntime
     pip download mediapipe==0.10.21 --no-deps -d wheels/
-    python train/convert_hand_models.py --wheel wheels/mediapipe-0.10.21-*.whl --out handseg/hands/models
+    python tools/convert_hand_models.py --wheel wheels/mediapipe-0.10.21-*.whl --out handseg/hands/models
 
 From the wheel's `mediapipe/modules/palm_detection/palm_detection_lite.tflite` and
 `mediapipe/modules/hand_landmark/hand_landmark_lite.tflite` (Apache-2.0), for each:

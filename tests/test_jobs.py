@@ -184,20 +184,28 @@ def test_a_read_only_output_folder_is_one_line_before_any_work(photos, tmp_path,
     assert not list(out.iterdir())
 
 
-@pytest.mark.slow
-def test_ctrl_c_leaves_no_partial_file_and_says_how_to_continue(tmp_path, sample_photos, tiny_model_dir):
+def _start_a_long_run(tmp_path: Path, photo: Path, copies: int, out: Path, model: Path, *flags: str):
+    """(command, process): `handseg segment` started on a folder of `copies` copies of a real photo at full
+    size, once its first two masks are written (so a signal then lands mid-run)."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    photo = Image.open(sample_photos[0]).convert("RGB")
-    for i in range(60):
-        photo.save(folder / f"{i:03d}.jpg", quality=90)
-    out = tmp_path / "masks"
-    command = [sys.executable, "-m", "handseg", "segment", "-i", str(folder), "-o", str(out), "-q",
-               "--model", str(tiny_model_dir), "--max-side", "0"]  # fmt: skip
+    picture = Image.open(photo).convert("RGB")
+    for i in range(copies):
+        picture.save(folder / f"{i:03d}.jpg", quality=90)
+    command = [sys.executable, "-m", "handseg", "segment", "-i", str(folder), "-o", str(out), *flags,
+               "--model", str(model), "--max-side", "0"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and len(list(out.glob("*_mask.png"))) >= 2):
-        time.sleep(0.05)
+        time.sleep(0.01)
+    return command, proc
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_no_partial_file_and_says_how_to_continue(tmp_path, sample_photos, tiny_model_dir):
+    out = tmp_path / "masks"
+    command, proc = _start_a_long_run(tmp_path, sample_photos[0], 60, out, tiny_model_dir, "-q")
+    photo = Image.open(sample_photos[0])
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -248,18 +256,9 @@ def test_ctrl_c_mid_photo_leaves_all_of_its_outputs_or_none(tmp_path, sample_pho
     """A real SIGINT while a photo's outputs are being written (its viz file half made): every photo then
     has all of its outputs or none, nothing temporary is left, the count said is the count on disk, and
     --skip-existing makes the rest."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    photo = Image.open(sample_photos[0]).convert("RGB")
-    for i in range(40):
-        photo.save(folder / f"{i:03d}.jpg", quality=90)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "handseg", "segment", "-i", str(folder), "-o", str(out), "--hands", "--viz",
-               "--model", str(tiny_model_dir), "--max-side", "0"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command, proc = _start_a_long_run(tmp_path, sample_photos[0], 40, out, tiny_model_dir, "--hands", "--viz")
     deadline = time.time() + 120
-    while time.time() < deadline and not (out.is_dir() and len(list(out.glob("*_mask.png"))) >= 2):
-        time.sleep(0.01)
     while time.time() < deadline and not list(out.glob(".*_viz.*.partial.png")):  # a viz file being written
         time.sleep(0.001)
     proc.send_signal(signal.SIGINT)

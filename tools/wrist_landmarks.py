@@ -3,12 +3,12 @@ include the forearm (the hand-only label policy), hands in unlabelled frames (ps
 hands-against-faces measure), faces (where pasted hands go, and whether a hand overlaps one).
 
     pip install mediapipe==0.10.21   # a training-time helper only; never a dependency of handseg
-    python train/wrist_landmarks.py --data ../shared/data --sources hgr,indoor --hands train/wrist_landmarks.csv
-    python train/wrist_landmarks.py --data ../shared/data --sources gestures_unlabeled \
+    python tools/wrist_landmarks.py --data ../shared/data --sources hgr,indoor --hands train/wrist_landmarks.csv
+    python tools/wrist_landmarks.py --data ../shared/data --sources gestures_unlabeled \
         --hands train/gesture_landmarks.csv
-    python train/wrist_landmarks.py --data ../shared/data --sources faces_with_hands --upscale-below 640 \
+    python tools/wrist_landmarks.py --data ../shared/data --sources faces_with_hands --upscale-below 640 \
         --hands train/faces_with_hands_landmarks.csv
-    python train/wrist_landmarks.py --data ../shared/data --upscale-below 640 \
+    python tools/wrist_landmarks.py --data ../shared/data --upscale-below 640 \
         --sources gestures_unlabeled,faces_with_hands,negatives,hand_free_scenes --faces train/face_boxes.csv
 
 MediaPipe Hands (Apache-2.0, its palm and landmark models ship inside the package) gives 21 landmarks

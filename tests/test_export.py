@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import handseg
-from handseg import LITE0_MEAN, LITE0_STD, export_onnx
+from handseg import LITE0_MEAN, LITE0_STD, export_onnx, load_mask
 from tests.conftest import make_tiny_model, run_cli
 
 pytest.importorskip("onnx", reason='needs the onnx extra: pip install "handseg[onnx]"')
@@ -66,7 +66,6 @@ def test_cli_export_and_onnx_backend(tmp_path, tiny_model_dir, sample_photos):
         done = run_cli("segment", "-i", sample_photos[2], "-o", f"{out}/", *args)
         assert done.returncode == 0, done.stderr
         torch_mask = handseg.segment(sample_photos[2], tiny_model_dir).mask
-        from PIL import Image
 
-        onnx_mask = np.array(Image.open(out / f"{sample_photos[2].stem}_mask.png")) > 127
+        onnx_mask = load_mask(out / f"{sample_photos[2].stem}_mask.png")
         assert (onnx_mask != torch_mask).sum() <= 5

@@ -1,7 +1,7 @@
 """MediaPipe Hands' own answers on shared photos, for holding handseg's landmark pipeline to them.
 
     # in a virtual environment with mediapipe==0.10.21 (it pins numpy) and handseg installed --no-deps:
-    python train/hands_reference.py --data ../shared/data --out tests/hands_reference.csv
+    python tools/hands_reference.py --data ../shared/data --out tests/hands_reference.csv
 
 For each photo: the image handseg's landmark stage sees (the working image, `handseg.processing`, enlarged
 as `handseg.hands` enlarges small ones), given to `mediapipe.solutions.hands` (static images, model

@@ -8,7 +8,10 @@ a user's machine with a browser or a build running; benchmarks/threads.py compar
 
 Paths (end to end: JPEG file -> full-size mask):
   original      the 2018 pipeline, re-implemented for reference: 64-wide U-Net (random weights: timing
-                only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size
+                only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size,
+                at torch's own thread count (all cores), as its users ran it
+  original@handseg  the same at handseg's default thread count (half the cores), for the comparison at
+                equal threads
   default       handseg.segment with the model at its own working resolution, default backend ("auto":
                 int8 where the model has its int8 file, else bf16 on a CPU with bf16 arithmetic, else float32);
                 the hand landmark stage runs where the model reads landmarks
@@ -53,15 +56,23 @@ from train import DEFAULT_DATA
 SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
 
 
-class OriginalPipeline:
-    """The original project's test-time path, for timing: scale 0.5, two square halves, merge, full-size CRF."""
+#: torch's own thread count in this process (all usable cores): what the original pipeline's users ran it
+#: with, read before anything sets it.
+TORCH_OWN_THREADS = torch.get_num_threads()
 
-    def __init__(self) -> None:
+
+class OriginalPipeline:
+    """The original project's test-time path, for timing: scale 0.5, two square halves, merge, full-size CRF,
+    at `threads` torch threads (set before each frame, as handseg's runners set theirs)."""
+
+    def __init__(self, threads: int = TORCH_OWN_THREADS) -> None:
         torch.manual_seed(0)
         self.net = handseg.OriginalUNet().eval()  # 64-wide, the original network
+        self.threads = threads
 
     @torch.inference_mode()
     def __call__(self, path: str) -> np.ndarray:
+        torch.set_num_threads(self.threads)
         rgb = load_image(path)
         h, w = rgb.shape[:2]
         small = resize_rgb(rgb, (round(h * 0.5), round(w * 0.5)))
@@ -121,7 +132,9 @@ def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, 
     """name -> function(path) -> mask; with `only`, builds just that one (for memory measurements)."""
     paths: dict[str, Callable[[str], np.ndarray]] = {}
     if only in (None, "original"):
-        paths["original"] = OriginalPipeline()
+        paths["original"] = OriginalPipeline()  # as its users ran it: torch's own threads
+    if only in (None, "original@handseg"):
+        paths["original@handseg"] = OriginalPipeline(handseg.default_threads())  # at handseg's default threads
     for name, (segmenter, options) in build_segmenters(model_arg, fast_side, only, device).items():
         paths[name] = lambda p, s=segmenter, o=options: _mask(s, p, o)
     return paths
@@ -185,8 +198,6 @@ def main() -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
-    # The original pipeline runs at handseg's default threads too, as Segmenters do.
-    torch.set_num_threads(handseg.default_threads())
     paths = build_paths(args.model, args.fast_side, device=args.device)
     if args.paths:
         paths = {name: fn for name, fn in paths.items() if name in args.paths.split(",")}
@@ -195,8 +206,10 @@ def run_benchmark(args: argparse.Namespace) -> None:
     frames = make_frames(args.data, folder)
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}; torch paths on {args.device}; "
-        f"model: {args.model or 'shipped default'}; {'one core busy' if args.contended else 'idle'}"
+        f"torch {torch.__version__}{gpu}; the original at torch's own {TORCH_OWN_THREADS} threads (original) and at "
+        f"handseg's default {handseg.default_threads()} (original@handseg); handseg paths at their defaults; torch "
+        f"paths on {args.device}; model: {args.model or 'shipped default'}; "
+        f"{'one core busy' if args.contended else 'idle'}"
     )
 
     timings: dict[str, dict[str, list[float]]] = {p: {s: [] for s in SIZES} for p in paths}
@@ -227,16 +240,20 @@ def run_benchmark(args: argparse.Namespace) -> None:
     val_dice = {}
     if not args.skip_dice:
         for name, fn in paths.items():
-            if name != "original":  # random weights: its dice would mean nothing
+            if not name.startswith("original"):  # random weights: its dice would mean nothing
                 val_dice[name] = dice_on_val(fn, args.data)
 
-    base = statistics.median(timings["original"]["1918x1280"]) if "original" in timings else float("nan")
+    def original_ms(name: str) -> float:
+        return statistics.median(timings[name]["1918x1280"]) if name in timings else float("nan")
+
+    base, base_handseg = original_ms("original"), original_ms("original@handseg")
     print()
     print(
-        "| path | 1918x1280 median ms | p90 ms | speed-up vs original | 640x480 median ms | peak RSS MB "
-        "| frames/s, segment_batch of 32 1918x1280 | first call s | fresh process to first mask s | val dice (all) |"
+        "| path | 1918x1280 median ms | p90 ms | speed-up vs original (its own threads) | vs original at "
+        "handseg's threads | 640x480 median ms | peak RSS MB | frames/s, segment_batch of 32 1918x1280 "
+        "| first call s | fresh process to first mask s | val dice (all) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     report = {}
     for name in paths:
         big, small = timings[name]["1918x1280"], timings[name]["640x480"]
@@ -247,6 +264,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
             "median_ms_640x480": statistics.median(small),
             "p90_ms_640x480": float(np.percentile(small, 90)),
             "speedup_vs_original": base / med,
+            "speedup_vs_original_at_handseg_threads": base_handseg / med,
             "peak_rss_mb": fresh[name][0],
             "frames_per_s_batch": throughput.get(name),
             "first_call_s": first_call_s[name],
@@ -255,15 +273,16 @@ def run_benchmark(args: argparse.Namespace) -> None:
         }
         fps = f"{throughput[name]:.1f}" if name in throughput else "–"
         speedup = f"{base / med:.1f}x" if base == base else "–"  # nan without the original path
+        speedup_handseg = f"{base_handseg / med:.1f}x" if base_handseg == base_handseg else "–"
         d = (
             f"{val_dice[name]['all']:.3f}"
             if name in val_dice
             else "n/a (random weights)"
-            if name == "original"
+            if name.startswith("original")
             else "–"
         )
         print(
-            f"| {name} | {med:.0f} | {p90:.0f} | {speedup} | {statistics.median(small):.0f} | "
+            f"| {name} | {med:.0f} | {p90:.0f} | {speedup} | {speedup_handseg} | {statistics.median(small):.0f} | "
             f"{fresh[name][0]:.0f} | {fps} | {first_call_s[name]:.1f} | {fresh[name][1]:.1f} | {d} |"
         )
     if val_dice:

@@ -252,7 +252,7 @@ def test_models_command_lists_the_shipped_models():
 def test_the_first_line_says_crf_and_logs_get_no_progress_bar(tmp_path, sample_photos, tiny_model_dir):
     """The line that says what runs names CRF when it is on; written to a log (not a terminal), a folder
     run gets one line per file and no progress bar's carriage returns."""
-    pytest.importorskip("pydensecrf2", reason='needs the crf extra: pip install "handseg[crf]"')
+    pytest.importorskip("pydensecrf.densecrf", reason='needs the crf extra: pip install "handseg[crf]"')
     folder = tmp_path / "photos"
     folder.mkdir()
     for path in sample_photos[:2]:

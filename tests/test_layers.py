@@ -21,7 +21,8 @@ LAYERS = [
     # the landmark pipeline in MediaPipe's stages, then the package that gathers them
     {"hands.regions", "hands.channels"},
     {"hands.detector", "hands.landmark_model"},
-    {"hands.tracking", "hands.landmarker"},
+    {"hands.landmarker"},
+    {"hands.tracking"},
     {"hands", "visualize"},
     # between a photo and the network, what a result is, what a model folder holds
     {"processing", "results", "packaging"},

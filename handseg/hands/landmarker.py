@@ -3,14 +3,14 @@ onnxruntime and numpy alone (no mediapipe, no OpenCV).
 
     detector = HandLandmarker()          # the two shipped ONNX files (handseg/hands/models/)
     hands = detector(rgb)                # list[Hand], up to max_hands, most confident first
-    hands = detector.track(rgb, hands)   # video: the last frame's hands say where to look
 
 The pipeline is MediaPipe's (hand_landmark_tracking_cpu, model complexity 0): the image letterboxed to
 192x192 for the palm detector; its SSD anchors decoded, weighted non-maximum suppression, each palm turned
 into a square region rotated so the wrist -> middle knuckle points up (scale 2.6, shift -0.5); that region
 cropped to 224x224 (rounded as OpenCV rounds: `handseg.hands.warp`) for the landmark model; hand presence
 above 0.5 kept; landmarks projected back. Its handedness assumes a mirrored (selfie) image, so it is
-turned round here: `Hand.handedness` is the hand as seen in an ordinary photo.
+turned round here: `Hand.handedness` is the hand as seen in an ordinary photo. Following hands through a
+video's frames is `handseg.hands.tracking`'s.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import numpy as np
 
 from handseg.hands.detector import PalmDetector
 from handseg.hands.landmark_model import LandmarkModel
-from handseg.hands.regions import distinct, enlarged_for_detection, region_from_landmarks
+from handseg.hands.regions import distinct, enlarged_for_detection
 from handseg.hands.topology import Hand
-from handseg.hands.tracking import steadier
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 PALM_MODEL = MODELS_DIR / "palm_detection_lite.onnx"
@@ -59,20 +58,8 @@ class HandLandmarker:
     def __call__(self, image: np.ndarray) -> list[Hand]:
         """The hands in `image` (RGB uint8, H x W x 3), palm detection first."""
         image, factor = enlarged_for_detection(image)
-        hands = [hand for region in self.palm_regions(image) if (hand := self.read_hand(image, region))]
-        return [hand.scaled(1 / factor) for hand in distinct(hands)[: self.max_hands]]
+        return [hand.scaled(1 / factor) for hand in distinct(self.detect(image))[: self.max_hands]]
 
-    def track(self, image: np.ndarray, previous: list[Hand], *, detect: bool = False) -> list[Hand]:
-        """The hands in a video frame: each of the last frame's hands is read again where it was (its region
-        from its landmarks, as MediaPipe tracks); the palm detector runs only when there were none, when one
-        was lost, or when `detect` asks (the caller's cadence, to pick up hands coming into view)."""
-        image, factor = enlarged_for_detection(image)
-        hands = []
-        for before in previous:
-            hand = self.read_hand(image, region_from_landmarks(before.scaled(factor)))
-            if hand is not None:
-                hands.append(steadier(hand, before))
-        if detect or not hands or len(hands) < len(previous):
-            found = [hand for region in self.palm_regions(image) if (hand := self.read_hand(image, region))]
-            hands = distinct(hands + found)
-        return [hand.scaled(1 / factor) for hand in hands[: self.max_hands]]
+    def detect(self, image: np.ndarray) -> list[Hand]:
+        """The hands in the regions where the palm detector finds palms (`image` as enlarged for detection)."""
+        return [hand for region in self.palm_regions(image) if (hand := self.read_hand(image, region))]

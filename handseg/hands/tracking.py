@@ -4,14 +4,11 @@ frames, and a tracked hand's left or right kept steady."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from handseg.hands.landmarker import HandLandmarker
+from handseg.hands.regions import distinct, enlarged_for_detection, region_from_landmarks
 from handseg.hands.topology import Hand
-
-if TYPE_CHECKING:
-    from handseg.hands.landmarker import HandLandmarker
 
 #: In a video, the palm detector runs again every this many frames, to find hands coming into view while
 #: others are tracked.
@@ -33,6 +30,21 @@ def steadier(hand: Hand, before: Hand) -> Hand:
     return hand
 
 
+def track(landmarker: HandLandmarker, image: np.ndarray, previous: list[Hand], *, detect: bool = False) -> list[Hand]:
+    """The hands in a video frame: each of the last frame's hands is read again where it was (its region
+    from its landmarks, as MediaPipe tracks); the palm detector runs only when there were none, when one
+    was lost, or when `detect` asks (the caller's cadence, to pick up hands coming into view)."""
+    image, factor = enlarged_for_detection(image)
+    hands = []
+    for before in previous:
+        hand = landmarker.read_hand(image, region_from_landmarks(before.scaled(factor)))
+        if hand is not None:
+            hands.append(steadier(hand, before))
+    if detect or not hands or len(hands) < len(previous):
+        hands = distinct(hands + landmarker.detect(image))
+    return [hand.scaled(1 / factor) for hand in hands[: landmarker.max_hands]]
+
+
 class HandFinder:
     """Finds the hands of each input of one `iter_segment` call: each on its own, or (`track`: frames of a
     video) where the last frame's were, the palm detector running again when a hand is lost and every
@@ -44,7 +56,7 @@ class HandFinder:
 
     def __call__(self, small: np.ndarray, index: int) -> list[Hand]:
         if self.track and self.last is not None:
-            hands = self.landmarker.track(small, self.last, detect=index % REDETECT_EVERY == 0)
+            hands = track(self.landmarker, small, self.last, detect=index % REDETECT_EVERY == 0)
         else:
             hands = self.landmarker(small)
         if self.track:

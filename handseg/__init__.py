@@ -23,7 +23,7 @@ __version__ = "0.6.0"
 #: Public name -> the module that defines it.
 _NAMES = {
     "backends": ("AUTO", "BACKENDS", "Int8UnavailableError", "X64_EXACT_INT8"),
-    "cli.options": ("model_flag",),
+    "cli.flags": ("model_flag",),
     "crf": ("CRFUnavailableError",),
     "engines": ("HandSegmenter",),
     "export": ("export_onnx", "quantize_int8"),
@@ -95,7 +95,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from handseg import crf, hands, metrics, pretrained, processing, registry, visualize
     from handseg.backends import AUTO, BACKENDS, X64_EXACT_INT8, Int8UnavailableError
-    from handseg.cli.options import model_flag
+    from handseg.cli.flags import model_flag
     from handseg.crf import CRFUnavailableError
     from handseg.engines import HandSegmenter
     from handseg.export import export_onnx, quantize_int8

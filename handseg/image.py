@@ -248,12 +248,25 @@ def png_bytes(picture: np.ndarray) -> bytes:
 
 def refuse_overwriting(paths: Iterable[str | Path], *, overwrite: bool, choice: str = "overwrite=True") -> None:
     """Nothing a user owns is replaced without asking: a FileExistsError naming the first of `paths` that
-    exists, and the `choice` that replaces it, unless `overwrite`."""
+    exists (its `filename`), and the `choice` that replaces it, unless `overwrite`."""
     if overwrite:
         return
     for path in paths:
         if Path(path).exists() or Path(path).is_symlink():
-            raise FileExistsError(f"{path} exists already; handseg does not overwrite without asking: {choice}")
+            raise OutputExistsError(path, choice)
+
+
+class OutputExistsError(FileExistsError):
+    """An output that exists already, refused; `path` is it (a front end may say the choice its own way)."""
+
+    def __init__(self, path: str | Path, choice: str) -> None:
+        super().__init__(exists_message(path, choice))
+        self.path = Path(path)
+
+
+def exists_message(path: str | Path, choice: str) -> str:
+    """The one line that refuses to write over `path`, and what replaces it (`choice`)."""
+    return f"{path} exists already; handseg does not overwrite without asking: {choice}"
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handseg.image import IMAGE_FILE_SUFFIXES, lossy_suffix_problem, written_by_handseg
-from handseg.results import OUTPUT_TAGS, extra_files
+from handseg.results import OUTPUT_TAGS, output_files
 
 if TYPE_CHECKING:
     from handseg.segmenter import Outcome, Segmenter
@@ -68,8 +68,6 @@ def expand_inputs(patterns: Sequence[str], *, recursive: bool = False) -> Inputs
                 subfolders.update({p: p.parent.relative_to(path) for p in found if p.parent != path})
             else:
                 found = sorted(path.iterdir())
-                if any(p.is_dir() and not p.name.startswith(".") for p in found):
-                    unsearched.append(path)
         elif any(ch in pattern for ch in "*?[") and not path.exists():
             found = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
         elif not path.exists() and not path.is_symlink():
@@ -77,7 +75,10 @@ def expand_inputs(patterns: Sequence[str], *, recursive: bool = False) -> Inputs
         else:
             entries.append((path, False))  # a file named on its own is read as it is, whatever its name
             continue
-        entries += [(p, True) for p in found if p.suffix.lower() in known and p.is_file()]
+        files = [(p, True) for p in found if p.suffix.lower() in known and p.is_file()]
+        if not files and path.is_dir() and not recursive and any(p.is_dir() for p in found if p.name[0] != "."):
+            unsearched.append(path)  # looked for only where the folder gave nothing, to say why
+        entries += files
     stems = {(p.parent, p.stem) for p, _ in entries}
     named = {p for p, expanded in entries if not expanded}
     skipped = {
@@ -295,8 +296,9 @@ def plan_run(
         unsearched = " (sub-folders not searched: add --recursive)" if found.unsearched else ""
         raise UsageError(f"no {'images or videos' if videos else 'images'} found in {' '.join(patterns)}{unsearched}")
     planned = plan_outputs(inputs, outputs, overlay_video=overlay_video, subfolders=found.subfolders)
+    kinds = ("mask", *pictures)  # an image's outputs, as `Segmentation.save` writes them; a video's is one file
     outputs_of = {
-        source: [target, *(() if is_video(source) else extra_files(target, pictures))]
+        source: [target] if is_video(source) else [o for kind in kinds for o in output_files(target, kind)]
         for source, target in planned.jobs
     }
     written = [o for files in outputs_of.values() for o in files]

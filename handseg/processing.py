@@ -74,8 +74,8 @@ def working_size(
     """
     if checked_scale(scale) is not None:
         factor = scale
-    elif resolve_max_side(max_side) is not None:
-        factor = min(1.0, max_side / max(height, width))
+    elif (side := resolve_max_side(max_side)) is not None:
+        factor = min(1.0, side / max(height, width))
     else:
         factor = 1.0
     return max(1, round(height * factor)), max(1, round(width * factor))
@@ -194,7 +194,9 @@ def to_full_size(logits: torch.Tensor, working: WorkingImage, *, crf: bool = Fal
     return probability.numpy().astype(np.float32, copy=False)
 
 
-def hands_at_full_size(prepared: Prepared, find: Callable[[np.ndarray], list[Hand]] | None):
+def hands_at_full_size(
+    prepared: Prepared, find: Callable[[np.ndarray], list[Hand]] | None
+) -> list[Hand] | Callable[[], list[Hand]]:
     """The hands of a prepared image in pixels of the full image: those found already, or (`find`) how to
     find them on its working image when first asked for."""
     (height, width), (small_h, small_w) = prepared.working.full_size, prepared.working.small.shape[:2]

@@ -5,7 +5,7 @@ command line writes, a summary to serialise), so front ends don't."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -43,11 +43,6 @@ def output_files(mask_path: str | Path, kind: str) -> list[Path]:
     if kind == "mask":
         return [Path(mask_path)]
     return [sibling(mask_path, kind, suffix) for suffix in OUTPUT_FILES[kind]]
-
-
-def extra_files(mask_path: str | Path, kinds: Iterable[str]) -> list[Path]:
-    """Every file `Segmentation.save(mask_path, **{kind: True})` writes beside the mask, for these kinds."""
-    return [target for kind in kinds for target in output_files(mask_path, kind)]
 
 
 @dataclass(frozen=True, repr=False)

@@ -42,7 +42,7 @@ LAYERS = [
     {"segmenter"},
     # front ends
     {"jobs", "engines", "video"},
-    {"cli", "cli.options", "cli.segment", "cli.ray", "cli.tools", "cli.parser", "ray", "__main__"},
+    {"cli", "cli.flags", "cli.options", "cli.segment", "cli.ray", "cli.tools", "cli.parser", "ray", "__main__"},
 ]
 MODEL_LAYER = {"model", "networks", "networks.blocks", "networks.encoders", "networks.lite_unet",
                "networks.original_unet", "registry", "hub", "packaging"}  # fmt: skip

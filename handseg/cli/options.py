@@ -8,19 +8,11 @@ import warnings
 from pathlib import Path
 
 from handseg.backends import AUTO, BACKENDS
+from handseg.cli.flags import model_flag
 from handseg.image import MAX_PIXELS
 from handseg.packaging import FastPathNotice
-from handseg.processing import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, checked_scale, checked_threshold, resolve_max_side
+from handseg.processing import DEFAULT_MAX_SIDE, DEFAULT_THRESHOLD, checked_scale, checked_threshold
 from handseg.segmenter import Segmenter, SegmenterOptions, checked_batch_size
-
-
-def model_flag() -> argparse.ArgumentParser:
-    """`--model`, for every command that runs or exports a model."""
-    flags = argparse.ArgumentParser(add_help=False)
-    flags.add_argument(
-        "--model", default=None, help="hub folder, repo id or shipped model name (default: the shipped default model)"
-    )
-    return flags
 
 
 def segmenter_flags(*, hand_files: bool = False) -> argparse.ArgumentParser:
@@ -153,7 +145,6 @@ def check_segmenter_flags(args: argparse.Namespace) -> str | None:
     checks = [
         ("--threshold", lambda: checked_threshold(args.threshold)),
         ("--scale", lambda: checked_scale(args.scale)),
-        ("--max-side", lambda: resolve_max_side(args.max_side or None)),  # 0: full size
         ("--batch-size", lambda: checked_batch_size(getattr(args, "batch_size", None))),
     ]
     if args.max_side is not None and args.max_side < 0:

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 import handseg
-from handseg.cli.options import model_flag, run_flags, segmenter_flags
+from handseg.cli.flags import model_flag
+from handseg.cli.options import run_flags, segmenter_flags
 from handseg.cli.ray import cmd_ray
 from handseg.cli.segment import cmd_segment
 from handseg.cli.tools import cmd_convert, cmd_export, cmd_models

@@ -9,7 +9,7 @@ from handseg import pretrained
 from handseg.cli.options import error
 from handseg.convert import CheckpointError, convert_checkpoint
 from handseg.export import export_onnx, quantize_int8
-from handseg.image import IMAGE_FILE_SUFFIXES, refuse_overwriting
+from handseg.image import IMAGE_FILE_SUFFIXES, OutputExistsError, exists_message, refuse_overwriting
 from handseg.jobs import UsageError, expand_inputs
 from handseg.pretrained import NoDefaultModelError, available_models, model_summary
 from handseg.segmenter import load_model
@@ -67,8 +67,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         model = convert_checkpoint(args.checkpoint, args.out_dir, overwrite=args.overwrite)
     except CheckpointError as exc:
         return error(str(exc))
-    except FileExistsError as exc:
-        return error(str(exc).replace("save_pretrained(..., overwrite=True)", "--overwrite"))
+    except OutputExistsError as exc:
+        return error(exists_message(exc.path, "--overwrite replaces it"))
     params = sum(p.numel() for p in model.parameters())
     print(f"converted {args.checkpoint} -> {args.out_dir} ({params / 1e6:.2f} M parameters)")
     return 0

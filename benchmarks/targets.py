@@ -1,11 +1,13 @@
 """The default model's targets, side by side for several models: false alarms on hand-free photos,
 the held-out test split, val dice per source, and CPU time.
 
-    python benchmarks/targets.py [--models A,B,...] [--backends torch,bf16,int8] [--data ../shared/data]
-                                 [--runs 9] [--json out.json]
+    python benchmarks/targets.py [--models A,B,...] [--backends torch,bf16,int8] [--masks confirmed,raw]
+                                 [--data ../shared/data] [--runs 9] [--json out.json]
 
 Models default to every model shipped in the package, each run with every backend in --backends (default
-torch: the float model; a backend a model lacks, such as int8 without its int8 file, is skipped). Rows:
+torch: the float model; a backend a model lacks, such as int8 without its int8 file, is skipped), and each
+mask in --masks: `confirmed` (the default, `verify=True`: every region a hand the landmark model confirms)
+and `raw` (`verify=False`: the network's mask as it is). Rows:
 - hand-free val photos (negatives, 56): mean share of pixels marked as hand, photos with more than 1%
   marked, and the same per kind (UTKFace face crops, portraits, rooms);
 - `hand_free_scenes` test split (41 hand-free photos from sources training never sees): mean share marked
@@ -22,6 +24,8 @@ torch: the float model; a backend a model lacks, such as int8 without its int8 f
 - HGR val dice against hand-only labels (its forearms cut at the wrist by `train.labels.LabelPolicy`,
   the band at the wrist not scored: the default model's label policy, as `train.evaluate --label-policy
   hand` scores it) beside HGR's own hand-plus-forearm labels;
+- hands: hand-free photos (val and test) with a hand found or confirmed on them; the share of the mask's
+  pixels that belong to a hand with landmarks (egohands val, `luthaihoc_ego` test);
 - median ms of `handseg.segment` on a 1918x1280 JPEG on this CPU (default threads; benchmarks/speed.py
   has the full speed table).
 With more than one backend, a second table: each backend's difference from the float model (torch) on
@@ -67,15 +71,42 @@ def cpu_ms(segmenter: handseg.Segmenter, data: Path, runs: int) -> float:
     return statistics.median(time_ms(lambda p: segmenter(p).mask, frames, runs))
 
 
-def figures(model_path: str, data: Path, runs: int, backend: str = "torch") -> dict:
-    segmenter = handseg.Segmenter(model_path, device="cpu", backend=backend)
+class Recorded:
+    """A Segmenter that notes, for each image it segments, how many hands it holds and how much of the mask
+    belongs to one (the masks scored in the same order)."""
+
+    def __init__(self, segmenter: handseg.Segmenter) -> None:
+        self.segmenter, self.notes = segmenter, []
+
+    def __call__(self, image, **options) -> handseg.Segmentation:
+        result = self.segmenter(image, **options)
+        marked = int(result.mask.sum())
+        unexplained = int(result.unexplained.sum()) if result.unexplained is not None else marked
+        self.notes.append({"hands": len(result.hands), "marked": marked, "on_a_hand": marked - unexplained})
+        return result
+
+
+def on_a_hand(rows: list[dict], notes: list[dict], source: str) -> float:
+    """The share of the mask's pixels (all photos of `source` with hands, pooled) that belong to a hand."""
+    picked = [n for r, n in zip(rows, notes, strict=True) if r["source"] == source and not r["hand_free"]]
+    return sum(n["on_a_hand"] for n in picked) / max(1, sum(n["marked"] for n in picked))
+
+
+def figures(model_path: str, data: Path, runs: int, backend: str = "torch", verify: bool = True) -> dict:
+    segmenter = Recorded(handseg.Segmenter(model_path, device="cpu", backend=backend, verify=verify))
     split = load_split(data, sources=[*VAL_SOURCES, "luthaihoc_ego", "hand_free_scenes"])
     val_rows = score_dataset(segmenter, split.val)
+    val_notes, segmenter.notes = segmenter.notes, []
     val = summarize(val_rows)
     blind = summarize(
         score_dataset(handseg.Segmenter(model_path, device="cpu", backend=backend, hands=False), split.val)
     )
-    test = summarize(score_dataset(segmenter, split.test))
+    test_rows = score_dataset(segmenter, split.test)
+    test_notes, segmenter.notes = segmenter.notes, []
+    test = summarize(test_rows)
+    hand_free_with_hands = sum(
+        n["hands"] > 0 for r, n in zip([*val_rows, *test_rows], [*val_notes, *test_notes]) if r["hand_free"]
+    )
     hand_only_policy = LabelPolicy.hand_only(FOREARM_SOURCES)
     hand_only = summarize(score_dataset(segmenter, split.val, policy=hand_only_policy))
     hand_free = [r for r in val_rows if r["hand_free"]]
@@ -94,7 +125,13 @@ def figures(model_path: str, data: Path, runs: int, backend: str = "torch") -> d
         "hands_over_faces_dice": hands_over_faces_dice(segmenter, composites(data)),
         "val_dice_no_landmarks": {s: v["dice"] for s, v in blind["per_source"].items() if v["n"]}
         | {"all": blind["overall"]["dice"]},
-        "cpu_ms_1918x1280": cpu_ms(segmenter, data, runs) if runs else None,
+        "hand_free_photos_with_a_hand": hand_free_with_hands,
+        "hand_free_photos": sum(r["hand_free"] for r in [*val_rows, *test_rows]),
+        "mask_on_a_hand": {
+            "egohands val": on_a_hand(val_rows, val_notes, "egohands"),
+            "luthaihoc_ego test": on_a_hand(test_rows, test_notes, "luthaihoc_ego"),
+        },  # fmt: skip
+        "cpu_ms_1918x1280": cpu_ms(segmenter.segmenter, data, runs) if runs else None,
     }
 
 
@@ -118,6 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated hub folders (default: every shipped model)")
     parser.add_argument("--backends", default="torch", help="comma-separated backends (default: torch)")
+    parser.add_argument(
+        "--masks", default="confirmed", help="comma-separated: confirmed (verify=True), raw (verify=False)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=9, help="timed runs for the CPU figure (0: no timing)")
     parser.add_argument("--json", type=Path)
@@ -125,20 +165,23 @@ def main() -> None:
     paths = (
         args.models.split(",") if args.models else [str(handseg.pretrained_path(n)) for n in handseg.available_models()]
     )
-    backends = args.backends.split(",")
+    backends, masks = args.backends.split(","), args.masks.split(",")
+    if unknown := set(masks) - {"confirmed", "raw"}:
+        parser.error(f"--masks: {', '.join(sorted(unknown))} is not confirmed or raw")
     results = {}
     for path in paths:
         for backend in backends:
-            print(f"scoring {path} ({backend}) ...", file=sys.stderr, flush=True)
-            try:
-                results[(path, backend)] = figures(path, args.data, args.runs, backend)
-            except (handseg.Int8UnavailableError, ImportError) as exc:
-                print(f"skipped: {exc}", file=sys.stderr)
+            for kind in masks:
+                print(f"scoring {path} ({backend}, {kind}) ...", file=sys.stderr, flush=True)
+                try:
+                    results[(path, backend, kind)] = figures(path, args.data, args.runs, backend, kind == "confirmed")
+                except (handseg.Int8UnavailableError, ImportError) as exc:
+                    print(f"skipped: {exc}", file=sys.stderr)
     models = list(results)
 
-    def label(path: str, backend: str) -> str:
+    def label(path: str, backend: str, kind: str) -> str:
         name = Path(path).name if Path(path).name not in ("best", "last") else "/".join(Path(path).parts[-2:])
-        return name if len(backends) == 1 else f"{name} ({backend})"
+        return " ".join([name, *([f"({backend})"] if len(backends) > 1 else []), *([kind] if len(masks) > 1 else [])])
 
     names = [label(*m) for m in models]
 
@@ -189,11 +232,19 @@ def main() -> None:
         "val dice with no landmarks given (hands=False): egohands / hgr / handphotos / all",
         lambda r: " / ".join(f"{r['val_dice_no_landmarks'][s]:.3f}" for s in ("egohands", "hgr", "handphotos", "all")),
     )
+    row(
+        "hand-free photos (val and test) with a hand found or confirmed on them",
+        lambda r: f"{r['hand_free_photos_with_a_hand']} of {r['hand_free_photos']}",
+    )
+    row(
+        "share of the mask on a hand with landmarks: egohands val / `luthaihoc_ego` test",
+        lambda r: f"{r['mask_on_a_hand']['egohands val']:.2f} / {r['mask_on_a_hand']['luthaihoc_ego test']:.2f}",
+    )
     if args.runs:
         row("`handseg.segment`, 1918x1280 JPEG, CPU median ms", lambda r: f"{r['cpu_ms_1918x1280']:.0f}")
-    faster = [(p, b) for p, b in models if b != "torch" and (p, "torch") in results]
+    faster = [(p, b, k) for p, b, k in models if b != "torch" and (p, "torch", k) in results]
     if faster:
-        differences = {m: bar_differences(results[m], results[(m[0], "torch")]) for m in faster}
+        differences = {m: bar_differences(results[m], results[(m[0], "torch", m[2])]) for m in faster}
         print()
         print("| difference from the float model (torch) | " + " | ".join(label(*m) for m in faster) + " |")
         print("|---|" + "---:|" * len(faster))
@@ -211,7 +262,7 @@ def main() -> None:
         )
     )
     if args.json:
-        args.json.write_text(json.dumps({f"{p} ({b})": r for (p, b), r in results.items()}, indent=2))
+        args.json.write_text(json.dumps({f"{p} ({b}, {k})": r for (p, b, k), r in results.items()}, indent=2))
 
 
 if __name__ == "__main__":

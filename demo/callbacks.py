@@ -128,12 +128,12 @@ def _hands_markdown(result: handseg.Segmentation) -> str:
     for number, hand in enumerate(result.hands, start=1):
         name, (r, g, b) = hand_color(number - 1, hand.handedness)
         swatch = f'<span style="color: rgb({r}, {g}, {b})">■</span> {name}'
-        if hand.handedness is None:
-            lines.append(f"{number}. {swatch}: marked, but near no hand the landmark model found: {hand.pixels} px")
-        else:
-            lines.append(
-                f"{number}. {swatch}: **{hand.handedness}** hand (presence {hand.score:.2f}): {hand.pixels} px"
-            )
+        how = "confirmed on the mask" if hand.confirmed else "presence"
+        lines.append(f"{number}. {swatch}: **{hand.handedness}** hand ({how} {hand.score:.2f}): {hand.pixels} px")
+    if (unexplained := result.unexplained) is not None and unexplained.any():
+        name, (r, g, b) = hand_color(len(result.hands), None)
+        swatch = f'<span style="color: rgb({r}, {g}, {b})">■</span> {name}'
+        lines.append(f"{swatch}: marked, but no hand found or confirmed there: {int(unexplained.sum())} px")
     return "\n".join(lines)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from handseg.hands import BONES, PALM, Hand, hand_size, landmarks_box
+from handseg.hands import Hand, landmarks_box
+from handseg.hands.labels import label_hands
 from handseg.image import resize_rgb, save_image, whole_files
 from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, overlay, side_by_side
 
@@ -47,15 +48,15 @@ def output_files(mask_path: str | Path, kind: str) -> list[Path]:
 
 @dataclass(frozen=True, repr=False)
 class SegmentedHand:
-    """One hand of a Segmentation: its pixels of the mask, and what the landmark model says of it.
-    A `handedness` of None gathers mask pixels that no detected hand explains (a hand the detector
-    missed, or something that is not a hand): every pixel of the mask belongs to exactly one entry."""
+    """One hand of a Segmentation: its pixels of the mask, and what the landmark model says of it."""
 
     mask: np.ndarray  #: bool (H, W)
-    handedness: str | None  #: "left" or "right", as seen in an ordinary (unmirrored) photo; None: unknown
-    score: float | None  #: hand presence, 0.5 to 1 (None for the unknown entry)
-    landmarks: np.ndarray | None  #: float32 (21, 3) in pixels of the image (`handseg.hands.LANDMARK_NAMES`)
-    handedness_score: float | None = None
+    handedness: str  #: "left" or "right", as seen in an ordinary (unmirrored) photo
+    score: float  #: hand presence, 0.5 to 1
+    landmarks: np.ndarray  #: float32 (21, 3) in pixels of the image (`handseg.hands.LANDMARK_NAMES`)
+    handedness_score: float  #: how sure the side is, 0.5 to 1 (`handseg.hands.handedness`)
+    #: Found by the landmark model confirming a region of the mask (no palm detected there).
+    confirmed: bool = False
 
     def __repr__(self) -> str:
         return f"SegmentedHand({self.handedness}, {self.pixels} px, score={self.score})"
@@ -65,20 +66,21 @@ class SegmentedHand:
         return int(self.mask.sum())
 
     @property
-    def box(self) -> tuple[float, float, float, float] | None:
-        """(x0, y0, x1, y1): the landmarks' bounding box in pixels (None for the unknown entry)."""
-        return None if self.landmarks is None else landmarks_box(self.landmarks)
+    def box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): the landmarks' bounding box in pixels."""
+        return landmarks_box(self.landmarks)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: handedness, scores, pixel count, box and the 21 landmarks as [x, y, z]."""
-        landmarks = None if self.landmarks is None else [[round(float(v), 2) for v in p] for p in self.landmarks]
+        """JSON-ready: handedness, scores, pixel count, box, the 21 landmarks as [x, y, z], and whether
+        the hand was confirmed on the mask rather than found by the palm detector."""
         return {
             "handedness": self.handedness,
-            "score": None if self.score is None else round(self.score, 4),
-            "handedness_score": None if self.handedness_score is None else round(self.handedness_score, 4),
+            "score": round(self.score, 4),
+            "handedness_score": round(self.handedness_score, 4),
             "pixels": self.pixels,
-            "box": None if self.box is None else [round(v, 1) for v in self.box],
-            "landmarks": landmarks,
+            "box": [round(v, 1) for v in self.box],
+            "landmarks": [[round(float(v), 2) for v in p] for p in self.landmarks],
+            "confirmed": self.confirmed,
         }
 
 
@@ -87,7 +89,9 @@ class Segmentation:
     """The result for one image, at the image's original (displayed) size."""
 
     mask: np.ndarray  #: bool (H, W): True where a hand is
-    probability: np.ndarray  #: float32 (H, W): hand probability in [0, 1]
+    #: float32 (H, W): the network's hand probability in [0, 1]; with hands confirmed, the mask is where it
+    #: exceeds the threshold on a confirmed hand (`verified`).
+    probability: np.ndarray
     model: str | None = None  #: the model that made it: a shipped model's name, a folder or a repo id
     backend: str | None = None  #: how it ran: "torch", "bf16", "onnx" or "int8" (`handseg.BACKENDS`)
     #: The full-size RGB image, or how to decode it when first asked (a reduced JPEG decode fed the network).
@@ -97,6 +101,8 @@ class Segmentation:
     _hands: list[Hand] | Callable[[], list[Hand]] | None = field(default=None)
     #: The file it was read from, where the input was a path (so outputs renamed apart can be traced back).
     source: str | None = None
+    #: `hand_labels`, where they decided the mask (hands confirmed: `Segmenter(verify=True)`).
+    _labels: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         height, width = self.mask.shape
@@ -129,34 +135,49 @@ class Segmentation:
         """Share of the image's pixels marked as hand."""
         return float(self.mask.mean())
 
+    @property
+    def verified(self) -> bool:
+        """Whether the mask holds confirmed hands only: every marked pixel belongs to one of `hands`."""
+        return self._labels is not None
+
     @cached_property
     def hand_labels(self) -> np.ndarray:
-        """uint8 (H, W): 0 background, i + 1 on the pixels of `hands[i]` (worked out on first use)."""
+        """uint8 (H, W): 0 background, i + 1 on the pixels of `hands[i]`, and (hands not confirmed) N + 1 on
+        marked pixels no hand explains (`unexplained`); worked out on first use."""
+        if self._labels is not None:
+            return self._labels
         return label_hands(self.mask, [hand.landmarks for hand in self.detected or []])
 
     @cached_property
     def hands(self) -> list[SegmentedHand]:
-        """The mask split by hand: one entry per detected hand (most present first), then, when some mask
-        pixels are near no detected hand, one entry of unknown handedness for them. Together the entries'
-        masks are the mask. Empty where the landmark stage did not run (`hands=False`)."""
+        """The hands, one entry per hand (most present first; then those confirmed on the mask), each with
+        its pixels of the mask, landmarks and side. With hands confirmed (`verified`) their masks together
+        are the mask. Empty where the landmark stage did not run (`hands=False`)."""
         if self.detected is None:
             return []
-        labels, found = self.hand_labels, self.detected
-        entries = [
-            SegmentedHand(labels == i + 1, hand.handedness, hand.score, hand.landmarks, hand.handedness_score)
-            for i, hand in enumerate(found)
+        labels = self.hand_labels
+        return [
+            SegmentedHand(
+                labels == i + 1, hand.handedness, hand.score, hand.landmarks, hand.handedness_score, hand.confirmed
+            )  # fmt: skip
+            for i, hand in enumerate(self.detected)
         ]
-        rest = labels == len(found) + 1
-        if rest.any():
-            entries.append(SegmentedHand(rest, None, None, None))
-        return entries
+
+    @property
+    def unexplained(self) -> np.ndarray | None:
+        """bool (H, W): marked pixels that no hand explains (a hand nobody found, or something that is not a
+        hand); all False with hands confirmed, which drops them; None where hands were not looked for."""
+        if self.detected is None:
+            return None
+        return self.hand_labels == len(self.detected) + 1
 
     def plot(self, opacity: float = 0.5) -> np.ndarray:
         """uint8 (H, W, 3): the image with each hand in its own colour, its skeleton, and L or R at its wrist
-        (pixels no detected hand explains in yellow); the overlay's colour where hands were not looked for."""
+        (pixels no hand explains in yellow); the overlay's colour where hands were not looked for."""
         if self.detected is None:
             return self.overlay(opacity=opacity)
-        return draw_hands(self.image, self.hand_labels, [(h.handedness, h.landmarks) for h in self.hands], opacity)
+        hands: list[tuple[str | None, np.ndarray | None]] = [(h.handedness, h.landmarks) for h in self.hands]
+        return draw_hands(self.image, self.hand_labels, [*hands, (None, None)], opacity)
 
     def overlay(self, color: str | tuple[int, int, int] = DEFAULT_OVERLAY_COLOR, opacity: float = 0.5) -> np.ndarray:
         """uint8 (H, W, 3): the image with the hands tinted in `color` at `opacity` (0..1)."""
@@ -217,7 +238,8 @@ class Segmentation:
     def to_dict(self) -> dict[str, Any]:
         """What the result says, as JSON-ready values (no pixels: `save` writes those): the source file
         (None where the input was not a path), size, hand share, model, backend and, where hands were looked
-        for, each hand (`SegmentedHand.to_dict`), label i + 1 of `hand_labels` being `hands[i]`."""
+        for, whether they were confirmed, each hand (`SegmentedHand.to_dict`), label i + 1 of `hand_labels`
+        being `hands[i]`, and how many marked pixels no hand explains."""
         height, width = self.mask.shape
         summary = {
             "source": self.source,
@@ -229,56 +251,7 @@ class Segmentation:
             "backend": self.backend,
         }
         if self.detected is not None:
+            summary["verified"] = self.verified
             summary["hands"] = [hand.to_dict() for hand in self.hands]
+            summary["unexplained_pixels"] = int(self.unexplained.sum())
         return summary
-
-
-def label_hands(mask: np.ndarray, hands: list[np.ndarray], *, reach: float = 1.5, grid: int = 160) -> np.ndarray:
-    """uint8 (H, W): 0 where `mask` is False; else 1..N, the hand (landmarks in `mask`'s pixels) whose
-    skeleton is nearest in hand sizes, or N + 1 where no hand's skeleton is within `reach` hand sizes
-    (a hand the detector missed, or something that is not a hand). Worked out on a grid of at most `grid`
-    cells a side, which is enough to part two hands, then read at full size."""
-    height, width = mask.shape
-    if not hands:
-        return mask.astype(np.uint8)
-    step = max(1.0, max(height, width) / grid)
-    gh, gw = max(1, round(height / step)), max(1, round(width / step))
-    row = np.minimum((np.arange(height) * gh) // height, gh - 1)  # each pixel row's grid row
-    column = np.minimum((np.arange(width) * gw) // width, gw - 1)
-    # Only cells holding some mask are measured (hands cover a small part of most photos). Rows are
-    # OR-ed 8 pixels to a byte: a reduction over bools a byte each took 5x as long.
-    bands = np.bitwise_or.reduceat(np.packbits(mask, axis=1), np.searchsorted(row, np.arange(gh)), axis=0)
-    bands = np.unpackbits(bands, axis=1, count=width).view(bool)
-    occupied = np.logical_or.reduceat(bands, np.searchsorted(column, np.arange(gw)), axis=1)
-    cy, cx = np.nonzero(occupied)
-    cells = np.stack([(cx + 0.5) * width / gw, (cy + 0.5) * height / gh], axis=1)
-    distances = np.stack([_skeleton_distance(cells, points) / hand_size(points) for points in hands], axis=1)
-    grid_labels = np.zeros((gh, gw), np.uint8)
-    if len(cells):
-        nearest = distances.argmin(axis=1)
-        grid_labels[cy, cx] = np.where(distances.min(axis=1) <= reach, nearest + 1, len(hands) + 1)
-    # Rows first (a small gather), then columns repeated, then the mask as an in-place product: no
-    # full-size index arrays or boolean selections.
-    labels = np.repeat(grid_labels[row], np.bincount(column, minlength=gw), axis=1)
-    labels *= mask
-    return labels
-
-
-def _skeleton_distance(cells: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Each cell's distance (pixels) to the nearest bone of one hand, or to its palm's inside (0)."""
-    # x and y apart, as (cells, bones) arrays: numpy is slow over a trailing axis of two.
-    x, y = cells[:, 0:1], cells[:, 1:2]
-    x0, y0 = points[[a for a, _ in BONES], 0][None], points[[a for a, _ in BONES], 1][None]
-    dx, dy = points[[b for _, b in BONES], 0][None] - x0, points[[b for _, b in BONES], 1][None] - y0
-    t = np.clip(((x - x0) * dx + (y - y0) * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0, 1)
-    distance = np.sqrt(((x0 + t * dx - x) ** 2 + (y0 + t * dy - y) ** 2).min(axis=1))
-    inside = _inside_polygon(cells, points[list(PALM), :2])
-    return np.where(inside, 0.0, distance)
-
-
-def _inside_polygon(cells: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    x, y = cells[:, 0:1], cells[:, 1:2]
-    x0, y0 = polygon[:, 0][None], polygon[:, 1][None]
-    x1, y1 = np.roll(polygon[:, 0], -1)[None], np.roll(polygon[:, 1], -1)[None]
-    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / np.where(y1 != y0, y1 - y0, 1e-9) + x0)
-    return crosses.sum(axis=1) % 2 == 1

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
+import numpy as np
 import torch
+from PIL import Image
 
 from handseg.backends import (
     AUTO,
@@ -37,6 +40,7 @@ from handseg.backends import (
 )
 from handseg.crf import CRFUnavailableError
 from handseg.hands import HandLandmarker, landmarks_unavailable
+from handseg.hands.labels import label_hands
 from handseg.hands.tracking import HandFinder
 from handseg.hardware import cpu_threads
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
@@ -51,6 +55,7 @@ from handseg.processing import (
     checked_threshold,
     hands_at_full_size,
     prepare,
+    probability_from_logits,
     resolve_max_side,
     to_full_size,
 )
@@ -74,6 +79,7 @@ class SegmenterOptions(TypedDict, total=False):
     scale: float | None
     max_pixels: int
     hands: bool
+    verify: bool
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,11 @@ class Segmenter:
     `hands` (one mask per hand, left or right) and a model that reads landmarks gets them; for a model that
     does not read them, only when a result's hands are first asked for. False: the mask alone, faster for
     a model that reads landmarks (it then reads none, as where no hand is found).
+    `verify` (with `hands`): the mask holds hands only. Each region of the network's mask is kept where a
+    found hand explains it or the landmark model confirms a hand on it (`handseg.hands.confirm`), up to
+    the hand's wrist; the rest is dropped (flowers, faces, forearms). Every marked pixel then belongs to
+    one of the result's `hands`. False: the network's mask as it is, pixels no hand explains in the
+    result's `unexplained`.
     """
 
     def __init__(
@@ -134,6 +145,7 @@ class Segmenter:
         scale: float | None = None,
         max_pixels: int = MAX_PIXELS,
         hands: bool = True,
+        verify: bool = True,
     ) -> None:
         check_request(model, backend, compile)
         if max_pixels < 1:
@@ -148,6 +160,8 @@ class Segmenter:
             # The mask does not need them: say so once and go on without (a model that reads them reads none).
             self.hands, self._hands_notice = False, f"{reason}; segmenting without them (no per-hand masks)"
             warnings.warn(self._hands_notice, FastPathNotice, stacklevel=2)
+        #: Whether each region of the mask must be a hand the landmark model confirms (needs `hands`).
+        self.verify = verify and self.hands
         self._request = (backend, compile)
         if is_onnx_file(model):
             self.model, self.name = None, str(model)
@@ -220,7 +234,8 @@ class Segmenter:
         reads = ""
         if self.hand_inputs:
             reads = ", reads hand landmarks" if self.hands else ", hand landmarks off"
-        return f"{self.name or 'model'}: {self.backend} on {where}, {size}{reads}"
+        verified = ", hands confirmed" if self.verify else ""
+        return f"{self.name or 'model'}: {self.backend} on {where}, {size}{reads}{verified}"
 
     def default_batch_size(self) -> int:
         """8 on a GPU; 1 on a CPU, where batching measured slower per frame (benchmarks/stages.py)."""
@@ -295,8 +310,9 @@ class Segmenter:
         pending: list[tuple[int, ImageInput, Prepared]] = []
         landmarker, hand_inputs = self.landmarker, self.hand_inputs
         finder = HandFinder(landmarker, track) if landmarker is not None else None
-        # Hands are found before the network where it reads them; else only when a result's hands are asked for.
-        eager = finder is not None and hand_inputs > 0
+        # Hands are found before the network where it reads them or they confirm the mask; else only when a
+        # result's hands are first asked for.
+        eager = finder is not None and (hand_inputs > 0 or self.verify)
 
         def flush() -> Iterator[tuple[int, Segmentation]]:
             runner = self.runner
@@ -307,12 +323,26 @@ class Segmenter:
                 # The full image: decoded already, or decoded from the source when first asked for.
                 full = working.full
                 image = full if full is not None else partial(load_image, source, max_pixels=self.max_pixels)
-                hands = None
-                if finder is not None:
+                mask = probability > threshold
+                hands, labels = None, None
+                if self.verify:
+                    small_mask = probability_from_logits(logit[None].float())[0].numpy() > threshold
+                    confirmed, kept = landmarker.confirm(small_mask, working.small, prepared.hands)
+                    hands = hands_at_full_size(replace(prepared, hands=confirmed), None)
+                    mask &= at_size(kept, mask.shape)
+                    # Every kept pixel is its nearest hand's, unless it lies behind that hand's wrist.
+                    labels = label_hands(mask, [h.landmarks for h in hands], reach=math.inf, cut_at_wrist=True)
+                    labels[labels > len(hands)] = 0
+                    mask = labels > 0
+                elif finder is not None:
                     hands = hands_at_full_size(prepared, None if eager else partial(finder, index=index))
                 path = str(source) if isinstance(source, str | Path) else None
-                mask = probability > threshold
-                yield index, Segmentation(mask, probability, self.name, runner.backend, image, hands, source=path)
+                yield (
+                    index,
+                    Segmentation(
+                        mask, probability, self.name, runner.backend, image, hands, source=path, _labels=labels
+                    ),
+                )
             pending.clear()
 
         for index, source in enumerate(images):
@@ -333,6 +363,15 @@ class Segmenter:
             pending.append((index, source, prepared))
         if pending:
             yield from flush()
+
+
+def at_size(kept: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask of whole regions at the working size, at full size (H, W): grown by a pixel first, so
+    the full-size mask's edges, which the working size rounds, stay inside the regions they belong to."""
+    from scipy import ndimage
+
+    grown = ndimage.binary_dilation(kept, iterations=1)
+    return np.asarray(Image.fromarray(grown).resize(size[::-1], Image.NEAREST))
 
 
 def checked_batch_size(batch_size: int | None) -> int | None:

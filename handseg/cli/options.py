@@ -66,8 +66,8 @@ def segmenter_flags(*, hand_files: bool = False) -> argparse.ArgumentParser:
         dest="hands",
         action="store_false",
         default=None,
-        help="skip the hand landmark stage (which runs where the model reads landmarks, or --hands asks for "
-        "each hand): the mask alone, faster; a model that reads landmarks then reads none",
+        help="skip the hand landmark stage: the network's mask alone, faster, unconfirmed (as --no-verify); "
+        "a model that reads landmarks then reads none",
     )
     if hand_files:
         hands.add_argument(
@@ -78,6 +78,13 @@ def segmenter_flags(*, hand_files: bool = False) -> argparse.ArgumentParser:
             help="also save <stem>_hands.png (0 background, 1..N: each hand's pixels) and <stem>_hands.json (per "
             "hand: left or right, score, landmarks, pixels)",
         )
+    group.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="keep the network's mask as it is: by default each region of it is kept only where a hand is "
+        "found or the landmark model confirms one (dropping faces, flowers and forearms)",
+    )
     group.add_argument(
         "--max-pixels",
         type=int,
@@ -129,6 +136,7 @@ def segmenter_options(args: argparse.Namespace) -> SegmenterOptions:
         scale=args.scale,
         max_pixels=args.max_pixels,
         hands=args.hands is not False,
+        verify=args.verify,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from handseg.hands.handedness import decided_side
 from handseg.hands.topology import Hand
 from handseg.hands.warp import crop
 
@@ -36,6 +37,6 @@ class LandmarkModel:
         points[:, 2] = raw[:, 2] * (side / LANDMARK_INPUT_SIZE) / 0.4  # MediaPipe's normalize_z
         # The model's handedness score is for "left" in a mirrored (selfie) image: the right hand as photographed.
         right = float(named["Identity_2"].reshape(-1)[0])
-        handedness, confidence = ("right", right) if right >= 0.5 else ("left", 1.0 - right)
+        handedness, confidence = decided_side(points, right, image.shape[:2])
         palm = region[4] if len(region) > 4 else None
-        return Hand(points, handedness, confidence, presence, palm, (cx, cy, side, rotation))
+        return Hand(points, handedness, confidence, presence, palm, (cx, cy, side, rotation), classifier_right=right)

@@ -9,7 +9,8 @@ The pipeline is MediaPipe's (hand_landmark_tracking_cpu, model complexity 0): th
 into a square region rotated so the wrist -> middle knuckle points up (scale 2.6, shift -0.5); that region
 cropped to 224x224 (rounded as OpenCV rounds: `handseg.hands.warp`) for the landmark model; hand presence
 above 0.5 kept; landmarks projected back. Its handedness assumes a mirrored (selfie) image, so it is
-turned round here: `Hand.handedness` is the hand as seen in an ordinary photo. Following hands through a
+turned round here, then weighed with what the landmarks say (`handseg.hands.handedness`): `Hand.handedness`
+is the hand as seen in an ordinary photo. Following hands through a
 video's frames is `handseg.hands.tracking`'s.
 """
 
@@ -18,7 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from handseg.hands.confirm import confirm_hands
 from handseg.hands.detector import PalmDetector
 from handseg.hands.landmark_model import LandmarkModel
 from handseg.hands.regions import distinct, enlarged_for_detection
@@ -59,6 +62,19 @@ class HandLandmarker:
         """The hands in `image` (RGB uint8, H x W x 3), palm detection first."""
         image, factor = enlarged_for_detection(image)
         return [hand.scaled(1 / factor) for hand in distinct(self.detect(image))[: self.max_hands]]
+
+    def confirm(self, mask: np.ndarray, image: np.ndarray, hands: list[Hand]) -> tuple[list[Hand], np.ndarray]:
+        """(hands, kept): `hands` (found in `image`) and the hands the landmark model confirms on the regions
+        of `mask` (bool, `image`'s size) that they do not explain, and the mask's pixels that are hands
+        (`handseg.hands.confirm`)."""
+        enlarged, factor = enlarged_for_detection(image)
+        if factor == 1.0:
+            return confirm_hands(mask, image, hands, self.read_hand)
+        size = enlarged.shape[1::-1]
+        large = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+        confirmed, kept = confirm_hands(large, enlarged, [hand.scaled(factor) for hand in hands], self.read_hand)
+        kept = np.asarray(Image.fromarray(kept).resize(mask.shape[::-1], Image.NEAREST)) & mask
+        return [hand.scaled(1 / factor) for hand in confirmed], kept
 
     def detect(self, image: np.ndarray) -> list[Hand]:
         """The hands in the regions where the palm detector finds palms (`image` as enlarged for detection)."""

@@ -47,11 +47,15 @@ class Hand:
 
     landmarks: np.ndarray  #: float32 (21, 3)
     handedness: str  #: "left" or "right": whose hand, as seen in an unmirrored photo
-    handedness_score: float  #: the landmark model's confidence in `handedness`, 0.5 to 1
+    handedness_score: float  #: how sure `handedness` is, 0.5 to 1 (`handseg.hands.handedness.decided_side`)
     score: float  #: hand presence, 0.5 to 1
     palm_score: float | None = None  #: the palm detector's score (None when tracked from the last frame)
     #: The region the landmarks were read in: center (x, y), side, rotation (radians), in pixels.
     region: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)
+    #: Found by confirming a region of the mask (`handseg.hands.confirm`), where no palm was detected.
+    confirmed: bool = False
+    #: The landmark model's own classifier: its chance that this is a right hand (before the geometry).
+    classifier_right: float = 0.5
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -64,4 +68,5 @@ class Hand:
         points = self.landmarks * np.array([factor_x, fy, factor_x], np.float32)
         cx, cy, side, rotation = self.region
         return Hand(points, self.handedness, self.handedness_score, self.score, self.palm_score,
-                    (cx * factor_x, cy * fy, side * factor_x, rotation))  # fmt: skip
+                    (cx * factor_x, cy * fy, side * factor_x, rotation), self.confirmed,
+                    self.classifier_right)  # fmt: skip

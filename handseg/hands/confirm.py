@@ -1,0 +1,166 @@
+"""Each region of a mask confirmed as a hand by the landmark model, or dropped.
+
+The segmentation network marks what looks like skin; the palm detector misses hands (seen from above,
+cut by the frame, half hidden). A connected region of the mask is kept whole where a found hand lies on it
+(at least `ON_REGION` of its landmarks), except its parts farther than `FAR` hand sizes from every found
+hand (a face the hand touches), which are regions of their own. Every other region is shown to the
+landmark model on its own: a square crop around it, turned so its principal axis points up (as the model
+expects a hand, wrist down), the end that leaves the frame or the lighter end taken as the wrist first,
+then the other way, then across. Where the model reads a hand lying on the region, the region is kept
+and that hand joins the found ones (`Hand.confirmed`) with its landmarks and side, read once more from its
+own landmarks as MediaPipe tracks; a region still largely unexplained by it (two hands touching) is read
+again for a second hand. Regions nothing confirms are not hands: dropped.
+
+The cost is bounded: at most `MAX_REGIONS` regions are read, the largest first, at most
+`READS_PER_REGION` crops each; regions under `MIN_REGION_SHARE` of the image are dropped unread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from handseg.hands.labels import REACH, label_hands, skeleton_distance
+from handseg.hands.regions import distinct, normalized_angle, region_from_landmarks
+from handseg.hands.topology import Hand, hand_size
+
+MAX_REGIONS = 4  #: regions read at most, the largest first
+READS_PER_REGION = 3  #: crops read at most per region (turned three ways)
+MIN_REGION_SHARE = 0.0005  #: smaller regions (of the image's pixels) are dropped unread
+CROP_SIDE = 1.3  #: the crop's side, in units of the region's longer extent
+#: Hand presence a confirmation needs: above the landmark model's own 0.5, which it gives ears and chins in
+#: face photos (0.57-0.61 on the three val face photos it confirmed at 0.5; most hands it confirms on
+#: EgoHands val score above 0.65).
+MIN_PRESENCE = 0.65
+ON_MASK = 0.6  #: share of a confirmed hand's 21 landmarks that must lie on the mask
+ON_REGION = 3  #: landmarks of a found hand on a region that make it that hand's
+FAR = 3.0  #: parts of a found hand's region farther than this from its skeleton (hand sizes) are regions apart
+STILL_UNEXPLAINED = 0.3  #: a region this much unexplained by the hand confirmed on it is read again
+
+#: (image, region (center x, center y, side, rotation)) -> the hand the landmark model reads there, or None.
+ReadHand = Callable[[np.ndarray, tuple], Hand | None]
+
+
+def confirm_hands(
+    mask: np.ndarray, image: np.ndarray, hands: list[Hand], read_hand: ReadHand
+) -> tuple[list[Hand], np.ndarray]:
+    """(hands, kept): `hands` (found in `image`, RGB uint8 (H, W, 3)) and those the landmark model confirms
+    on `mask` (bool (H, W), the network's mask at the image's size), and the mask's pixels that are hands."""
+    from scipy import ndimage
+
+    height, width = mask.shape
+    components, count = ndimage.label(mask)
+    kept = np.zeros(count + 1, bool)
+    for hand in hands:
+        on = np.array([components[y, x] for x, y in _landmark_pixels(hand, height, width)], dtype=np.int64)
+        labels, counts = np.unique(on[on > 0], return_counts=True)
+        kept[labels[counts >= ON_REGION]] = True
+    explained = kept[components]
+    if hands:  # a found hand's region, but far from it: a region of its own
+        explained &= label_hands(mask, [hand.landmarks for hand in hands], reach=FAR) <= len(hands)
+    unexplained = mask & ~explained
+    confirmed = list(hands)
+    if unexplained.any():
+        regions, count = ndimage.label(unexplained)
+        areas = np.bincount(regions.ravel(), minlength=count + 1)[1:]
+        min_area = max(16, MIN_REGION_SHARE * height * width)
+        order = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= min_area][:MAX_REGIONS]
+        slices = ndimage.find_objects(regions)
+        for label in order:
+            rows, cols = slices[label - 1]
+            ys, xs = np.nonzero(regions[rows, cols] == label)
+            pixels = np.stack([xs + cols.start, ys + rows.start], axis=1).astype(np.float64)
+            hand = _confirm_region(pixels, mask, image, confirmed, read_hand)
+            if hand is None:
+                continue
+            confirmed.append(hand)
+            explained[rows, cols] |= regions[rows, cols] == label
+            rest = pixels[skeleton_distance(pixels, hand.landmarks) / hand_size(hand.landmarks) > REACH]
+            if len(rest) >= max(min_area, STILL_UNEXPLAINED * len(pixels)):  # two hands in one region?
+                if second := _confirm_region(rest, mask, image, confirmed, read_hand):
+                    confirmed.append(second)
+    return confirmed, explained
+
+
+def crops(pixels: np.ndarray, height: int, width: int) -> list[tuple[float, float, float, float]]:
+    """Up to `READS_PER_REGION` square regions (center x, center y, side, rotation) around a region's pixels
+    ((N, 2) x, y): along its principal axis, fingers towards the end that does not leave the frame (or the
+    heavier end, a hand being wider than its forearm), then the other way, then across."""
+    centre = pixels.mean(axis=0)
+    offsets = pixels - centre
+    if len(pixels) > 1:
+        _, vectors = np.linalg.eigh(np.cov(offsets.T))
+        axis = vectors[:, -1]
+    else:
+        axis = np.array([0.0, -1.0])
+    across = np.array([-axis[1], axis[0]])
+    along, side_way = offsets @ axis, offsets @ across
+    low, high = along.min(), along.max()
+    middle = centre + axis * (low + high) / 2 + across * (side_way.min() + side_way.max()) / 2
+    side = CROP_SIDE * max(high - low, side_way.max() - side_way.min(), 8.0)
+    # Which end holds the fingers: away from the frame's edge where the region leaves it, else the heavier.
+    at_low, at_high = pixels[along <= low + 2], pixels[along >= high - 2]
+    leaves = [_touches_edge(end, height, width) for end in (at_low, at_high)]
+    if leaves[0] != leaves[1]:
+        forward = axis if leaves[0] else -axis
+    else:
+        forward = axis if (along > (low + high) / 2).sum() >= len(along) / 2 else -axis
+    directions = [forward, -forward, np.array([-forward[1], forward[0]])]
+    cx, cy = float(middle[0]), float(middle[1])
+    return [(cx, cy, float(side), _rotation(d)) for d in directions[:READS_PER_REGION]]
+
+
+def _confirm_region(
+    pixels: np.ndarray, mask: np.ndarray, image: np.ndarray, hands: list[Hand], read_hand: ReadHand
+) -> Hand | None:
+    """The first hand the landmark model reads on the mask in one of the region's crops, told apart from
+    `hands`, its landmarks read again from themselves; None when no crop shows one."""
+    height, width = mask.shape
+    for region in crops(pixels, height, width):
+        hand = read_hand(image, region)
+        if not _a_new_hand_on_the_mask(hand, mask, hands):
+            continue
+        again = read_hand(image, region_from_landmarks(hand))
+        if _a_new_hand_on_the_mask(again, mask, hands):
+            hand = again
+        return replace(hand, palm_score=None, confirmed=True)
+    return None
+
+
+def _a_new_hand_on_the_mask(hand: Hand | None, mask: np.ndarray, hands: list[Hand]) -> bool:
+    """Whether the landmark model read a hand (presence `MIN_PRESENCE`) lying on the mask, not one of `hands`."""
+    if hand is None or hand.score < MIN_PRESENCE or not _on_mask(hand, mask):
+        return False
+    return len(distinct([*hands, hand])) > len(hands)
+
+
+def _landmark_pixels(hand: Hand, height: int, width: int) -> list[tuple[int, int]]:
+    """A hand's landmarks as (x, y) pixels inside the image (those outside it left out)."""
+    points = np.rint(hand.landmarks[:, :2]).astype(int)
+    return [(x, y) for x, y in points if 0 <= x < width and 0 <= y < height]
+
+
+def _on_mask(hand: Hand, mask: np.ndarray) -> bool:
+    """Whether at least `ON_MASK` of a hand's landmarks lie on the mask, or within a tenth of its size."""
+    height, width = mask.shape
+    r = max(1, round(0.1 * hand_size(hand.landmarks)))
+    on = sum(
+        bool(mask[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].any())
+        for x, y in _landmark_pixels(hand, height, width)
+    )
+    return on >= ON_MASK * len(hand.landmarks)
+
+
+def _touches_edge(points: np.ndarray, height: int, width: int) -> bool:
+    if not len(points):
+        return False
+    x, y = points[:, 0], points[:, 1]
+    return bool((x <= 1).any() or (y <= 1).any() or (x >= width - 2).any() or (y >= height - 2).any())
+
+
+def _rotation(direction: np.ndarray) -> float:
+    """The rotation (radians, MediaPipe's) that turns `direction` (wrist -> fingers, image x, y) upright."""
+    return normalized_angle(math.pi / 2 - math.atan2(-direction[1], direction[0]))

@@ -14,9 +14,11 @@ Paths (end to end: JPEG file -> full-size mask):
                 equal threads
   default       handseg.segment with the model at its own working resolution, default backend ("auto":
                 int8 where the model has its int8 file, else bf16 on a CPU with bf16 arithmetic, else float32);
-                the hand landmark stage runs where the model reads landmarks
-  default+hands the default, and each hand's mask (`result.hands`: the landmark stage and the split by hand)
-  masks-only    the default without the landmark stage (hands=False, --no-hands)
+                the hand landmark stage, and each region of the mask confirmed as a hand or dropped
+  default+hands the default, and each hand's mask (`result.hands`: the split by hand)
+  raw           the default without confirmation (verify=False, --no-verify): the landmark stage runs
+                only where the model reads landmarks
+  masks-only    the default without the landmark stage (hands=False, --no-hands): the mask alone
   float         the same in float32 (backend="torch"), the default before bf16
   default+crf   the default with CRF (at the working resolution)
   compiled      float32 with torch.compile (compile=True); its one-off compile is in "first call s"
@@ -109,6 +111,7 @@ def build_segmenters(model_arg: str | None, fast_side: int, only: str | None = N
     factories = {
         "default": lambda: (handseg.Segmenter(model_arg, device=device), {}),
         "default+hands": lambda: (handseg.Segmenter(model_arg, device=device), {"hands": True}),
+        "raw": lambda: (handseg.Segmenter(model_arg, device=device, verify=False), {}),
         "masks-only": lambda: (handseg.Segmenter(model_arg, device=device, hands=False), {}),
         "float": lambda: (handseg.Segmenter(model_arg, device=device, backend="torch"), {}),
         "default+crf": lambda: (handseg.Segmenter(model_arg, device=device), {"crf": True}),

@@ -13,6 +13,9 @@ Every row is a median over --runs after a warm-up, on real photos resized to 191
   to full size           bilinear up-sampling of the logits, sigmoid, threshold
   hand landmarks         the landmark stage on the working image (palm detector, landmark model per hand;
                          benchmarks/hands_speed.py has more), and the full-size mask split by hand
+  confirmation           each region of the working-size mask confirmed as a hand or dropped
+                         (`HandLandmarker.confirm`: regions, landmark model on crops of those no found hand
+                         explains), then the kept regions at full size and split by hand, cut at the wrist
   training step          forward, backward and AdamW step of a 16x3x256x256 batch (the shipped model's
                          training crops), contiguous and channels_last (what train.run does)
 The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
@@ -21,6 +24,7 @@ The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +37,8 @@ from PIL import Image
 import handseg
 from benchmarks.load import median_ms
 from handseg import load_image, load_working_image, resize_rgb, to_model_input, usable_cores, working_size
+from handseg.hands.labels import label_hands
+from handseg.segmenter import at_size
 from train import DEFAULT_DATA
 
 
@@ -104,6 +110,17 @@ def main() -> None:
     scale_up = 1918 / small.shape[1]
     points = [hand.landmarks * scale_up for hand in found]
     rows.append(("full-size mask split by hand", median_ms(lambda: handseg.label_hands(full, points), args.runs)))
+    small_mask = logits[0, 0].float().numpy() > 0.0  # probability above 0.5
+    hands, kept = landmarker.confirm(small_mask, small, found)
+    confirm_ms = median_ms(lambda: landmarker.confirm(small_mask, small, found), args.runs)
+    rows.append((f"confirmation: regions ({len(hands) - len(found)} hands confirmed)", confirm_ms))
+    points = [hand.landmarks * scale_up for hand in hands]
+
+    def kept_at_full_size() -> np.ndarray:
+        mask = full & at_size(kept, full.shape)
+        return label_hands(mask, points, reach=math.inf, cut_at_wrist=True)
+
+    rows.append(("confirmation: kept regions at full size, split by hand", median_ms(kept_at_full_size, args.runs)))
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)

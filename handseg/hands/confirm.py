@@ -7,9 +7,10 @@ hand (a face the hand touches), which are regions of their own. Every other regi
 landmark model on its own: a square crop around it, turned so its principal axis points up (as the model
 expects a hand, wrist down), the end that leaves the frame or the lighter end taken as the wrist first,
 then the other way, then across. Where the model reads a hand lying on the region, the region is kept
-and that hand joins the found ones (`Hand.confirmed`) with its landmarks and side, read once more from its
-own landmarks as MediaPipe tracks; a region still largely unexplained by it (two hands touching) is read
-again for a second hand. Regions nothing confirms are not hands: dropped.
+(up to `FAR` from that hand, as for a found one) and the hand joins the found ones (`Hand.confirmed`) with
+its landmarks and side, read once more from its own landmarks as MediaPipe tracks; a region still largely
+unexplained by it (two hands touching) is read again for a second hand. Regions nothing confirms are not
+hands: dropped.
 
 The cost is bounded: at most `MAX_REGIONS` regions are read, the largest first, at most
 `READS_PER_REGION` crops each; regions under `MIN_REGION_SHARE` of the image are dropped unread.
@@ -77,8 +78,10 @@ def confirm_hands(
             if hand is None:
                 continue
             confirmed.append(hand)
-            explained[rows, cols] |= regions[rows, cols] == label
-            rest = pixels[skeleton_distance(pixels, hand.landmarks) / hand_size(hand.landmarks) > REACH]
+            distance = skeleton_distance(pixels, hand.landmarks) / hand_size(hand.landmarks)
+            near = pixels[distance <= FAR].astype(int)  # as for a found hand: what lies far from it is not it
+            explained[near[:, 1], near[:, 0]] = True
+            rest = pixels[distance > REACH]
             if len(rest) >= max(min_area, STILL_UNEXPLAINED * len(pixels)):  # two hands in one region?
                 if second := _confirm_region(rest, mask, image, confirmed, read_hand):
                     confirmed.append(second)

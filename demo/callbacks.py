@@ -99,11 +99,13 @@ def segment_photo(
     max_side: int,
     color: str,
     opacity: float,
+    verify: bool = True,
 ):
     """-> (before/after pair, overlay, mask PNG path, stats markdown, hands picture: each hand in its own
-    colour with its skeleton and L or R)."""
+    colour with its skeleton and L or R). `verify`: confirmed hands only (the default), or the raw mask."""
     started = time.perf_counter()
     at_size = segmenter.with_working_size(max_side=int(max_side) or None)  # the slider's 0: full size
+    at_size = at_size.with_verify(bool(verify))
     result = _segment(at_size, image, threshold=threshold, crf=crf)
     elapsed_ms = (time.perf_counter() - started) * 1000
     tinted = result.overlay(color=color or handseg.visualize.DEFAULT_OVERLAY_COLOR, opacity=opacity)

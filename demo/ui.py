@@ -112,6 +112,13 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
                     photo = raw_image(label="Photo", sources=["upload", "clipboard", "webcam"], elem_id="photo")
                     threshold = gr.Slider(0.05, 0.95, value=handseg.DEFAULT_THRESHOLD, step=0.05, label="Threshold")
                     crf = gr.Checkbox(False, label="CRF refinement", info=crf_info, interactive=has_crf)
+                    verify = gr.Checkbox(
+                        True,
+                        label="Confirmed hands only",
+                        info="keep a marked region only where a hand is found or confirmed on it (off: the "
+                        "network's mask as it is)",
+                        elem_id="verify",
+                    )
                     max_side = gr.Slider(
                         0,
                         2048,
@@ -136,7 +143,7 @@ def build_demo(segmenters: dict[str, handseg.Segmenter] | handseg.Segmenter | No
                     hands = gr.Image(label="Hands: each in its own colour, L or R", elem_id="hands", interactive=False)
             run.click(
                 bind(callbacks.segment_photo),
-                [photo, threshold, crf, max_side, color, opacity],
+                [photo, threshold, crf, max_side, color, opacity, verify],
                 [slider, tinted, mask_file, stats, hands],
                 api_name="segment",
             )

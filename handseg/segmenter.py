@@ -226,6 +226,12 @@ class Segmenter:
         other.max_side, other.scale = resolve_max_side(max_side, self._own_side), checked_scale(scale)
         return other
 
+    def with_verify(self, verify: bool) -> Segmenter:
+        """The same model, run the same way, with hands confirmed (`verify`) or not (cheap: nothing is rebuilt)."""
+        other = copy.copy(self)
+        other.verify = verify and self.hands
+        return other
+
     def describe(self) -> str:
         """One line: model, backend, device and threads, e.g. for a log."""
         threads = self.runner_threads()

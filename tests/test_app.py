@@ -92,8 +92,18 @@ def client(app_url):
 
 
 def segment(client: Client, path: Path, **options):
-    args = {"threshold": 0.5, "crf": False, "max_side": 512, "color": "#ff3c8c", "opacity": 0.5} | options
+    args = {"threshold": 0.5, "crf": False, "max_side": 512, "color": "#ff3c8c", "opacity": 0.5, "verify": True}
+    args |= options
     return client.predict(handle_file(str(path)), *args.values(), api_name="/segment")
+
+
+def test_the_raw_mask_is_one_tick_away(client, data_dir):
+    """'Confirmed hands only' (on by default) drops the patch the network marks on a face; off, the page
+    shows the network's mask and says how much of it no hand explains."""
+    face = next((data_dir / "negatives" / "images").glob("deepface_img4.*"))
+    confirmed, raw = segment(client, face), segment(client, face, verify=False)
+    assert "Hand area 0.0 %" in confirmed[3] and "No hand found" in confirmed[3]
+    assert "Hand area 0.0 %" not in raw[3] and "no hand found or confirmed there" in raw[3]
 
 
 def test_segment_real_photos(client, sample_photos):
@@ -260,6 +270,7 @@ def test_twenty_concurrent_users(app_url, sample_photos):
             256,
             "#ff3c8c",
             0.5,
+            True,
             api_name="/segment",
         )
 

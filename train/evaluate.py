@@ -209,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="torch (default: the float model's figures), or the backend to score as users run it "
         "(auto, bf16, onnx, int8; see handseg segment --help)",
     )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="score the network's mask as it is (verify=False), not the confirmed hands users get by default",
+    )
     parser.add_argument("--json", type=Path, help="write the summary and per-image rows here")
     parser.add_argument("--report", type=Path, help="folder for per_image.csv and worst.png")
     args = parser.parse_args(argv)
@@ -218,7 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--data is required")
         split = load_split_from_args(args)
         segmenter = handseg.Segmenter(
-            args.model, device=args.device, backend=args.backend, max_side=args.max_side or handseg.AUTO
+            args.model,
+            device=args.device,
+            backend=args.backend,
+            max_side=args.max_side or handseg.AUTO,
+            verify=args.verify,
         )
     except handseg.DeviceUnavailableError as exc:
         print(f"error: --device: {exc}", file=sys.stderr)

@@ -1,10 +1,11 @@
 """Galleries of predictions, for looking rather than scoring: overlay in magenta, as one JPEG.
 
     python benchmarks/gallery.py --set gtea --out gtea_gallery.jpg [--model DIR] [--backend auto]
-                                 [--data ../shared/data] [--hands]
+                                 [--data ../shared/data] [--hands] [--no-verify]
 
---hands draws each hand in its own colour with its skeleton and L or R (`Segmentation.plot`; yellow: marked
-but near no hand the landmark model found) instead of the magenta overlay.
+--hands draws each hand in its own colour with its skeleton and L or R (`Segmentation.plot`; with
+--no-verify, yellow: marked but near no hand found) instead of the magenta overlay. The masks are the
+default's (hands confirmed); --no-verify shows the network's mask as it is.
 
 Sets (all from ../shared/data, none trained on):
   gtea              every other unlabelled GTEA kitchen frame (the original project's kind of scene)
@@ -88,10 +89,11 @@ def main() -> None:
     parser.add_argument("--columns", type=int, default=4)
     parser.add_argument("--tile-width", type=int, default=240, help="side of each square tile")
     parser.add_argument("--hands", action="store_true", help="each hand in its own colour, with its skeleton")
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help="the raw mask (verify=False)")
     args = parser.parse_args()
 
     paths = images_of(args.set, args.data)
-    segmenter = handseg.Segmenter(args.model, device="cpu", backend=args.backend)
+    segmenter = handseg.Segmenter(args.model, device="cpu", backend=args.backend, verify=args.verify)
     tiles = []
     for path, (_, result) in zip(paths, segmenter.iter_segment(paths)):
         tile = result.plot(opacity=0.55) if args.hands else result.overlay(opacity=0.55)

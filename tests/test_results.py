@@ -31,9 +31,10 @@ def test_a_result_saves_draws_and_describes_itself_as_the_command_line_does(tmp_
     assert summary == {
         "source": str(photo), "width": width, "height": height, "hand_fraction": result.hand_fraction,
         "hand_pixels": int(result.mask.sum()), "model": str(tiny_model_dir), "backend": result.backend,
+        "verified": True, "unexplained_pixels": 0,
     }  # fmt: skip
     assert [hand["pixels"] for hand in hands] == [hand.pixels for hand in result.hands]
-    assert sum(hand["pixels"] for hand in hands) == summary["hand_pixels"]
+    assert sum(hand["pixels"] for hand in hands) == summary["hand_pixels"]  # hands confirmed: all of the mask
     with pytest.raises(ValueError, match="lossy"):
         result.save(tmp_path / "mask.jpg")
 

@@ -29,20 +29,26 @@ from handseg.hands.regions import distinct, normalized_angle, region_from_landma
 from handseg.hands.topology import Hand, hand_size
 
 MAX_REGIONS = 4  #: regions read at most, the largest first
-READS_PER_REGION = 3  #: crops read at most per region (turned three ways)
+READS_PER_REGION = 6  #: crops read at most per region
 MIN_REGION_SHARE = 0.0005  #: smaller regions (of the image's pixels) are dropped unread
 CROP_SIDE = 1.3  #: the crop's side, in units of the region's longer extent
+EDGE_CROP_SIDE = 2.0  #: the same for a region cut by the frame's edge (part of the hand is out of view)
 #: Hand presence a confirmation needs: above the landmark model's own 0.5, which it gives ears and chins in
 #: face photos (0.57-0.61 on the three val face photos it confirmed at 0.5; most hands it confirms on
 #: EgoHands val score above 0.65).
 MIN_PRESENCE = 0.65
+#: The same for a region cut by the frame's edge: a hand reaching in, much of it out of view, which the
+#: landmark model reads with less certainty (EgoHands val: true hands at the edge 0.2-0.8; the one region
+#: at the edge of the 40 hand-free val photos looked at, 0.13).
+EDGE_MIN_PRESENCE = 0.2
 ON_MASK = 0.6  #: share of a confirmed hand's 21 landmarks that must lie on the mask
 ON_REGION = 3  #: landmarks of a found hand on a region that make it that hand's
 FAR = 3.0  #: parts of a found hand's region farther than this from its skeleton (hand sizes) are regions apart
 STILL_UNEXPLAINED = 0.3  #: a region this much unexplained by the hand confirmed on it is read again
 
-#: (image, region (center x, center y, side, rotation)) -> the hand the landmark model reads there, or None.
-ReadHand = Callable[[np.ndarray, tuple], Hand | None]
+#: (image, region (center x, center y, side, rotation), min presence) -> the hand the landmark model reads
+#: there, or None.
+ReadHand = Callable[[np.ndarray, tuple, float], Hand | None]
 
 
 def confirm_hands(
@@ -90,8 +96,11 @@ def confirm_hands(
 
 def crops(pixels: np.ndarray, height: int, width: int) -> list[tuple[float, float, float, float]]:
     """Up to `READS_PER_REGION` square regions (center x, center y, side, rotation) around a region's pixels
-    ((N, 2) x, y): along its principal axis, fingers towards the end that does not leave the frame (or the
-    heavier end, a hand being wider than its forearm), then the other way, then across."""
+    ((N, 2) x, y). A region cut by the frame's edge is a hand reaching in from there: first a crop reaching
+    out past that edge, fingers pointing away from it, the region in its upper half (the landmark model
+    reads the hand as if the rest were there). Then crops around the region along its principal axis,
+    fingers towards the end that does not leave the frame (or the heavier end, a hand being wider than
+    its forearm), the other way, across, and the diagonals."""
     centre = pixels.mean(axis=0)
     offsets = pixels - centre
     if len(pixels) > 1:
@@ -103,7 +112,7 @@ def crops(pixels: np.ndarray, height: int, width: int) -> list[tuple[float, floa
     along, side_way = offsets @ axis, offsets @ across
     low, high = along.min(), along.max()
     middle = centre + axis * (low + high) / 2 + across * (side_way.min() + side_way.max()) / 2
-    side = CROP_SIDE * max(high - low, side_way.max() - side_way.min(), 8.0)
+    extent = max(high - low, side_way.max() - side_way.min(), 8.0)
     # Which end holds the fingers: away from the frame's edge where the region leaves it, else the heavier.
     at_low, at_high = pixels[along <= low + 2], pixels[along >= high - 2]
     leaves = [_touches_edge(end, height, width) for end in (at_low, at_high)]
@@ -111,9 +120,28 @@ def crops(pixels: np.ndarray, height: int, width: int) -> list[tuple[float, floa
         forward = axis if leaves[0] else -axis
     else:
         forward = axis if (along > (low + high) / 2).sum() >= len(along) / 2 else -axis
-    directions = [forward, -forward, np.array([-forward[1], forward[0]])]
+    first = _rotation(forward)
     cx, cy = float(middle[0]), float(middle[1])
-    return [(cx, cy, float(side), _rotation(d)) for d in directions[:READS_PER_REGION]]
+    regions = []
+    if (outward := _out_of_frame(pixels, height, width)) is not None:
+        side = EDGE_CROP_SIDE * extent
+        x, y = middle + outward * side / 4
+        regions.append((float(x), float(y), float(side), _rotation(-outward)))
+    # The principal axis both ways, then across, then the diagonals.
+    turns = (0.0, math.pi, math.pi / 2, -math.pi / 2, math.pi / 4, -math.pi / 4, 3 * math.pi / 4, -3 * math.pi / 4)
+    regions += [(cx, cy, float(CROP_SIDE * extent), normalized_angle(first + turn)) for turn in turns]
+    return regions[:READS_PER_REGION]
+
+
+def _out_of_frame(pixels: np.ndarray, height: int, width: int) -> np.ndarray | None:
+    """The unit direction (x, y) out of the frame through the edges a region touches, weighted by how much
+    of each it runs along; None for a region inside the frame."""
+    x, y = pixels[:, 0], pixels[:, 1]
+    direction = np.array(
+        [(x >= width - 2).sum() - (x <= 1).sum(), (y >= height - 2).sum() - (y <= 1).sum()], dtype=np.float64
+    )
+    length = np.hypot(*direction)
+    return direction / length if length > 0 else None
 
 
 def _confirm_region(
@@ -122,11 +150,13 @@ def _confirm_region(
     """The first hand the landmark model reads on the mask in one of the region's crops, told apart from
     `hands`, its landmarks read again from themselves; None when no crop shows one."""
     height, width = mask.shape
+    at_edge = _out_of_frame(pixels, height, width) is not None
+    min_presence = EDGE_MIN_PRESENCE if at_edge else MIN_PRESENCE
     for region in crops(pixels, height, width):
-        hand = read_hand(image, region)
+        hand = read_hand(image, region, min_presence)
         if not _a_new_hand_on_the_mask(hand, mask, hands):
             continue
-        again = read_hand(image, region_from_landmarks(hand))
+        again = read_hand(image, region_from_landmarks(hand), min_presence)
         if _a_new_hand_on_the_mask(again, mask, hands):
             hand = again
         return replace(hand, palm_score=None, confirmed=True)
@@ -134,8 +164,8 @@ def _confirm_region(
 
 
 def _a_new_hand_on_the_mask(hand: Hand | None, mask: np.ndarray, hands: list[Hand]) -> bool:
-    """Whether the landmark model read a hand (presence `MIN_PRESENCE`) lying on the mask, not one of `hands`."""
-    if hand is None or hand.score < MIN_PRESENCE or not _on_mask(hand, mask):
+    """Whether the landmark model read a hand lying on the mask, not one of `hands`."""
+    if hand is None or not _on_mask(hand, mask):
         return False
     return len(distinct([*hands, hand])) > len(hands)
 
@@ -147,14 +177,13 @@ def _landmark_pixels(hand: Hand, height: int, width: int) -> list[tuple[int, int
 
 
 def _on_mask(hand: Hand, mask: np.ndarray) -> bool:
-    """Whether at least `ON_MASK` of a hand's landmarks lie on the mask, or within a tenth of its size."""
+    """Whether at least `ON_MASK` of a hand's landmarks in the frame (at least 5) lie on the mask, or within a
+    tenth of its size."""
     height, width = mask.shape
     r = max(1, round(0.1 * hand_size(hand.landmarks)))
-    on = sum(
-        bool(mask[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].any())
-        for x, y in _landmark_pixels(hand, height, width)
-    )
-    return on >= ON_MASK * len(hand.landmarks)
+    inside = _landmark_pixels(hand, height, width)
+    on = sum(bool(mask[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].any()) for x, y in inside)
+    return len(inside) >= 5 and on >= ON_MASK * len(inside)
 
 
 def _touches_edge(points: np.ndarray, height: int, width: int) -> bool:

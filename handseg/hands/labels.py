@@ -11,9 +11,9 @@ from handseg.hands.topology import BONES, PALM, hand_size
 #: the palm's edge, a thumb the model placed a little off.
 REACH = 1.5
 #: Where the forearm begins: this far behind the line across the wrist, in hand sizes. The label policy
-#: (the hand up to the wrist) is unsure between 0.15 and 0.6 of a hand size behind it (`train/labels.py`):
-#: the middle of that band.
-FOREARM_BEHIND_WRIST = 0.4
+#: (the hand up to the wrist) is unsure between 0.15 and 0.6 of a hand size behind it (`train/labels.py`)
+#: and calls what lies beyond forearm; a nearer cut also cut hands whose landmarks were read askew.
+FOREARM_BEHIND_WRIST = 0.6
 
 
 def label_hands(

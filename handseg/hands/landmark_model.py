@@ -21,15 +21,15 @@ class LandmarkModel:
         self.session = session
         self._names = [o.name for o in session.get_outputs()]
 
-    def __call__(self, image: np.ndarray, region: tuple) -> Hand | None:
+    def __call__(self, image: np.ndarray, region: tuple, min_presence: float = MIN_PRESENCE) -> Hand | None:
         """The landmark model on one square region (center x, center y, side, rotation[, palm score]):
-        the hand, or None when its presence score is under 0.5."""
+        the hand, or None when its presence score is under `min_presence` (MediaPipe's 0.5)."""
         cx, cy, side, rotation = region[:4]
         patch, to_source = crop(image, (cx, cy), (side, side), rotation, LANDMARK_INPUT_SIZE)
         outputs = self.session.run(None, {"input_1": patch[None].astype(np.float32) / 255.0})
         named = dict(zip(self._names, outputs))
         presence = float(named["Identity_1"].reshape(-1)[0])
-        if presence < MIN_PRESENCE:
+        if presence < min_presence:
             return None
         raw = named["Identity"].reshape(21, 3)
         points = np.empty((21, 3), np.float32)

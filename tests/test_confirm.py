@@ -102,9 +102,9 @@ def test_the_geometry_of_a_mirrored_hand_is_the_other_side(data_dir, confirmed):
 @pytest.mark.slow
 def test_the_camera_wearers_own_hands_get_their_own_side(data_dir, confirmed, tmp_path):
     """EgoHands' labelled sides (benchmarks/hand_sides.csv) on the val video: the wearer's own hands, held up
-    from the bottom of the frame and seen from behind, were called by the classifier alone little better
-    than chance (68% on this video); with the frame's evidence nearly always (measured: 92% of 38), and the
-    player opposite as before (97%)."""
+    from the bottom of the frame or reaching in from below it, seen from behind, are called by the
+    classifier alone worse than chance (43% of 72 on this video); with the frame's evidence mostly right
+    (82%), and the player opposite as before (98%)."""
     video = "CARDS_COURTYARD_S_H"  # the val video
     photos = {k: v for k, v in labelled_photos(REPO_ROOT / "benchmarks" / "hand_sides.csv").items() if video in k[1]}
     sides = tmp_path / "sides.csv"
@@ -118,8 +118,8 @@ def test_the_camera_wearers_own_hands_get_their_own_side(data_dir, confirmed, tm
     assert labelled > 250 and len(hands) > 200
     wearer = [h for h in hands if h["owner"] == "wearer"]
     accuracy = {k: np.mean([h[k] == h["truth"] for h in wearer]) for k in ("classifier", "combined")}
-    assert accuracy["combined"] >= 0.85 and accuracy["combined"] >= accuracy["classifier"] + 0.15, accuracy
-    assert np.mean([h["combined"] == h["truth"] for h in hands]) >= 0.92
+    assert accuracy["combined"] >= 0.75 and accuracy["combined"] >= accuracy["classifier"] + 0.25, accuracy
+    assert np.mean([h["combined"] == h["truth"] for h in hands]) >= 0.9
 
 
 def test_the_command_line_can_keep_the_raw_mask(tmp_path, data_dir):

@@ -49,9 +49,11 @@ def geometric_right(landmarks: np.ndarray) -> float:
 
 def held_up_from_below(landmarks: np.ndarray, height: int) -> bool:
     """Whether a hand is held up from the bottom of a frame `height` pixels high, as a head-worn camera
-    sees its wearer's hands: fingers up (`HELD_UP`), the wrist low (`LOW_IN_FRAME`)."""
+    sees its wearer's hands: fingers up (`HELD_UP`) and the wrist low (`LOW_IN_FRAME`), or the wrist below
+    the frame."""
     up = (landmarks[0, 1] - landmarks[9, 1]) / hand_size(landmarks)
-    return bool(up > HELD_UP and landmarks[0, 1] > LOW_IN_FRAME * height)
+    reaching_in = landmarks[0, 1] >= height  # its wrist below the frame: a hand reaching in from below
+    return bool(reaching_in or (up > HELD_UP and landmarks[0, 1] > LOW_IN_FRAME * height))
 
 
 def decided_side(landmarks: np.ndarray, classifier_right: float, frame: tuple[int, int]) -> tuple[str, float]:

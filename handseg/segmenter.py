@@ -340,6 +340,7 @@ class Segmenter:
                     labels = label_hands(mask, [h.landmarks for h in hands], reach=math.inf, cut_at_wrist=True)
                     labels[labels > len(hands)] = 0
                     mask = labels > 0
+                    hands, labels = with_pixels(hands, labels)
                 elif finder is not None:
                     hands = hands_at_full_size(prepared, None if eager else partial(finder, index=index))
                 path = str(source) if isinstance(source, str | Path) else None
@@ -369,6 +370,17 @@ class Segmenter:
             pending.append((index, source, prepared))
         if pending:
             yield from flush()
+
+
+def with_pixels(hands: list, labels: np.ndarray) -> tuple[list, np.ndarray]:
+    """The hands that hold pixels of the mask, and the labels numbered for them: a hand the landmark model
+    found where the network marks nothing is not a hand of the confirmed mask."""
+    counts = np.bincount(labels.ravel(), minlength=len(hands) + 1)[1:]
+    if counts.all():
+        return hands, labels
+    renumber = np.zeros(len(hands) + 1, np.uint8)
+    renumber[1:][counts > 0] = np.arange(1, int((counts > 0).sum()) + 1)
+    return [hand for hand, count in zip(hands, counts) if count], renumber[labels]
 
 
 def at_size(kept: np.ndarray, size: tuple[int, int]) -> np.ndarray:

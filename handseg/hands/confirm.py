@@ -4,16 +4,18 @@ The segmentation network marks what looks like skin; the palm detector misses ha
 cut by the frame, half hidden). A connected region of the mask is kept whole where a found hand lies on it
 (at least `ON_REGION` of its landmarks), except its parts farther than `FAR` hand sizes from every found
 hand (a face the hand touches), which are regions of their own. Every other region is shown to the
-landmark model on its own: a square crop around it, turned so its principal axis points up (as the model
-expects a hand, wrist down), the end that leaves the frame or the lighter end taken as the wrist first,
-then the other way, then across. Where the model reads a hand lying on the region, the region is kept
-(up to `FAR` from that hand, as for a found one) and the hand joins the found ones (`Hand.confirmed`) with
-its landmarks and side, read once more from its own landmarks as MediaPipe tracks; a region still largely
-unexplained by it (two hands touching) is read again for a second hand. Regions nothing confirms are not
-hands: dropped.
+landmark model on its own: first where the palm detector finds a palm in a square crop of it (a hand
+small in the photo, or lying on a face, is large there), then on square crops around it, turned so its
+principal axis points up (as the model expects a hand, wrist down), the end that leaves the frame or the
+lighter end taken as the wrist first, then the other way, then across. Where the model reads a hand
+lying on the region, the region is kept (up to `FAR` from that hand, as for a found one) and the hand
+joins the found ones (`Hand.confirmed`) with its landmarks and side, read once more from its own landmarks
+as MediaPipe tracks; a region still largely unexplained by it (two hands touching) is read again for a
+second hand. Regions nothing confirms are not hands: dropped.
 
-The cost is bounded: at most `MAX_REGIONS` regions are read, the largest first, at most
-`READS_PER_REGION` crops each; regions under `MIN_REGION_SHARE` of the image are dropped unread.
+The cost is bounded: at most `MAX_REGIONS` regions are read, the largest first, each by one palm detection
+and at most `READS_PER_REGION` landmark readings; regions under `MIN_REGION_SHARE` of the image are
+dropped unread.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import numpy as np
 from handseg.hands.labels import REACH, label_hands, skeleton_distance
 from handseg.hands.regions import distinct, normalized_angle, region_from_landmarks
 from handseg.hands.topology import Hand, hand_size
+from handseg.hands.warp import crop
 
 MAX_REGIONS = 4  #: regions read at most, the largest first
-READS_PER_REGION = 6  #: crops read at most per region
+READS_PER_REGION = 6  #: landmark readings at most per region (its palms first, then `crops`)
 MIN_REGION_SHARE = 0.0005  #: smaller regions (of the image's pixels) are dropped unread
 CROP_SIDE = 1.3  #: the crop's side, in units of the region's longer extent
 EDGE_CROP_SIDE = 2.0  #: the same for a region cut by the frame's edge (part of the hand is out of view)
@@ -49,10 +52,14 @@ STILL_UNEXPLAINED = 0.3  #: a region this much unexplained by the hand confirmed
 #: (image, region (center x, center y, side, rotation), min presence) -> the hand the landmark model reads
 #: there, or None.
 ReadHand = Callable[[np.ndarray, tuple, float], Hand | None]
+#: image -> the regions (center x, center y, side, rotation, score) where the palm detector finds palms.
+FindPalms = Callable[[np.ndarray], list[tuple]]
+#: The palm detector's input for one region: a square crop this many pixels a side (it letterboxes to 192).
+PALM_CROP = 256
 
 
 def confirm_hands(
-    mask: np.ndarray, image: np.ndarray, hands: list[Hand], read_hand: ReadHand
+    mask: np.ndarray, image: np.ndarray, hands: list[Hand], read_hand: ReadHand, find_palms: FindPalms
 ) -> tuple[list[Hand], np.ndarray]:
     """(hands, kept): `hands` (found in `image`, RGB uint8 (H, W, 3)) and those the landmark model confirms
     on `mask` (bool (H, W), the network's mask at the image's size), and the mask's pixels that are hands."""
@@ -80,7 +87,7 @@ def confirm_hands(
             rows, cols = slices[label - 1]
             ys, xs = np.nonzero(regions[rows, cols] == label)
             pixels = np.stack([xs + cols.start, ys + rows.start], axis=1).astype(np.float64)
-            hand = _confirm_region(pixels, mask, image, confirmed, read_hand)
+            hand = _confirm_region(pixels, mask, image, confirmed, read_hand, find_palms)
             if hand is None:
                 continue
             confirmed.append(hand)
@@ -89,7 +96,7 @@ def confirm_hands(
             explained[near[:, 1], near[:, 0]] = True
             rest = pixels[distance > REACH]
             if len(rest) >= max(min_area, STILL_UNEXPLAINED * len(pixels)):  # two hands in one region?
-                if second := _confirm_region(rest, mask, image, confirmed, read_hand):
+                if second := _confirm_region(rest, mask, image, confirmed, read_hand, find_palms):
                     confirmed.append(second)
     return confirmed, explained
 
@@ -145,14 +152,21 @@ def _out_of_frame(pixels: np.ndarray, height: int, width: int) -> np.ndarray | N
 
 
 def _confirm_region(
-    pixels: np.ndarray, mask: np.ndarray, image: np.ndarray, hands: list[Hand], read_hand: ReadHand
+    pixels: np.ndarray,
+    mask: np.ndarray,
+    image: np.ndarray,
+    hands: list[Hand],
+    read_hand: ReadHand,
+    find_palms: FindPalms,
 ) -> Hand | None:
-    """The first hand the landmark model reads on the mask in one of the region's crops, told apart from
-    `hands`, its landmarks read again from themselves; None when no crop shows one."""
+    """The first hand read on the mask around a region, told apart from `hands`, its landmarks read again
+    from themselves; None when nothing shows one. First the palm detector on a square crop of the region
+    (a hand small in the photo, or lying on a face, is large there), then the landmark model on `crops`."""
     height, width = mask.shape
     at_edge = _out_of_frame(pixels, height, width) is not None
     min_presence = EDGE_MIN_PRESENCE if at_edge else MIN_PRESENCE
-    for region in crops(pixels, height, width):
+    tries = [*_palms_around(pixels, image, find_palms), *crops(pixels, height, width)][:READS_PER_REGION]
+    for region in tries:
         hand = read_hand(image, region, min_presence)
         if not _a_new_hand_on_the_mask(hand, mask, hands):
             continue
@@ -161,6 +175,18 @@ def _confirm_region(
             hand = again
         return replace(hand, palm_score=None, confirmed=True)
     return None
+
+
+def _palms_around(pixels: np.ndarray, image: np.ndarray, find_palms: FindPalms) -> list[tuple]:
+    """The landmark model's regions (in `image`'s pixels) for the palms the palm detector finds in a square,
+    unturned crop around a region, 1.5 times its larger side (at most two, the surest first)."""
+    low, high = pixels.min(axis=0), pixels.max(axis=0)
+    centre, side = (low + high) / 2, 1.5 * max(float((high - low).max()), 8.0)
+    patch, _ = crop(image, (float(centre[0]), float(centre[1])), (side, side), 0.0, PALM_CROP)
+    scale = side / PALM_CROP
+    x0, y0 = centre - side / 2
+    return [(x0 + cx * scale, y0 + cy * scale, size * scale, rotation, score)
+            for cx, cy, size, rotation, score in find_palms(patch)[:2]]  # fmt: skip
 
 
 def _a_new_hand_on_the_mask(hand: Hand | None, mask: np.ndarray, hands: list[Hand]) -> bool:

@@ -69,10 +69,11 @@ class HandLandmarker:
         (`handseg.hands.confirm`)."""
         enlarged, factor = enlarged_for_detection(image)
         if factor == 1.0:
-            return confirm_hands(mask, image, hands, self.read_hand)
+            return confirm_hands(mask, image, hands, self.read_hand, self.palm_regions)
         size = enlarged.shape[1::-1]
         large = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
-        confirmed, kept = confirm_hands(large, enlarged, [hand.scaled(factor) for hand in hands], self.read_hand)
+        large_hands = [hand.scaled(factor) for hand in hands]
+        confirmed, kept = confirm_hands(large, enlarged, large_hands, self.read_hand, self.palm_regions)
         kept = np.asarray(Image.fromarray(kept).resize(mask.shape[::-1], Image.NEAREST)) & mask
         return [hand.scaled(1 / factor) for hand in confirmed], kept
 

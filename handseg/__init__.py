@@ -4,7 +4,7 @@ import handseg
 result = handseg.segment("photo.jpg")          # shipped default model
 result.mask                                    # bool (H, W)
 result.save("photo_mask.png", overlay=True)    # the mask, and the overlay beside it
-segmenter = handseg.Segmenter("handunet_lite0.hands_v4", threads=2)   # decide once, run many
+segmenter = handseg.Segmenter("handunet_lite0.hands_v5", threads=2)   # decide once, run many
 model = handseg.HandUNet.from_pretrained("path/or/repo-id")  # or a shipped name: handseg.available_models()
 
 The names below are the public API; the app, training and benchmarks use nothing else. The
@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 #: Public name -> the module that defines it.
 _NAMES = {

@@ -102,7 +102,7 @@ class Outcome:
 class Segmenter:
     """Segments images with one model, run one way, decided once.
 
-    segmenter = handseg.Segmenter("handunet_lite0.hands_v4", threads=2)
+    segmenter = handseg.Segmenter("handunet_lite0.hands_v5", threads=2)
     segmenter("photo.jpg").mask                      # bool (H, W)
     for outcome in segmenter.run(paths): ...         # in input order; a bad file does not stop the rest
 

@@ -27,6 +27,9 @@ from train import DEFAULT_DATA
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = DEFAULT_DATA.resolve()
 PHOTO_SOURCES = ("egohands", "hgr", "handphotos", "indoor")
+#: The shipped model whose int8 file the int8 tests' floors were measured on, and that every CPU backend
+#: runs in tests of backends (an image-only network: its masks differ between backends on a GTEA frame).
+INT8_MODEL = "handunet_lite0.hands_v4"
 FOREARM_SOURCES = ("hgr", "indoor")  # masks that include the bare forearm (train.run --forearm-sources)
 
 

@@ -18,7 +18,7 @@ import handseg
 import handseg.backends
 from handseg.metrics import score
 from handseg.pretrained import DEFAULT_MODEL, pretrained_path
-from tests.conftest import REPO_ROOT, make_tiny_model, run_cli
+from tests.conftest import INT8_MODEL, REPO_ROOT, make_tiny_model, run_cli
 from tests.original_format import original_state_dict, save_torch03
 
 CPU = torch.device("cpu")
@@ -37,12 +37,12 @@ def _val_photos(val_pairs) -> list:
 
 
 def _agreement(photos, backend: str | handseg.Segmenter) -> tuple[float, float, float]:
-    """(mean share of equal pixels, the worst photo's, mean dice) of the masks of `backend` (a backend of the
-    shipped model, or a Segmenter) against float32's."""
-    run = backend if isinstance(backend, handseg.Segmenter) else handseg.Segmenter(backend=backend)
+    """(mean share of equal pixels, the worst photo's, mean dice) of the masks of `backend` (a backend of
+    INT8_MODEL, or a Segmenter of it) against its float32 masks."""
+    run = backend if isinstance(backend, handseg.Segmenter) else handseg.Segmenter(INT8_MODEL, backend=backend)
     equal, dice = [], []
     for photo in photos:
-        reference = handseg.segment(photo, backend="torch").mask
+        reference = handseg.segment(photo, INT8_MODEL, backend="torch").mask
         mask = run(photo).mask
         equal.append(float((mask == reference).mean()))
         if reference.any():
@@ -103,7 +103,7 @@ def test_the_default_runs_int8_on_every_cpu_with_exact_sums(vnni, sample_photos,
     CPU, says nothing, and keeps the float model's masks. Both branches run on every machine; on a CPU with
     VNNI the exact setting changes nothing, on one without it is what keeps the masks."""
     monkeypatch.setattr(handseg.backends, "cpu_multiplies_int8_exactly", lambda: vnni)
-    model = handseg.HandUNet.from_pretrained(pretrained_path())  # a fresh object: nothing cached
+    model = handseg.HandUNet.from_pretrained(pretrained_path(INT8_MODEL))  # a fresh object: nothing cached
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no notice
         segmenter = handseg.Segmenter(model)
@@ -135,7 +135,7 @@ def test_the_shipped_int8_file_is_what_the_command_makes(data_dir, tmp_path, val
     """`python -m train.quantize` remakes the shipped file from train photos: the same masks."""
     pytest.importorskip("onnx", reason='making an int8 file needs the onnx extra: pip install "handseg[onnx]"')
     folder = tmp_path / "model"
-    shutil.copytree(pretrained_path(), folder, ignore=shutil.ignore_patterns("*.jpg", "*.onnx"))
+    shutil.copytree(pretrained_path(INT8_MODEL), folder, ignore=shutil.ignore_patterns("*.jpg", "*.onnx"))
     done = subprocess.run(
         [sys.executable, "-m", "train.quantize", "--model", str(folder), "--data", str(data_dir)],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
@@ -144,7 +144,7 @@ def test_the_shipped_int8_file_is_what_the_command_makes(data_dir, tmp_path, val
     assert "calibrated on 36 train photos" in done.stdout
     for photo in _val_photos(val_pairs)[::3]:
         remade = handseg.segment(photo, folder, backend="int8")
-        shipped = handseg.segment(photo, backend="int8")
+        shipped = handseg.segment(photo, INT8_MODEL, backend="int8")
         assert remade.backend == "int8"
         assert (remade.mask == shipped.mask).mean() >= 0.999, photo.name
 

@@ -77,7 +77,8 @@ def test_ray_job_writes_the_masks_segment_gives_and_resumes(local_ray, photo_fol
     assert done.returncode == 1
     good = sorted(p for p in photo_folder.iterdir() if p.name != "corrupt.jpg")
     assert f"{len(good)} masks written to {out}, 0 skipped (output already there), 1 of 21 inputs failed" in done.stderr
-    assert "handunet_lite0.hands_v4: int8 on cpu, 1 thread, working side 512 (each of 2 actors)" in done.stderr
+    what = "handunet_lite0.hands_v5: int8 on cpu, 1 thread, working side 512, reads hand landmarks"
+    assert f"{what}, hands confirmed (each of 2 actors)" in done.stderr
     with open(out / FAILURES_FILE, newline="") as f:
         failures = list(csv.DictReader(f))
     assert [row["path"] for row in failures] == [str(photo_folder / "corrupt.jpg")]

@@ -13,7 +13,7 @@ from torch import nn
 
 import handseg
 from handseg import HandUNet
-from tests.conftest import make_tiny_model
+from tests.conftest import INT8_MODEL, make_tiny_model
 
 CONFIGS = [
     pytest.param({"base_channels": 4}, id="tiny-bilinear"),
@@ -143,7 +143,7 @@ def test_saved_files_get_the_users_permissions(tmp_path):
 def test_a_saved_shipped_model_keeps_its_int8_file(tmp_path):
     """Saving the shipped model elsewhere keeps handseg's fast CPU path: its int8 file goes along (made
     from exactly these weights); a model fine-tuned since does not take it, and says why."""
-    model = HandUNet.from_pretrained(handseg.pretrained_path())
+    model = HandUNet.from_pretrained(handseg.pretrained_path(INT8_MODEL))
     model.save_pretrained(tmp_path / "copy")
     assert (tmp_path / "copy" / "model_int8.onnx").is_file()
     assert handseg.Segmenter(tmp_path / "copy").backend == "int8"

@@ -15,7 +15,7 @@ from PIL import Image
 import handseg
 import handseg.backends
 from handseg import load_mask
-from tests.conftest import run_cli, write_clip
+from tests.conftest import INT8_MODEL, run_cli, write_clip
 
 pytestmark = pytest.mark.skipif(handseg.pretrained.DEFAULT_MODEL is None, reason="this build ships no default model")
 
@@ -27,9 +27,10 @@ CPU_BACKENDS = ["torch", "onnx", "int8"] + (["bf16"] if handseg.cpu_has_native_b
 def test_the_cli_runs_the_backend_asked_for(backend, gtea_frame, tmp_path):
     """`--backend torch` once ran int8 (the CLI decided "auto" again): now the CLI's mask is the one
     `handseg.segment(..., backend=B)` gives, pixel for pixel, and it says which backend ran."""
-    expected = handseg.segment(gtea_frame, backend=backend)
+    expected = handseg.segment(gtea_frame, INT8_MODEL, backend=backend)
     assert expected.backend == backend
-    done = run_cli("segment", "-i", str(gtea_frame), "-o", str(tmp_path / "m.png"), "--backend", backend)
+    out = str(tmp_path / "m.png")
+    done = run_cli("segment", "-i", str(gtea_frame), "-o", out, "--model", INT8_MODEL, "--backend", backend)
     assert done.returncode == 0, done.stderr
     assert f": {backend} on cpu" in done.stderr
     assert np.array_equal(load_mask(tmp_path / "m.png"), expected.mask)
@@ -38,7 +39,8 @@ def test_the_cli_runs_the_backend_asked_for(backend, gtea_frame, tmp_path):
 def test_backends_really_differ_on_this_frame(gtea_frame):
     """So the test above can tell one backend from another: int8's mask is not float32's."""
     assert not np.array_equal(
-        handseg.segment(gtea_frame, backend="int8").mask, handseg.segment(gtea_frame, backend="torch").mask
+        handseg.segment(gtea_frame, INT8_MODEL, backend="int8").mask,
+        handseg.segment(gtea_frame, INT8_MODEL, backend="torch").mask,
     )
 
 
@@ -50,13 +52,13 @@ def test_the_app_runs_the_backend_asked_for(backend, gtea_frame):
     pytest.importorskip("gradio", reason='the app needs the demo extra: pip install "handseg[demo]"')
     from demo import callbacks, ui
 
-    segmenters, notices = ui.load_segmenters(None, threads=1, backend=backend)
+    segmenters, notices = ui.load_segmenters(INT8_MODEL, threads=1, backend=backend)
     main = next(iter(segmenters.values()))
     assert main.backend == backend and notices == []
     _, _, mask_path, stats, _ = callbacks.segment_photo(
         main, str(gtea_frame), 0.5, False, main.max_side, "#ff3c8c", 0.5
     )
-    assert np.array_equal(load_mask(Path(mask_path)), handseg.segment(gtea_frame, backend=backend).mask)
+    assert np.array_equal(load_mask(Path(mask_path)), handseg.segment(gtea_frame, INT8_MODEL, backend=backend).mask)
     assert f"; {backend}, 1 thread)" in stats
 
 
@@ -66,11 +68,11 @@ def test_video_frames_run_the_backend_asked_for(backend, gtea_frame, tmp_path):
     from handseg.video import iter_video
 
     clip = write_clip(tmp_path / "clip.mp4", np.array(Image.open(gtea_frame).convert("RGB").resize((480, 320))), 3)
-    results = list(iter_video(clip, handseg.Segmenter(None, backend=backend)))
+    results = list(iter_video(clip, handseg.Segmenter(INT8_MODEL, backend=backend)))
     assert len(results) == 3
     for result in results:
         assert result.backend == backend
-        assert np.array_equal(result.mask, handseg.segment(result.image, backend=backend).mask)
+        assert np.array_equal(result.mask, handseg.segment(result.image, INT8_MODEL, backend=backend).mask)
 
 
 @pytest.mark.slow
@@ -78,14 +80,15 @@ def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(gtea_frame, tmp_path,
     """Emulated bf16 took 4.1 s a gtea_frame against 0.32 s in float32 on an AVX2-only CPU: never silently.
     ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN (and so handseg) see such a CPU."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    done = run_cli("segment", "-i", str(gtea_frame), "-o", str(tmp_path / "m.png"), "--backend", "bf16", env=env)
+    out = str(tmp_path / "m.png")
+    done = run_cli("segment", "-i", str(gtea_frame), "-o", out, "--model", INT8_MODEL, "--backend", "bf16", env=env)
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stderr.splitlines() if line.startswith("handseg: note:")]
     assert len(notes) == 1 and "no bf16 arithmetic" in notes[0], done.stderr
     assert ": torch on cpu" in done.stderr
-    assert np.array_equal(load_mask(tmp_path / "m.png"), handseg.segment(gtea_frame, backend="torch").mask)
+    assert np.array_equal(load_mask(tmp_path / "m.png"), handseg.segment(gtea_frame, INT8_MODEL, backend="torch").mask)
     monkeypatch.setattr(handseg.backends, "cpu_has_native_bf16", lambda: False)
-    model = handseg.HandUNet.from_pretrained(handseg.pretrained_path())  # a fresh object: nothing cached
+    model = handseg.HandUNet.from_pretrained(handseg.pretrained_path(INT8_MODEL))  # a fresh object: nothing cached
     with pytest.warns(handseg.FastPathNotice, match="no bf16 arithmetic"):
         assert handseg.segment(gtea_frame, model, backend="bf16").backend == "torch"
 
@@ -97,13 +100,14 @@ def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, gtea_frame,
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
-            segmenter = handseg.Segmenter(None, backend=backend, threads=threads)
+            segmenter = handseg.Segmenter(INT8_MODEL, backend=backend, threads=threads)
             torch.set_num_threads(3)  # someone else's setting, between two batches
             segmenter(gtea_frame)
             assert torch.get_num_threads() == (threads if backend == "torch" else 3)  # onnxruntime has its own
     finally:
         torch.set_num_threads(before)
-    done = run_cli("segment", "-i", gtea_frame, "-o", tmp_path / "m.png", "--backend", backend, "--threads", "2")
+    flags = ("--model", INT8_MODEL, "--backend", backend, "--threads", "2")
+    done = run_cli("segment", "-i", gtea_frame, "-o", tmp_path / "m.png", *flags)
     assert done.returncode == 0, done.stderr
     assert f": {backend} on cpu, 2 threads" in done.stderr
 
@@ -137,9 +141,9 @@ def test_segment_takes_the_segmenters_keywords_and_names_itself_in_a_typo(gtea_f
 
 def test_a_segmenter_decides_once(gtea_frame):
     """Building the same Segmenter again reuses the loaded model and runner, and says nothing twice."""
-    first = handseg.Segmenter(None, backend="int8", threads=1)
+    first = handseg.Segmenter(INT8_MODEL, backend="int8", threads=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = handseg.Segmenter(None, backend="int8", threads=1)
-    assert again.runner is first.runner and again.model is first.model is handseg.load_model()
+        again = handseg.Segmenter(INT8_MODEL, backend="int8", threads=1)
+    assert again.runner is first.runner and again.model is first.model is handseg.load_model(INT8_MODEL)
     assert again(gtea_frame).backend == "int8"

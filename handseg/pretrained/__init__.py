@@ -14,7 +14,7 @@ from pathlib import Path
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
 #: Name of the shipped default model (a folder next to this file).
-DEFAULT_MODEL: str | None = "handunet_lite0.hands_v4"
+DEFAULT_MODEL: str | None = "handunet_lite0.hands_v5"
 
 
 class NoDefaultModelError(RuntimeError):

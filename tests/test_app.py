@@ -100,7 +100,7 @@ def segment(client: Client, path: Path, **options):
 def test_the_raw_mask_is_one_tick_away(client, data_dir):
     """'Confirmed hands only' (on by default) drops the patch the network marks on a face; off, the page
     shows the network's mask and says how much of it no hand explains."""
-    face = next((data_dir / "negatives" / "images").glob("deepface_img4.*"))
+    face = next((data_dir / "negatives" / "images").glob("deepface_img15.*"))
     confirmed, raw = segment(client, face), segment(client, face, verify=False)
     assert "Hand area 0.0 %" in confirmed[3] and "No hand found" in confirmed[3]
     assert "Hand area 0.0 %" not in raw[3] and "no hand found or confirmed there" in raw[3]

@@ -19,8 +19,8 @@ LAYERS = [
     # foundations: files, the machine, pictures, names
     {"hardware", "image", "metrics", "crf", "pretrained", "registry", "hands.warp", "hands.topology"},
     # the landmark pipeline in MediaPipe's stages, then the package that gathers them
-    {"hands.regions", "hands.channels"},
-    {"hands.detector", "hands.landmark_model"},
+    {"hands.regions", "hands.channels", "hands.labels", "hands.handedness"},
+    {"hands.detector", "hands.landmark_model", "hands.confirm"},
     {"hands.landmarker"},
     {"hands.tracking"},
     {"hands", "visualize"},

@@ -129,7 +129,7 @@ def test_segment_takes_the_segmenters_keywords_and_names_itself_in_a_typo(gtea_f
     """segment, iter_segment and segment_batch take `Segmenter`'s keywords (one list: SegmenterOptions);
     a misspelt one is named with the function it was given to, before any model loads."""
     assert set(handseg.SegmenterOptions.__annotations__) == {
-        "device", "backend", "threads", "concurrent", "compile", "max_side", "scale", "max_pixels", "hands"
+        "device", "backend", "threads", "concurrent", "compile", "max_side", "scale", "max_pixels", "hands", "verify"
     }  # fmt: skip
     for function in (handseg.segment, handseg.iter_segment, handseg.segment_batch):
         with pytest.raises(

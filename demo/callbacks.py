@@ -124,9 +124,9 @@ def segment_photo(
 def _hands_markdown(result: handseg.Segmentation) -> str:
     """One line per hand, in the colour the hands picture gives it: its colour, left or right, how sure,
     how many pixels."""
-    if not result.hands:
-        return "No hand found." if result.detected is not None else ""
-    lines = []
+    if result.detected is None:
+        return ""
+    lines = [] if result.hands else ["No hand found."]
     for number, hand in enumerate(result.hands, start=1):
         name, (r, g, b) = hand_color(number - 1, hand.handedness)
         swatch = f'<span style="color: rgb({r}, {g}, {b})">■</span> {name}'

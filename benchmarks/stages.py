@@ -16,7 +16,7 @@ Every row is a median over --runs after a warm-up, on real photos resized to 191
   confirmation           each region of the working-size mask confirmed as a hand or dropped
                          (`HandLandmarker.confirm`: regions, landmark model on crops of those no found hand
                          explains), then the kept regions at full size and split by hand, cut at the wrist
-  training step          forward, backward and AdamW step of a 16x3x256x256 batch (the shipped model's
+  training step          forward, backward and AdamW step of a 16xCx256x256 batch (the shipped model's
                          training crops), contiguous and channels_last (what train.run does)
 The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
 """
@@ -37,6 +37,7 @@ from PIL import Image
 import handseg
 from benchmarks.load import median_ms
 from handseg import load_image, load_working_image, resize_rgb, to_model_input, usable_cores, working_size
+from handseg.hands import hand_channels
 from handseg.hands.labels import label_hands
 from handseg.segmenter import at_size
 from train import DEFAULT_DATA
@@ -58,8 +59,13 @@ def main() -> None:
 
     small = load_working_image(frame, max_side=side).small
     reference = resize_rgb(load_image(frame), size)
+    # A network that reads landmarks gets them drawn, as handseg.Segmenter gives them.
+    drawn = None
+    if model.hand_channels:
+        hands = handseg.hands.HandLandmarker(threads=handseg.default_threads())(small)
+        drawn = hand_channels([hand.landmarks for hand in hands], *small.shape[:2])[: model.hand_channels]
     # to_model_input's permuted HWC array is already laid out channels_last; make the contrast explicit
-    batch = to_model_input(small)[None].contiguous()
+    batch = to_model_input(small, drawn)[None].contiguous()
     channels_last = batch.contiguous(memory_format=torch.channels_last)
     rows: list[tuple[str, float]] = []
     with torch.inference_mode():
@@ -124,7 +130,7 @@ def main() -> None:
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    crops = torch.rand(16, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    crops = torch.rand(16, 3 + model.hand_channels, 256, 256, generator=torch.Generator().manual_seed(0))
     targets = (torch.rand(16, 1, 256, 256, generator=torch.Generator().manual_seed(1)) > 0.5).float()
 
     def training_step(x: torch.Tensor) -> None:

@@ -24,7 +24,6 @@ The end-to-end figures, with val dice beside them, are benchmarks/speed.py's.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +37,7 @@ import handseg
 from benchmarks.load import median_ms
 from handseg import load_image, load_working_image, resize_rgb, to_model_input, usable_cores, working_size
 from handseg.hands import hand_channels
-from handseg.hands.labels import label_hands
-from handseg.segmenter import at_size
+from handseg.hands.confirm import confirmed_labels
 from train import DEFAULT_DATA
 
 
@@ -120,13 +118,13 @@ def main() -> None:
     hands, kept = landmarker.confirm(small_mask, small, found)
     confirm_ms = median_ms(lambda: landmarker.confirm(small_mask, small, found), args.runs)
     rows.append((f"confirmation: regions ({len(hands) - len(found)} hands confirmed)", confirm_ms))
-    points = [hand.landmarks * scale_up for hand in hands]
-
-    def kept_at_full_size() -> np.ndarray:
-        mask = full & at_size(kept, full.shape)
-        return label_hands(mask, points, reach=math.inf, cut_at_wrist=True)
-
-    rows.append(("confirmation: kept regions at full size, split by hand", median_ms(kept_at_full_size, args.runs)))
+    at_full_size = [hand.scaled(scale_up) for hand in hands]
+    rows.append(
+        (
+            "confirmation: kept regions at full size, split by hand",
+            median_ms(lambda: confirmed_labels(full, kept, at_full_size), args.runs),
+        )
+    )
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)

@@ -202,6 +202,13 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
 
 
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask (H, W) to `size` = (h, w), nearest neighbour; a no-op at the same size."""
+    if size == mask.shape[:2]:
+        return mask
+    return np.asarray(Image.fromarray(mask).resize((size[1], size[0]), Image.NEAREST))
+
+
 def lossy_suffix_problem(path: str | Path) -> str | None:
     """Why a mask cannot be saved at `path` (a lossy format), or None when it can."""
     if Path(path).suffix.lower() in LOSSY_IMAGE_SUFFIXES:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from handseg.hands import Hand, landmarks_box
 from handseg.hands.labels import label_hands
-from handseg.image import resize_rgb, save_image, whole_files
+from handseg.image import resize_mask, resize_rgb, save_image, whole_files
 from handseg.visualize import DEFAULT_OVERLAY_COLOR, draw_hands, mask_to_image, overlay, side_by_side
 
 #: What handseg appends to an input's stem when it names what it writes: the mask (`photo_mask.png`),
@@ -232,7 +231,7 @@ class Segmentation:
         size = (max(1, int(height * scale)), max(1, int(width * scale)))
         mask = mask_to_image(self.mask)
         if scale < 1.0:
-            mask = np.array(Image.fromarray(mask).resize(size[::-1], Image.NEAREST))
+            mask = resize_mask(mask, size)
         return side_by_side(resize_rgb(self.image, size), mask, resize_rgb(tinted, size), gap=VIZ_GAP)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -24,9 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
-import numpy as np
 import torch
-from PIL import Image
 
 from handseg.backends import (
     AUTO,
@@ -40,7 +37,7 @@ from handseg.backends import (
 )
 from handseg.crf import CRFUnavailableError
 from handseg.hands import HandLandmarker, landmarks_unavailable
-from handseg.hands.labels import label_hands
+from handseg.hands.confirm import confirmed_labels
 from handseg.hands.tracking import HandFinder
 from handseg.hardware import cpu_threads
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
@@ -334,13 +331,9 @@ class Segmenter:
                 if self.verify:
                     small_mask = probability_from_logits(logit[None].float())[0].numpy() > threshold
                     confirmed, kept = landmarker.confirm(small_mask, working.small, prepared.hands)
-                    hands = hands_at_full_size(replace(prepared, hands=confirmed), None)
-                    mask &= at_size(kept, mask.shape)
-                    # Every kept pixel is its nearest hand's, unless it lies behind that hand's wrist.
-                    labels = label_hands(mask, [h.landmarks for h in hands], reach=math.inf, cut_at_wrist=True)
-                    labels[labels > len(hands)] = 0
+                    full_hands = hands_at_full_size(replace(prepared, hands=confirmed), None)
+                    hands, labels = confirmed_labels(mask, kept, full_hands)
                     mask = labels > 0
-                    hands, labels = with_pixels(hands, labels)
                 elif finder is not None:
                     hands = hands_at_full_size(prepared, None if eager else partial(finder, index=index))
                 path = str(source) if isinstance(source, str | Path) else None
@@ -370,26 +363,6 @@ class Segmenter:
             pending.append((index, source, prepared))
         if pending:
             yield from flush()
-
-
-def with_pixels(hands: list, labels: np.ndarray) -> tuple[list, np.ndarray]:
-    """The hands that hold pixels of the mask, and the labels numbered for them: a hand the landmark model
-    found where the network marks nothing is not a hand of the confirmed mask."""
-    counts = np.bincount(labels.ravel(), minlength=len(hands) + 1)[1:]
-    if counts.all():
-        return hands, labels
-    renumber = np.zeros(len(hands) + 1, np.uint8)
-    renumber[1:][counts > 0] = np.arange(1, int((counts > 0).sum()) + 1)
-    return [hand for hand, count in zip(hands, counts) if count], renumber[labels]
-
-
-def at_size(kept: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A bool mask of whole regions at the working size, at full size (H, W): grown by a pixel first, so
-    the full-size mask's edges, which the working size rounds, stay inside the regions they belong to."""
-    from scipy import ndimage
-
-    grown = ndimage.binary_dilation(kept, iterations=1)
-    return np.asarray(Image.fromarray(grown).resize(size[::-1], Image.NEAREST))
 
 
 def checked_batch_size(batch_size: int | None) -> int | None:

@@ -30,6 +30,7 @@ from handseg.hands.labels import REACH, label_hands, skeleton_distance
 from handseg.hands.regions import distinct, normalized_angle, region_from_landmarks
 from handseg.hands.topology import Hand, hand_size
 from handseg.hands.warp import crop
+from handseg.image import resize_mask
 
 MAX_REGIONS = 4  #: regions read at most, the largest first
 READS_PER_REGION = 6  #: landmark readings at most per region (its palms first, then `crops`)
@@ -99,6 +100,25 @@ def confirm_hands(
                 if second := _confirm_region(rest, mask, image, confirmed, read_hand, find_palms):
                     confirmed.append(second)
     return confirmed, explained
+
+
+def confirmed_labels(mask: np.ndarray, kept: np.ndarray, hands: list[Hand]) -> tuple[list[Hand], np.ndarray]:
+    """(hands, labels) at full size: `mask` (bool (H, W)) within the regions `confirm_hands` kept (`kept`,
+    at the working size), each pixel its nearest hand's (`hands`: landmarks in `mask`'s pixels) unless it
+    lies behind that hand's wrist; labels 1..N as the hands returned, which leave out a hand holding no
+    pixel (one the landmark model found where the network marks nothing)."""
+    from scipy import ndimage
+
+    # Grown by a pixel first, so the full-size mask's edges, which the working size rounds, stay inside.
+    mask = mask & resize_mask(ndimage.binary_dilation(kept, iterations=1), mask.shape)
+    labels = label_hands(mask, [hand.landmarks for hand in hands], reach=math.inf, cut_at_wrist=True)
+    labels[labels > len(hands)] = 0
+    counts = np.bincount(labels.ravel(), minlength=len(hands) + 1)[1:]
+    if counts.all():
+        return hands, labels
+    renumber = np.zeros(len(hands) + 1, np.uint8)
+    renumber[1:][counts > 0] = np.arange(1, int((counts > 0).sum()) + 1)
+    return [hand for hand, count in zip(hands, counts) if count], renumber[labels]
 
 
 def crops(pixels: np.ndarray, height: int, width: int) -> list[tuple[float, float, float, float]]:

@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from handseg.hands.confirm import confirm_hands
 from handseg.hands.detector import PalmDetector
 from handseg.hands.landmark_model import LandmarkModel
 from handseg.hands.regions import distinct, enlarged_for_detection
 from handseg.hands.topology import Hand
+from handseg.image import resize_mask
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 PALM_MODEL = MODELS_DIR / "palm_detection_lite.onnx"
@@ -70,11 +70,10 @@ class HandLandmarker:
         enlarged, factor = enlarged_for_detection(image)
         if factor == 1.0:
             return confirm_hands(mask, image, hands, self.read_hand, self.palm_regions)
-        size = enlarged.shape[1::-1]
-        large = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+        large = resize_mask(mask, enlarged.shape[:2])
         large_hands = [hand.scaled(factor) for hand in hands]
         confirmed, kept = confirm_hands(large, enlarged, large_hands, self.read_hand, self.palm_regions)
-        kept = np.asarray(Image.fromarray(kept).resize(mask.shape[::-1], Image.NEAREST)) & mask
+        kept = resize_mask(kept, mask.shape) & mask
         return [hand.scaled(1 / factor) for hand in confirmed], kept
 
     def detect(self, image: np.ndarray) -> list[Hand]:

@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help=f"CPU threads per segmentation (default: half the cores shared by the {CONCURRENCY_LIMIT} "
-        "segmentations that run at once, at least 1: fast when other programs are busy too)",
+        help=f"CPU threads per segmentation (default: the cores shared by the {CONCURRENCY_LIMIT} segmentations "
+        "that run at once, half of them for torch, at least 1: fast when other programs are busy too)",
     )
     args = parser.parse_args()
     if port_taken(args.host, args.port):

@@ -10,8 +10,8 @@ Paths (end to end: JPEG file -> full-size mask):
   original      the 2018 pipeline, re-implemented for reference: 64-wide U-Net (random weights: timing
                 only) at scale 0.5 on the two square halves of the frame, sigmoid, merge, dense CRF at full size,
                 at torch's own thread count (all cores), as its users ran it
-  original@handseg  the same at handseg's default thread count (half the cores), for the comparison at
-                equal threads
+  original@handseg  the same at the thread count handseg's default path runs on (onnxruntime's default:
+                every core, `handseg.default_threads`), for the comparison at equal threads
   default       handseg.segment with the model at its own working resolution, default backend ("auto":
                 int8 where the model has its int8 file, else bf16 on a CPU with bf16 arithmetic, else float32);
                 the hand landmark stage, and each region of the mask confirmed as a hand or dropped
@@ -53,6 +53,7 @@ import handseg
 from benchmarks.load import busy_core
 from handseg import load_image, resize_rgb, to_model_input
 from handseg.crf import refine_with_crf
+from handseg.hardware import ONNXRUNTIME_POOL
 from train import DEFAULT_DATA
 
 SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
@@ -61,6 +62,8 @@ SIZES = {"1918x1280": (1918, 1280), "640x480": (640, 480)}
 #: torch's own thread count in this process (all usable cores): what the original pipeline's users ran it
 #: with, read before anything sets it.
 TORCH_OWN_THREADS = torch.get_num_threads()
+#: The threads handseg's default path (int8 network and landmark models, on onnxruntime) runs on.
+DEFAULT_PATH_THREADS = handseg.default_threads(pool=ONNXRUNTIME_POOL)
 
 
 class OriginalPipeline:
@@ -137,7 +140,7 @@ def build_paths(model_arg: str | None, fast_side: int, only: str | None = None, 
     if only in (None, "original"):
         paths["original"] = OriginalPipeline()  # as its users ran it: torch's own threads
     if only in (None, "original@handseg"):
-        paths["original@handseg"] = OriginalPipeline(handseg.default_threads())  # at handseg's default threads
+        paths["original@handseg"] = OriginalPipeline(DEFAULT_PATH_THREADS)  # at the default path's threads
     for name, (segmenter, options) in build_segmenters(model_arg, fast_side, only, device).items():
         paths[name] = lambda p, s=segmenter, o=options: _mask(s, p, o)
     return paths
@@ -210,7 +213,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
     gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(
         f"torch {torch.__version__}{gpu}; the original at torch's own {TORCH_OWN_THREADS} threads (original) and at "
-        f"handseg's default {handseg.default_threads()} (original@handseg); handseg paths at their defaults; torch "
+        f"the default path's {DEFAULT_PATH_THREADS} (original@handseg); handseg paths at their defaults; torch "
         f"paths on {args.device}; model: {args.model or 'shipped default'}; "
         f"{'one core busy' if args.contended else 'idle'}"
     )

@@ -24,7 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from handseg.hardware import cpu_has_native_bf16, cpu_multiplies_int8_exactly, resolve_device, torch_threads
+from handseg.hardware import (
+    ONNXRUNTIME_POOL,
+    TORCH_POOL,
+    cpu_has_native_bf16,
+    cpu_multiplies_int8_exactly,
+    cpu_threads,
+    resolve_device,
+    torch_threads,
+)
 from handseg.hub import ModelNotFoundError
 from handseg.model import HandUNet
 from handseg.packaging import (
@@ -220,24 +228,30 @@ def runner_device(model: object, device: str | torch.device | None, backend: str
     return target
 
 
-def onnx_file_runner(path: str | Path, threads: int | None) -> Built:
-    """What runs an exported `.onnx` file: onnxruntime, as exported (float32 or int8)."""
-    return Built(OnnxRunner(path, threads))
+def onnx_file_runner(path: str | Path, threads: int | None, concurrent: int = 1) -> Built:
+    """What runs an exported `.onnx` file: onnxruntime, as exported (float32 or int8), on `threads` (None: the
+    default for onnxruntime's pool, `handseg.hardware.cpu_threads`)."""
+    return Built(OnnxRunner(path, cpu_threads(threads, concurrent, ONNXRUNTIME_POOL)))
 
 
-def build_runner(model: HandUNet, device: torch.device, backend: str, threads: int | None, compile: bool) -> Built:
-    """The only place a backend is chosen. "auto" is, on a CPU: int8 where the model has its int8 file
+def build_runner(
+    model: HandUNet, device: torch.device, backend: str, threads: int | None, compile: bool, concurrent: int = 1
+) -> Built:
+    """The only place a backend is chosen, and so where the CPU threads are: `threads`, or (None) the default
+    for the pool that runs it, torch's or onnxruntime's, shared by `concurrent` segmentations
+    (`handseg.hardware.cpu_threads`). "auto" is, on a CPU: int8 where the model has its int8 file
     and onnxruntime is installed (exact sums on every x86 CPU: `exact_int8_entries`), else bf16 on a CPU
     with bf16 arithmetic, else torch (float32); on CUDA, and with `compile`, torch. A fallback from the
     first choice is noticed once (a FastPathNotice warning, and `Built.notice`)."""
     check_request(model, backend, compile)
+    onnx_threads = cpu_threads(threads, concurrent, ONNXRUNTIME_POOL)
     notice = None
     if backend == "auto":
         if device.type != "cpu" or compile:
             backend = "torch"
         else:
             try:
-                return Built(int8_runner(model, threads), None, WeightsWatch(model))
+                return Built(int8_runner(model, onnx_threads), None, WeightsWatch(model))
             except (Int8UnavailableError, OnnxUnavailableError) as exc:
                 backend = "bf16" if cpu_has_native_bf16() else "torch"
                 notice = f"{exc}; running {backend} instead ({_SPEED_NOTE})"
@@ -249,13 +263,14 @@ def build_runner(model: HandUNet, device: torch.device, backend: str, threads: i
     if notice:
         warnings.warn(notice, FastPathNotice, stacklevel=5)  # at the caller of Segmenter(...)
     if backend == "int8":
-        return Built(int8_runner(model, threads), notice, WeightsWatch(model))
+        return Built(int8_runner(model, onnx_threads), notice, WeightsWatch(model))
     if backend == "onnx":
         from handseg.export import export_onnx  # build time; needs the onnx extra
 
         path = export_onnx(model, Path(tempfile.mkdtemp(prefix="handseg-onnx-")) / "model.onnx")
-        return Built(OnnxRunner(path, threads), notice, WeightsWatch(model))
+        return Built(OnnxRunner(path, onnx_threads), notice, WeightsWatch(model))
     network = torch.compile(model, dynamic=False) if compile else model
     # bf16 autocast on GPUs, and on CPUs when asked: masks within 0.002 dice of float32 (benchmarks/targets.py).
     bf16 = backend == "bf16" or device.type == "cuda"
-    return Built(TorchRunner(network, bf16=bf16, threads=threads, compiled=compile), notice)
+    cpu = cpu_threads(threads, concurrent, TORCH_POOL) if device.type == "cpu" else None
+    return Built(TorchRunner(network, bf16=bf16, threads=cpu, compiled=compile), notice)

@@ -78,20 +78,32 @@ def torch_threads(threads: int) -> int:
     return min(threads, _torch_threads_cap) if _torch_threads_cap else threads
 
 
-def default_threads(concurrent: int = 1) -> int:
-    """CPU threads for one segmentation when `concurrent` run at once: half the usable cores
-    shared among them, at least 1.
-
-    Why not all cores (torch's default): when another process keeps one core busy, a team of
-    threads as large as the machine waits on its slowest member at every layer. On the 2-core
-    development machine with a core busy, 1280x720 frames at 2 threads had a p90 of 493 ms against
-    102 ms at 1 thread, while 1 thread costs 49 -> 68 ms idle (`python benchmarks/threads.py`, README)."""
-    return max(1, usable_cores() // 2 // max(1, concurrent))
+#: The two thread pools a segmentation runs on. torch's CPU threads are a GNU OpenMP team: each layer's
+#: work is split evenly among them and all wait for the slowest, so one thread sharing a busy core holds
+#: up the rest. onnxruntime's pool (thread spinning off) hands each layer out in small pieces to whichever
+#: thread is free, so a thread on a busy core just takes fewer of them.
+TORCH_POOL, ONNXRUNTIME_POOL = "torch", "onnxruntime"
 
 
-def cpu_threads(threads: int | None = None, concurrent: int = 1) -> int:
-    """The CPU threads a segmentation uses: `threads`; else OMP_NUM_THREADS where the user set it
-    (torch reads it at start-up); else `default_threads(concurrent)`: the one place that shares the
+def default_threads(concurrent: int = 1, pool: str = TORCH_POOL) -> int:
+    """CPU threads for one segmentation when `concurrent` run at once, at least 1: for torch, half the
+    usable cores shared among them; for onnxruntime (the int8 default, the hand landmark models), every
+    usable core shared among them.
+
+    Why not all cores for torch (its own default): when another process keeps one core busy, its team of
+    threads waits on its slowest member at every layer. On the 2-core development machine with a core
+    busy, 1280x720 frames at 2 threads had a p90 of 493 ms against 102 ms at 1 thread. onnxruntime's pool
+    does not wait that way: the default path at 2 threads was faster than at 1 both idle and with a core
+    busy (`python benchmarks/threads.py`, docs/performance.md)."""
+    if pool not in (TORCH_POOL, ONNXRUNTIME_POOL):
+        raise ValueError(f"unknown thread pool {pool!r}; choose {TORCH_POOL!r} or {ONNXRUNTIME_POOL!r}")
+    cores = usable_cores() if pool == ONNXRUNTIME_POOL else usable_cores() // 2
+    return max(1, cores // max(1, concurrent))
+
+
+def cpu_threads(threads: int | None = None, concurrent: int = 1, pool: str = TORCH_POOL) -> int:
+    """The CPU threads a segmentation uses on `pool`: `threads`; else OMP_NUM_THREADS where the user set it
+    (torch reads it at start-up); else `default_threads(concurrent, pool)`: the one place that shares the
     cores among segmentations running at once."""
     if concurrent < 1:
         raise ValueError(f"concurrent must be at least 1, got {concurrent}")
@@ -101,7 +113,7 @@ def cpu_threads(threads: int | None = None, concurrent: int = 1) -> int:
         return threads
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    return default_threads(concurrent)
+    return default_threads(concurrent, pool)
 
 
 def cpu_multiplies_int8_exactly() -> bool:

@@ -139,14 +139,18 @@ def prepare(
     one that tracks a video's hands; none without one), and make the network's input: the image, then, for
     a network with `hand_inputs` hand channels, the landmarks drawn (zeros where no hand was found)."""
     working = load_working_image(source, scale=scale, max_side=max_side, max_pixels=max_pixels)
-    hands: list[Hand] = []
-    if find_hands is not None:
-        hands = find_hands(working.small)
+    hands = find_hands(working.small) if find_hands is not None else []
+    return Prepared(working, hands, working_input(working, hands, hand_inputs))
+
+
+def working_input(working: WorkingImage, hands: list[Hand], hand_inputs: int = 0) -> torch.Tensor:
+    """The network's input for a working image: the image, then, for a network with `hand_inputs` hand
+    channels, `hands`' landmarks (pixels of `working.small`) drawn (zeros for no hands)."""
     drawn = None
     if hand_inputs:
         height, width = working.small.shape[:2]
         drawn = hand_channels([hand.landmarks for hand in hands], height, width)[:hand_inputs]
-    return Prepared(working, hands, to_model_input(working.small, drawn))
+    return to_model_input(working.small, drawn)
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None) -> torch.Tensor:

@@ -192,14 +192,26 @@ def test_order_is_kept_when_batching_around_a_bad_file(tmp_path, sample_photos, 
     assert [type(r).__name__ for _, r in pairs] == ["Segmentation", "Segmentation", "ImageLoadError", "Segmentation"]
 
 
-def test_cpu_threads_default_to_half_the_cores_and_can_be_chosen(monkeypatch, tiny_model_dir, sample_photos):
+def test_cpu_threads_default_per_thread_pool_and_can_be_chosen(monkeypatch, tiny_model_dir, sample_photos):
+    """torch gets half the cores, onnxruntime (the int8 default, the landmark models) every core: the counts
+    that held up with a core busy (benchmarks/threads.py); segmentations running at once share them."""
     from handseg import hardware
 
+    onnxruntime = hardware.ONNXRUNTIME_POOL
     monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
-    assert hardware.default_threads() == 1  # 2 cores: the thread count that held up under load
-    assert hardware.default_threads(concurrent=2) == 1
+    assert hardware.default_threads() == 1 and hardware.default_threads(concurrent=2) == 1
+    assert hardware.default_threads(pool=onnxruntime) == 2 and hardware.default_threads(2, onnxruntime) == 1
+    default = handseg.Segmenter()  # the shipped default: int8 on onnxruntime, landmark models on onnxruntime
+    assert default.backend == "int8" and default.runner_threads() == 2
+    assert default.landmarker.read_hand.session.get_session_options().intra_op_num_threads == 2
+    assert handseg.Segmenter(concurrent=2).runner_threads() == 1  # the app's two requests share the cores
+    assert "int8 on cpu, 2 threads" in default.describe()
     monkeypatch.setattr(hardware, "usable_cores", lambda: 16)
     assert hardware.default_threads() == 8 and hardware.default_threads(concurrent=2) == 4
+    assert hardware.default_threads(pool=onnxruntime) == 16 and hardware.default_threads(2, onnxruntime) == 8
+    assert handseg.Segmenter().runner_threads() == 16  # resolved per machine, not taken from the cache
+    with pytest.raises(ValueError, match="thread pool"):
+        hardware.default_threads(pool="openmp")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)

@@ -39,8 +39,9 @@ def segmenter_flags(*, hand_files: bool = False) -> argparse.ArgumentParser:
     group.add_argument(
         "--threads",
         type=int,
-        help="CPU threads (default: half the cores, at least 1, which holds up when other programs are busy; "
-        "OMP_NUM_THREADS, when set, is used instead)",
+        help="CPU threads (default: every core for onnxruntime, the int8 default and the landmark models, half "
+        "of them for torch, at least 1, which holds up when other programs are busy; OMP_NUM_THREADS, when set, "
+        "is used instead)",
     )
     group.add_argument(
         "--backend",

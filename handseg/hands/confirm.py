@@ -67,15 +67,7 @@ def confirm_hands(
     from scipy import ndimage
 
     height, width = mask.shape
-    components, count = ndimage.label(mask)
-    kept = np.zeros(count + 1, bool)
-    for hand in hands:
-        on = np.array([components[y, x] for x, y in _landmark_pixels(hand, height, width)], dtype=np.int64)
-        labels, counts = np.unique(on[on > 0], return_counts=True)
-        kept[labels[counts >= ON_REGION]] = True
-    explained = kept[components]
-    if hands:  # a found hand's region, but far from it: a region of its own
-        explained &= label_hands(mask, [hand.landmarks for hand in hands], reach=FAR) <= len(hands)
+    explained = explained_by(mask, hands)
     unexplained = mask & ~explained
     confirmed = list(hands)
     if unexplained.any():
@@ -102,23 +94,51 @@ def confirm_hands(
     return confirmed, explained
 
 
+def explained_by(mask: np.ndarray, hands: list[Hand]) -> np.ndarray:
+    """The pixels of `mask` (bool (H, W)) that `hands` (landmarks in its pixels) explain: each connected
+    region holding at least `ON_REGION` of a hand's landmarks, except its parts farther than `FAR` hand
+    sizes from every hand."""
+    from scipy import ndimage
+
+    height, width = mask.shape
+    components, count = ndimage.label(mask)
+    kept = np.zeros(count + 1, bool)
+    for hand in hands:
+        on = np.array([components[y, x] for x, y in _landmark_pixels(hand, height, width)], dtype=np.int64)
+        labels, counts = np.unique(on[on > 0], return_counts=True)
+        kept[labels[counts >= ON_REGION]] = True
+    explained = kept[components]
+    if hands:  # a found hand's region, but far from it: a region of its own
+        explained &= label_hands(mask, [hand.landmarks for hand in hands], reach=FAR) <= len(hands)
+    return explained
+
+
 def confirmed_labels(mask: np.ndarray, kept: np.ndarray, hands: list[Hand]) -> tuple[list[Hand], np.ndarray]:
     """(hands, labels) at full size: `mask` (bool (H, W)) within the regions `confirm_hands` kept (`kept`,
     at the working size), each pixel its nearest hand's (`hands`: landmarks in `mask`'s pixels) unless it
     lies behind that hand's wrist; labels 1..N as the hands returned, which leave out a hand holding no
     pixel (one the landmark model found where the network marks nothing)."""
-    from scipy import ndimage
-
     # Grown by a pixel first, so the full-size mask's edges, which the working size rounds, stay inside.
-    mask = mask & resize_mask(ndimage.binary_dilation(kept, iterations=1), mask.shape)
+    mask = mask & resize_mask(_grown_by_a_pixel(kept), mask.shape)
     labels = label_hands(mask, [hand.landmarks for hand in hands], reach=math.inf, cut_at_wrist=True)
     labels[labels > len(hands)] = 0
-    counts = np.bincount(labels.ravel(), minlength=len(hands) + 1)[1:]
+    # Per hand, not np.bincount: that widens every full-size label to 64 bits first (3 ms a 1918x1280 photo).
+    counts = np.array([np.count_nonzero(labels == number) for number in range(1, len(hands) + 1)], dtype=np.int64)
     if counts.all():
         return hands, labels
     renumber = np.zeros(len(hands) + 1, np.uint8)
     renumber[1:][counts > 0] = np.arange(1, int((counts > 0).sum()) + 1)
     return [hand for hand, count in zip(hands, counts) if count], renumber[labels]
+
+
+def _grown_by_a_pixel(mask: np.ndarray) -> np.ndarray:
+    """`mask` and its 4-neighbours (scipy's binary_dilation with its default cross, at a fifth of the time)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
 
 
 def crops(pixels: np.ndarray, height: int, width: int) -> list[tuple[float, float, float, float]]:

@@ -6,7 +6,8 @@ Every row is a median over --runs after a warm-up, on real photos resized to 191
   decode + resize        load_image, then resize_rgb to the working size (decode everything)
   reduced decode         load_working_image: JPEG draft mode at the smallest DCT scale still at least
                          the working size, then resize (what handseg.segment does)
-  network ...            the model alone at the working size, at handseg's default threads: float32 with
+  network ...            the model alone at the working size, at handseg's default threads (torch's for
+                         torch, onnxruntime's for onnxruntime: `handseg.default_threads`): float32 with
                          contiguous and channels_last input, bf16 autocast (the default backend on a
                          CPU with bf16 arithmetic), a batch of 8 (time per frame), torch.compile'd, on
                          every core, and with onnxruntime in float32 and int8 (the model's int8 file)
@@ -38,7 +39,11 @@ from benchmarks.load import median_ms
 from handseg import load_image, load_working_image, resize_rgb, to_model_input, usable_cores, working_size
 from handseg.hands import hand_channels
 from handseg.hands.confirm import confirmed_labels
+from handseg.hardware import ONNXRUNTIME_POOL
 from train import DEFAULT_DATA
+
+#: The threads the landmark models and the int8 network run on by default (onnxruntime's pool).
+ONNX_THREADS = handseg.default_threads(pool=ONNXRUNTIME_POOL)
 
 
 def main() -> None:
@@ -48,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = handseg.load_model(args.model, "cpu")
-    torch.set_num_threads(handseg.default_threads())  # what handseg.Segmenter runs with by default
+    torch.set_num_threads(handseg.default_threads())  # what handseg.Segmenter runs torch with by default
     side = model.max_side or handseg.DEFAULT_MAX_SIDE
     photo = sorted((args.data / "egohands" / "images").glob("*.jpg"))[0]
     frame = Path(tempfile.mkdtemp(prefix="handseg-stages-")) / "frame.jpg"
@@ -60,7 +65,7 @@ def main() -> None:
     # A network that reads landmarks gets them drawn, as handseg.Segmenter gives them.
     drawn = None
     if model.hand_channels:
-        hands = handseg.hands.HandLandmarker(threads=handseg.default_threads())(small)
+        hands = handseg.hands.HandLandmarker(threads=ONNX_THREADS)(small)
         drawn = hand_channels([hand.landmarks for hand in hands], *small.shape[:2])[: model.hand_channels]
     # to_model_input's permuted HWC array is already laid out channels_last; make the contrast explicit
     batch = to_model_input(small, drawn)[None].contiguous()
@@ -94,7 +99,7 @@ def main() -> None:
         compiled(channels_last)
         compile_s = time.perf_counter() - started
         rows.append(("network, torch.compile", median_ms(lambda: compiled(channels_last), args.runs)))
-        landmarker = handseg.hands.HandLandmarker(threads=handseg.default_threads())
+        landmarker = handseg.hands.HandLandmarker(threads=ONNX_THREADS)  # as handseg.Segmenter builds it
         found = landmarker(small)
         rows.append((f"hand landmarks ({len(found)} hands)", median_ms(lambda: landmarker(small), args.runs)))
         logits = model(channels_last)
@@ -141,7 +146,10 @@ def main() -> None:
     crops_cl = crops.contiguous(memory_format=torch.channels_last)
     rows.append(("training step, channels_last", median_ms(lambda: training_step(crops_cl), train_runs)))
 
-    print(f"torch {torch.__version__}, {threads} threads; working size {size[1]}x{size[0]} for a 1918x1280 JPEG")
+    print(
+        f"torch {torch.__version__}, {threads} threads (onnxruntime {ONNX_THREADS}); working size {size[1]}x{size[0]} "
+        "for a 1918x1280 JPEG"
+    )
     print()
     print("| stage | median ms |")
     print("|---|---:|")

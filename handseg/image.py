@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
@@ -198,15 +196,10 @@ def load_mask(source: ImageInput) -> np.ndarray:
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize RGB uint8 (H, W, 3) to `size` = (h, w); area-aware bilinear, a no-op at the same size.
-
-    Pillow's BILINEAR filter, computed by torch's uint8 kernel for it: values within 1 of Pillow's (in under
-    0.5% of them) at a fifth of the time (4.1 against 0.8 ms for a 959x640 JPEG decode to 512x342)."""
+    """Resize RGB uint8 (H, W, 3) to `size` = (h, w); area-aware bilinear, a no-op at the same size."""
     if size == rgb.shape[:2]:
         return rgb
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]  # channels_last, as the kernel wants
-    resized = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
+    return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,13 +1,15 @@
 """The default model's targets, side by side for several models: false alarms on hand-free photos,
 the held-out test split, val dice per source, and CPU time.
 
-    python benchmarks/targets.py [--models A,B,...] [--backends torch,bf16,int8] [--masks confirmed,raw]
+    python benchmarks/targets.py [--models A,B,...] [--backends torch,bf16,int8] [--masks confirmed,confirmed-once,raw]
                                  [--data ../shared/data] [--runs 9] [--json out.json]
 
 Models default to every model shipped in the package, each run with every backend in --backends (default
 torch: the float model; a backend a model lacks, such as int8 without its int8 file, is skipped), and each
-mask in --masks: `confirmed` (the default, `verify=True`: every region a hand the landmark model confirms)
-and `raw` (`verify=False`: the network's mask as it is). Rows:
+mask in --masks: `confirmed` (the default, `verify=True`: every region a hand the landmark model confirms),
+`confirmed-once` (the same without the second reading a landmark-reading network gives a photo where the
+confirmation found hands the palm detector missed: `Segmenter.reread = False`) and `raw` (`verify=False`:
+the network's mask as it is). Rows:
 - hand-free val photos (negatives, 56): mean share of pixels marked as hand, photos with more than 1%
   marked, and the same per kind (UTKFace face crops, portraits, rooms);
 - `hand_free_scenes` test split (41 hand-free photos from sources training never sees): mean share marked
@@ -92,8 +94,15 @@ def on_a_hand(rows: list[dict], notes: list[dict], source: str) -> float:
     return sum(n["on_a_hand"] for n in picked) / max(1, sum(n["marked"] for n in picked))
 
 
-def figures(model_path: str, data: Path, runs: int, backend: str = "torch", verify: bool = True) -> dict:
-    segmenter = Recorded(handseg.Segmenter(model_path, device="cpu", backend=backend, verify=verify))
+#: --masks kind -> (verify, reread)
+MASK_KINDS = {"confirmed": (True, True), "confirmed-once": (True, False), "raw": (False, True)}
+
+
+def figures(model_path: str, data: Path, runs: int, backend: str = "torch", kind: str = "confirmed") -> dict:
+    verify, reread = MASK_KINDS[kind]
+    built = handseg.Segmenter(model_path, device="cpu", backend=backend, verify=verify)
+    built.reread = reread
+    segmenter = Recorded(built)
     split = load_split(data, sources=[*VAL_SOURCES, "luthaihoc_ego", "hand_free_scenes"])
     val_rows = score_dataset(segmenter, split.val)
     val_notes, segmenter.notes = segmenter.notes, []
@@ -156,7 +165,7 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated hub folders (default: every shipped model)")
     parser.add_argument("--backends", default="torch", help="comma-separated backends (default: torch)")
     parser.add_argument(
-        "--masks", default="confirmed", help="comma-separated: confirmed (verify=True), raw (verify=False)"
+        "--masks", default="confirmed", help=f"comma-separated, of: {', '.join(MASK_KINDS)} (see above)"
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", type=int, default=9, help="timed runs for the CPU figure (0: no timing)")
@@ -166,15 +175,15 @@ def main() -> None:
         args.models.split(",") if args.models else [str(handseg.pretrained_path(n)) for n in handseg.available_models()]
     )
     backends, masks = args.backends.split(","), args.masks.split(",")
-    if unknown := set(masks) - {"confirmed", "raw"}:
-        parser.error(f"--masks: {', '.join(sorted(unknown))} is not confirmed or raw")
+    if unknown := set(masks) - set(MASK_KINDS):
+        parser.error(f"--masks: {', '.join(sorted(unknown))} is not one of {', '.join(MASK_KINDS)}")
     results = {}
     for path in paths:
         for backend in backends:
             for kind in masks:
                 print(f"scoring {path} ({backend}, {kind}) ...", file=sys.stderr, flush=True)
                 try:
-                    results[(path, backend, kind)] = figures(path, args.data, args.runs, backend, kind == "confirmed")
+                    results[(path, backend, kind)] = figures(path, args.data, args.runs, backend, kind)
                 except (handseg.Int8UnavailableError, ImportError) as exc:
                     print(f"skipped: {exc}", file=sys.stderr)
     models = list(results)

@@ -165,6 +165,9 @@ class Segmenter:
             warnings.warn(self._hands_notice, FastPathNotice, stacklevel=2)
         #: Whether each region of the mask must be a hand the landmark model confirms (needs `hands`).
         self.verify = verify and self.hands
+        #: Whether a network that reads landmarks reads the photo again when the confirmation found hands the
+        #: palm detector missed (on by default; off only to measure what it brings: benchmarks/targets.py).
+        self.reread = True
         self._request = (backend, compile)
         if is_onnx_file(model):
             self.model, self.name = None, str(model)
@@ -378,11 +381,11 @@ class Segmenter:
 
         A network that reads landmarks reads the photo again when the confirmation found hands the palm
         detector missed, with their landmarks drawn too, and its new mask is kept where the hands explain
-        it: on val, hands over faces 0.731 -> 0.746 dice, EgoHands and handphotos +0.0005, no hand-free
-        photo marked more (docs/performance.md)."""
+        it (`reread`): on val, hands over faces 0.731 -> 0.746 dice, EgoHands and handphotos +0.001, no
+        hand-free photo marked more (the model card, "Reading the photo again")."""
         working = prepared.working
         confirmed, kept = self.landmarker.confirm(small_mask(logit, threshold), working.small, prepared.hands)
-        if self.hand_inputs and len(confirmed) > len(prepared.hands):
+        if self.reread and self.hand_inputs and len(confirmed) > len(prepared.hands):
             logit = self.runner(working_input(working, confirmed, self.hand_inputs)[None])[0]
             probability = to_full_size(logit[None], working, crf=crf)
             kept = explained_by(small_mask(logit, threshold), confirmed)

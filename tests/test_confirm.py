@@ -11,6 +11,8 @@ import pytest
 
 import handseg
 from benchmarks.handedness import labelled_photos, matched_hands
+from benchmarks.hands_over_faces import composites
+from benchmarks.hands_over_faces import dice as composite_dice
 from handseg.hands.handedness import geometric_right, palm_bend
 from handseg.hands.labels import FOREARM_BEHIND_WRIST, behind_wrist
 from tests.conftest import REPO_ROOT, run_cli
@@ -71,6 +73,19 @@ def test_a_hand_the_palm_detector_misses_is_confirmed_on_the_mask(data_dir, raw,
         confirmed_hands += sum(hand.confirmed for hand in strict.hands)
         assert len(strict.hands) >= len(loose.hands)
     assert confirmed_hands >= 5
+
+
+def test_the_network_reads_the_photo_again_with_the_hands_confirmation_found(data_dir, confirmed):
+    """Hands lying on faces, which the palm detector misses and the confirmation finds: the landmark-reading
+    network, given their landmarks too, marks them better than its first reading (val hands over val faces,
+    `benchmarks/hands_over_faces.py`; measured with int8: 0.731 -> 0.746 mean dice), and every marked pixel
+    still belongs to a hand."""
+    items = composites(data_dir)
+    once = confirmed.with_verify(True)
+    once.reread = False
+    assert composite_dice(confirmed, items) > composite_dice(once, items) + 0.005
+    result = confirmed(items[0][0])
+    assert not result.unexplained.any() and all(hand.landmarks is not None for hand in result.hands)
 
 
 def test_hands_stop_at_the_wrist(data_dir, confirmed):

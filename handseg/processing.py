@@ -111,10 +111,14 @@ def to_model_input(rgb: np.ndarray, hand_channels: np.ndarray | None = None) -> 
     """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], what every handseg network (and every
     exported ONNX file) takes; with `hand_channels` ((K, H, W) from `handseg.hands.hand_channels`, for a
     network that reads landmarks), (3 + K, H, W)."""
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
     if hand_channels is None:
-        return image
-    return torch.cat([image, torch.from_numpy(hand_channels)], dim=0)
+        return image.float().div_(255.0)
+    # One tensor written in place, not the image's and then a concatenation's.
+    model_input = torch.empty((3 + len(hand_channels), *rgb.shape[:2]), dtype=torch.float32)
+    torch.div(image, 255.0, out=model_input[:3])
+    model_input[3:] = torch.from_numpy(hand_channels)
+    return model_input
 
 
 @dataclass(frozen=True)

@@ -330,7 +330,8 @@ class Segmenter:
 
         def flush() -> Iterator[tuple[int, Segmentation]]:
             runner = self.runner
-            logits = runner(torch.stack([prepared.tensor for _, _, prepared in pending]))
+            tensors = [prepared.tensor for _, _, prepared in pending]
+            logits = runner(tensors[0][None] if len(tensors) == 1 else torch.stack(tensors))  # one: no copy
             for (index, source, prepared), logit in zip(pending, logits):
                 working = prepared.working
                 probability = to_full_size(logit[None], working, crf=crf)

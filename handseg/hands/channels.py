@@ -22,6 +22,8 @@ WRIST_LENGTH, WRIST_WIDTH = 0.9, 0.18  #: the wrist bar's length and width, like
 def hand_channels(hands: list[np.ndarray], height: int, width: int) -> np.ndarray:
     """float32 (3, height, width) in [0, 1]: `HAND_CHANNELS` for every hand's landmarks ((21, 2+) arrays in
     pixels of an image of that size). No hands: zeros."""
+    if not hands:  # the mask-only path and most hand-free photos: nothing to draw
+        return np.zeros((len(HAND_CHANNELS), height, width), np.float32)
     planes = [Image.new("L", (width, height)) for _ in HAND_CHANNELS]
     bones, palm, wrist = (ImageDraw.Draw(plane) for plane in planes)
     for points in hands:
@@ -35,4 +37,6 @@ def hand_channels(hands: list[np.ndarray], height: int, width: int) -> np.ndarra
         across = np.array([-axis[1], axis[0]]) * WRIST_LENGTH * size / 2
         ends = [tuple(points[0, :2] - across), tuple(points[0, :2] + across)]
         wrist.line([(float(x), float(y)) for x, y in ends], fill=255, width=max(1, round(WRIST_WIDTH * size)))
-    return np.stack([np.asarray(plane, np.float32) for plane in planes]) / 255.0
+    drawn = np.stack([np.asarray(plane) for plane in planes]).astype(np.float32)
+    drawn /= 255.0
+    return drawn

@@ -334,15 +334,15 @@ class Segmenter:
             logits = runner(tensors[0][None] if len(tensors) == 1 else torch.stack(tensors))  # one: no copy
             for (index, source, prepared), logit in zip(pending, logits):
                 working = prepared.working
-                probability = to_full_size(logit[None], working, crf=crf)
                 # The full image: decoded already, or decoded from the source when first asked for.
                 full = working.full
                 image = full if full is not None else partial(load_image, source, max_pixels=self.max_pixels)
                 hands, labels = None, None
                 if self.verify:
-                    probability, hands, labels = self._confirmed(prepared, logit, probability, threshold, crf)
+                    probability, hands, labels = self._confirmed(prepared, logit, threshold, crf)
                     mask = labels > 0
                 else:
+                    probability = to_full_size(logit[None], working, crf=crf)
                     mask = probability > threshold
                     if finder is not None:
                         hands = hands_at_full_size(prepared, None if eager else partial(finder, index=index))
@@ -375,7 +375,7 @@ class Segmenter:
             yield from flush()
 
     def _confirmed(
-        self, prepared: Prepared, logit: torch.Tensor, probability: np.ndarray, threshold: float, crf: bool
+        self, prepared: Prepared, logit: torch.Tensor, threshold: float, crf: bool
     ) -> tuple[np.ndarray, list[Hand], np.ndarray]:
         """(probability, hands, labels) with every region of the mask confirmed as a hand or dropped
         (`handseg.hands.confirm`): the hands found and confirmed at full size, and which each pixel is.
@@ -388,8 +388,8 @@ class Segmenter:
         confirmed, kept = self.landmarker.confirm(small_mask(logit, threshold), working.small, prepared.hands)
         if self.reread and self.hand_inputs and len(confirmed) > len(prepared.hands):
             logit = self.runner(working_input(working, confirmed, self.hand_inputs)[None])[0]
-            probability = to_full_size(logit[None], working, crf=crf)
             kept = explained_by(small_mask(logit, threshold), confirmed)
+        probability = to_full_size(logit[None], working, crf=crf)  # of the reading kept: once
         full_hands = hands_at_full_size(replace(prepared, hands=confirmed), None)
         hands, labels = confirmed_labels(probability > threshold, kept, full_hands)
         return probability, hands, labels

@@ -66,7 +66,7 @@ def decode(
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB array, full displayed (height, width)). With `shrink_to`, a JPEG file or bytes may be
     decoded smaller, but never below shrink_to(full height, full width); one decoded smaller comes back
-    resized to that size (Pillow's bilinear filter, as `resize_rgb`), before it becomes an array."""
+    resized to that size (`resize_rgb`'s filter), before it becomes an array."""
     if isinstance(source, np.ndarray):
         rgb = _array_to_rgb(source)
         return rgb, rgb.shape[:2]
@@ -118,8 +118,7 @@ def decode(
             img.load()
             if shrink_to is not None and img.mode == "RGB" and img.size[::-1] != full_size:
                 # Decoded smaller: resized here, not as an array, saves two copies of the decoded image.
-                target_h, target_w = shrink_to(*full_size)
-                img = img.resize((target_w, target_h), Image.BILINEAR)
+                img = _resized(img, shrink_to(*full_size))
             return _pil_to_rgb(img), full_size
     except ImageLoadError:
         raise
@@ -204,7 +203,13 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize RGB uint8 (H, W, 3) to `size` = (h, w); area-aware bilinear, a no-op at the same size."""
     if size == rgb.shape[:2]:
         return rgb
-    return np.array(Image.fromarray(rgb).resize((size[1], size[0]), Image.BILINEAR))
+    return np.array(_resized(Image.fromarray(rgb), size))
+
+
+def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`img` resized to `size` = (h, w) with Pillow's bilinear filter: the one resize of the working image,
+    which the shipped models were trained and measured with."""
+    return img.resize((size[1], size[0]), Image.BILINEAR)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -111,13 +111,12 @@ def to_model_input(rgb: np.ndarray, hand_channels: np.ndarray | None = None) -> 
     """RGB uint8 (H, W, 3) -> float tensor (3, H, W) in [0, 1], what every handseg network (and every
     exported ONNX file) takes; with `hand_channels` ((K, H, W) from `handseg.hands.hand_channels`, for a
     network that reads landmarks), (3 + K, H, W)."""
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
-    if hand_channels is None:
-        return image.float().div_(255.0)
+    extra = 0 if hand_channels is None else len(hand_channels)
     # One tensor written in place, not the image's and then a concatenation's.
-    model_input = torch.empty((3 + len(hand_channels), *rgb.shape[:2]), dtype=torch.float32)
-    torch.div(image, 255.0, out=model_input[:3])
-    model_input[3:] = torch.from_numpy(hand_channels)
+    model_input = torch.empty((3 + extra, *rgb.shape[:2]), dtype=torch.float32)
+    torch.div(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), 255.0, out=model_input[:3])
+    if extra:
+        model_input[3:] = torch.from_numpy(hand_channels)
     return model_input
 
 

@@ -34,6 +34,12 @@ def hand_size(points: np.ndarray) -> float:
     return max(1.0, float(np.hypot(*(points[9, :2] - points[0, :2]))))
 
 
+def hand_length(points: np.ndarray) -> float:
+    """The same length in three dimensions (z in the same pixel scale), at least one pixel: a hand pointing
+    at the camera, short in the photo (a fist holding cards: a fifth of its 3D length), keeps its length."""
+    return max(1.0, float(np.linalg.norm(points[9, :3] - points[0, :3])))
+
+
 def landmarks_box(points: np.ndarray) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1): the bounding box of landmarks (21, 2+) in pixels."""
     x, y = points[:, 0], points[:, 1]

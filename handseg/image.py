@@ -213,7 +213,8 @@ def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a bool mask (H, W) to `size` = (h, w), nearest neighbour; a no-op at the same size."""
+    """Resize a bool mask (H, W), or a float32 map, to `size` = (h, w), nearest neighbour; a no-op at the
+    same size."""
     if size == mask.shape[:2]:
         return mask
     return np.asarray(Image.fromarray(mask).resize((size[1], size[0]), Image.NEAREST))

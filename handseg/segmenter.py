@@ -385,7 +385,8 @@ class Segmenter:
         it (`reread`): on val, hands over faces 0.731 -> 0.746 dice, EgoHands and handphotos +0.001, no
         hand-free photo marked more (the model card, "Reading the photo again")."""
         working = prepared.working
-        confirmed, kept = self.landmarker.confirm(small_mask(logit, threshold), working.small, prepared.hands)
+        small = small_probability(logit)
+        confirmed, kept = self.landmarker.confirm(small > threshold, working.small, prepared.hands, small)
         if self.reread and self.hand_inputs and len(confirmed) > len(prepared.hands):
             logit = self.runner(working_input(working, confirmed, self.hand_inputs)[None])[0]
             kept = explained_by(small_mask(logit, threshold), confirmed)
@@ -395,9 +396,14 @@ class Segmenter:
         return probability, hands, labels
 
 
+def small_probability(logit: torch.Tensor) -> np.ndarray:
+    """One image's hand probability (h, w) at the working size, from its logits (C, h, w)."""
+    return probability_from_logits(logit[None].float())[0].numpy()
+
+
 def small_mask(logit: torch.Tensor, threshold: float) -> np.ndarray:
     """One image's mask at the working size, from its logits (C, h, w)."""
-    return probability_from_logits(logit[None].float())[0].numpy() > threshold
+    return small_probability(logit) > threshold
 
 
 def checked_batch_size(batch_size: int | None) -> int | None:

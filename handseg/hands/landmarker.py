@@ -63,16 +63,22 @@ class HandLandmarker:
         image, factor = enlarged_for_detection(image)
         return [hand.scaled(1 / factor) for hand in distinct(self.detect(image))[: self.max_hands]]
 
-    def confirm(self, mask: np.ndarray, image: np.ndarray, hands: list[Hand]) -> tuple[list[Hand], np.ndarray]:
+    def confirm(
+        self, mask: np.ndarray, image: np.ndarray, hands: list[Hand], probability: np.ndarray | None = None
+    ) -> tuple[list[Hand], np.ndarray]:
         """(hands, kept): `hands` (found in `image`) and the hands the landmark model confirms on the regions
         of `mask` (bool, `image`'s size) that they do not explain, and the mask's pixels that are hands
-        (`handseg.hands.confirm`)."""
+        (`handseg.hands.confirm`; `probability`: the network's, at `image`'s size)."""
         enlarged, factor = enlarged_for_detection(image)
         if factor == 1.0:
-            return confirm_hands(mask, image, hands, self.read_hand, self.palm_regions)
-        large = resize_mask(mask, enlarged.shape[:2])
+            return confirm_hands(mask, image, hands, self.read_hand, self.palm_regions, probability)
+        size = enlarged.shape[:2]
+        large = resize_mask(mask, size)
+        large_probability = None if probability is None else resize_mask(probability, size)
         large_hands = [hand.scaled(factor) for hand in hands]
-        confirmed, kept = confirm_hands(large, enlarged, large_hands, self.read_hand, self.palm_regions)
+        confirmed, kept = confirm_hands(
+            large, enlarged, large_hands, self.read_hand, self.palm_regions, large_probability
+        )
         kept = resize_mask(kept, mask.shape) & mask
         return [hand.scaled(1 / factor) for hand in confirmed], kept
 

@@ -54,7 +54,7 @@ class Hand:
     landmarks: np.ndarray  #: float32 (21, 3)
     handedness: str  #: "left" or "right": whose hand, as seen in an unmirrored photo
     handedness_score: float  #: how sure `handedness` is, 0.5 to 1 (`handseg.hands.handedness.decided_side`)
-    score: float  #: hand presence, 0.5 to 1
+    score: float  #: hand presence, 0 to 1: at least 0.5 where found; lower for a hand confirmed at the frame's edge
     palm_score: float | None = None  #: the palm detector's score (None when tracked from the last frame)
     #: The region the landmarks were read in: center (x, y), side, rotation (radians), in pixels.
     region: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)

@@ -119,9 +119,10 @@ def main() -> None:
     scale_up = 1918 / small.shape[1]
     points = [hand.landmarks * scale_up for hand in found]
     rows.append(("full-size mask split by hand", median_ms(lambda: handseg.label_hands(full, points), args.runs)))
-    small_mask = logits[0, 0].float().numpy() > 0.0  # probability above 0.5
-    hands, kept = landmarker.confirm(small_mask, small, found)
-    confirm_ms = median_ms(lambda: landmarker.confirm(small_mask, small, found), args.runs)
+    small_probability = torch.sigmoid(logits[0, 0].float()).numpy()
+    small_mask = small_probability > 0.5
+    hands, kept = landmarker.confirm(small_mask, small, found, small_probability)
+    confirm_ms = median_ms(lambda: landmarker.confirm(small_mask, small, found, small_probability), args.runs)
     rows.append((f"confirmation: regions ({len(hands) - len(found)} hands confirmed)", confirm_ms))
     at_full_size = [hand.scaled(scale_up) for hand in hands]
     rows.append(

@@ -49,8 +49,8 @@ MIN_PRESENCE = 0.65
 #: at the edge of the 40 hand-free val photos looked at, 0.13).
 EDGE_MIN_PRESENCE = 0.2
 #: A region cut by the frame's edge with at least this mean hand probability is a hand whatever its presence
-#: (EgoHands val: 11 true hands dropped at 0.94-0.97; every region on a hand-free val or train photo
-#: at most 0.92).
+#: (EgoHands val: 11 true hands dropped at 0.94-0.97; every region dropped on a hand-free val or train
+#: photo at most 0.92).
 SURE_AT_EDGE = 0.93
 ON_MASK = 0.6  #: share of a confirmed hand's 21 landmarks that must lie on the mask
 ON_REGION = 3  #: landmarks of a found hand on a region that make it that hand's
@@ -236,7 +236,20 @@ def _confirm_region(
         if _a_new_hand_on_the_mask(again, mask, hands):
             hand = again
         return replace(hand, palm_score=None, confirmed=True)
-    return None if likeliest is None else replace(likeliest, palm_score=None, confirmed=True)
+    if likeliest is None:
+        return None
+    return _sided_by_the_frame(replace(likeliest, palm_score=None, confirmed=True), pixels, height, width)
+
+
+def _sided_by_the_frame(hand: Hand, pixels: np.ndarray, height: int, width: int) -> Hand:
+    """A hand read too unsurely for its landmarks to tell its side, on a region reaching in from the frame's
+    bottom edge: the camera wearer's own (`handseg.hands.handedness`), so its side is the frame's half the
+    region is in, as sure as the classifier was of its own call."""
+    outward = _out_of_frame(pixels, height, width)
+    if outward is None or outward[1] < math.cos(math.pi / 4):  # not mostly through the bottom edge
+        return hand
+    side = "left" if pixels[:, 0].mean() < width / 2 else "right"
+    return replace(hand, handedness=side, handedness_score=max(hand.classifier_right, 1.0 - hand.classifier_right))
 
 
 def _sure_at_edge(pixels: np.ndarray, probability: np.ndarray) -> bool:

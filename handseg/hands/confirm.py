@@ -13,8 +13,9 @@ joins the found ones (`Hand.confirmed`) with its landmarks and side, read once m
 as MediaPipe tracks; a region still largely unexplained by it (two hands touching) is read again for a
 second hand. A region cut by the frame's edge that the network is sure of (mean probability at least
 `SURE_AT_EDGE`) is kept with the landmark model's likeliest reading on it, however low its presence: the
-camera wearer's hands reaching in from the bottom edge, half out of view, read as low as 0.02. Regions
-nothing confirms are not hands: dropped.
+camera wearer's hands reaching in from the bottom edge, half out of view, read as low as 0.02 (such a
+hand's side is the frame's half it reaches in at, as `handseg.hands.handedness` decides for the wearer's
+hands). Regions nothing confirms are not hands: dropped.
 
 The cost is bounded: at most `MAX_REGIONS` regions are read, the largest first, each by one palm detection
 and at most `READS_PER_REGION` landmark readings; regions under `MIN_REGION_SHARE` of the image are

@@ -140,6 +140,16 @@ def test_a_hand_cut_by_the_frames_edge_that_the_network_is_sure_of_is_kept(data_
         assert not strict.unexplained.any()
 
 
+def test_a_patch_at_the_frames_edge_the_network_is_unsure_of_needs_a_sure_landmark_reading(data_dir, raw, confirmed):
+    """A face crop (val, no hand): the network marks a patch at the frame's edge (mean probability 0.76) where
+    the landmark model reads a hand at presence 0.27, enough at the edge (0.2) for a hand reaching in; a
+    region the network is that unsure of needs the presence a region inside the frame needs."""
+    photo = photo_path(data_dir, "negatives", "utkface_23_0_1_20170120133824503")
+    assert raw(photo).mask.any()
+    result = confirmed(photo)
+    assert result.hands == [] and not result.mask.any()
+
+
 def test_the_geometry_of_a_mirrored_hand_is_the_other_side(data_dir, confirmed):
     """The landmarks' own chirality: a hand mirrored left to right bends to the other side of its palm."""
     result = confirmed(sorted((data_dir / "egohands" / "images").glob("*.jpg"))[0])

@@ -53,6 +53,10 @@ EDGE_MIN_PRESENCE = 0.2
 #: (EgoHands val: 11 true hands dropped at 0.94-0.97; every region dropped on a hand-free val or train
 #: photo at most 0.92).
 SURE_AT_EDGE = 0.93
+#: The mean hand probability below which a region cut by the frame's edge needs `MIN_PRESENCE`, as inside the
+#: frame (val: true hands confirmed at the edge below `MIN_PRESENCE` at 0.79-0.98; three such patches
+#: on hand-free val and train photos 0.67-0.76).
+EDGE_MIN_CERTAINTY = 0.78
 ON_MASK = 0.6  #: share of a confirmed hand's 21 landmarks that must lie on the mask
 ON_REGION = 3  #: landmarks of a found hand on a region that make it that hand's
 FAR = 3.0  #: parts of a found hand's region farther than this from its skeleton (hand sizes) are regions apart
@@ -95,8 +99,8 @@ def confirm_hands(
             rows, cols = slices[label - 1]
             ys, xs = np.nonzero(regions[rows, cols] == label)
             pixels = np.stack([xs + cols.start, ys + rows.start], axis=1).astype(np.float64)
-            sure = probability is not None and _sure_at_edge(pixels, probability)
-            hand = _confirm_region(pixels, mask, image, confirmed, read_hand, find_palms, sure=sure)
+            certainty = None if probability is None else _mean_at(pixels, probability)
+            hand = _confirm_region(pixels, mask, image, confirmed, read_hand, find_palms, certainty=certainty)
             if hand is None:
                 continue
             confirmed.append(hand)
@@ -215,15 +219,18 @@ def _confirm_region(
     read_hand: ReadHand,
     find_palms: FindPalms,
     *,
-    sure: bool = False,
+    certainty: float | None = None,
 ) -> Hand | None:
     """The first hand read on the mask around a region, told apart from `hands`, its landmarks read again
     from themselves; None when nothing shows one. First the palm detector on a square crop of the region
     (a hand small in the photo, or lying on a face, is large there), then the landmark model on `crops`.
-    A region the network is `sure` of gets the likeliest reading on the mask, whatever its presence."""
+    `certainty`, the network's mean probability on the region (None: not known), decides what presence a
+    region cut by the frame's edge needs (`edge_min_presence`); where it is sure (`SURE_AT_EDGE`), the
+    likeliest reading on the mask is kept whatever its presence."""
     height, width = mask.shape
     at_edge = _out_of_frame(pixels, height, width) is not None
-    min_presence = EDGE_MIN_PRESENCE if at_edge else MIN_PRESENCE
+    min_presence = edge_min_presence(certainty) if at_edge else MIN_PRESENCE
+    sure = at_edge and certainty is not None and certainty >= SURE_AT_EDGE
     tries = [*_palms_around(pixels, image, find_palms), *crops(pixels, height, width)][:READS_PER_REGION]
     likeliest = None
     for region in tries:
@@ -253,13 +260,19 @@ def _sided_by_the_frame(hand: Hand, pixels: np.ndarray, height: int, width: int)
     return replace(hand, handedness=side, handedness_score=max(hand.classifier_right, 1.0 - hand.classifier_right))
 
 
-def _sure_at_edge(pixels: np.ndarray, probability: np.ndarray) -> bool:
-    """Whether a region ((N, 2) x, y) is cut by the frame's edge and the network is sure of it."""
-    height, width = probability.shape
-    if _out_of_frame(pixels, height, width) is None:
-        return False
+def edge_min_presence(certainty: float | None) -> float:
+    """The presence a hand on a region cut by the frame's edge needs, given the network's mean probability on
+    the region (None: not known): `EDGE_MIN_PRESENCE` where the network is fairly sure of the region
+    (`EDGE_MIN_CERTAINTY`) or that is not known, else `MIN_PRESENCE`, as inside the frame."""
+    if certainty is None or certainty >= EDGE_MIN_CERTAINTY:
+        return EDGE_MIN_PRESENCE
+    return MIN_PRESENCE
+
+
+def _mean_at(pixels: np.ndarray, values: np.ndarray) -> float:
+    """The mean of `values` (H, W) over a region's pixels ((N, 2) x, y)."""
     cells = pixels.astype(np.intp)
-    return float(probability[cells[:, 1], cells[:, 0]].mean()) >= SURE_AT_EDGE
+    return float(values[cells[:, 1], cells[:, 0]].mean())
 
 
 def _palms_around(pixels: np.ndarray, image: np.ndarray, find_palms: FindPalms) -> list[tuple]:

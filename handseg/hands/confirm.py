@@ -11,8 +11,10 @@ lighter end taken as the wrist first, then the other way, then across. Where the
 lying on the region, the region is kept (up to `FAR` from that hand, as for a found one) and the hand
 joins the found ones (`Hand.confirmed`) with its landmarks and side, read once more from its own landmarks
 as MediaPipe tracks; a region still largely unexplained by it (two hands touching) is read again for a
-second hand. A region cut by the frame's edge that the network is sure of (mean probability at least
-`SURE_AT_EDGE`) is kept with the landmark model's likeliest reading on it, however low its presence: the
+second hand. At the frame's edge the landmark model and the network are weighed together: a hand reaching
+in, much of it out of view, is read less surely, so a lower presence confirms it (`EDGE_MIN_PRESENCE`)
+where the network is fairly sure of the region (`EDGE_MIN_CERTAINTY`), and a region it is sure of
+(`SURE_AT_EDGE`) is kept with the landmark model's likeliest reading on it, however low its presence: the
 camera wearer's hands reaching in from the bottom edge, half out of view, read as low as 0.02 (such a
 hand's side is the frame's half it reaches in at, as `handseg.hands.handedness` decides for the wearer's
 hands). Regions nothing confirms are not hands: dropped.

@@ -40,6 +40,7 @@ from handseg import load_image, load_working_image, resize_rgb, to_model_input, 
 from handseg.hands import hand_channels
 from handseg.hands.confirm import confirmed_labels
 from handseg.hardware import ONNXRUNTIME_POOL
+from handseg.segmenter import small_probability as small_probability_of
 from train import DEFAULT_DATA
 
 #: The threads the landmark models and the int8 network run on by default (onnxruntime's pool).
@@ -119,7 +120,7 @@ def main() -> None:
     scale_up = 1918 / small.shape[1]
     points = [hand.landmarks * scale_up for hand in found]
     rows.append(("full-size mask split by hand", median_ms(lambda: handseg.label_hands(full, points), args.runs)))
-    small_probability = torch.sigmoid(logits[0, 0].float()).numpy()
+    small_probability = small_probability_of(logits[0])
     small_mask = small_probability > 0.5
     hands, kept = landmarker.confirm(small_mask, small, found, small_probability)
     confirm_ms = median_ms(lambda: landmarker.confirm(small_mask, small, found, small_probability), args.runs)

@@ -32,6 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from handseg.hands.handedness import wearer_side
 from handseg.hands.labels import REACH, label_hands, skeleton_distance
 from handseg.hands.regions import distinct, normalized_angle, region_from_landmarks
 from handseg.hands.topology import Hand, hand_size
@@ -83,8 +84,8 @@ def confirm_hands(
 ) -> tuple[list[Hand], np.ndarray]:
     """(hands, kept): `hands` (found in `image`, RGB uint8 (H, W, 3)) and those the landmark model confirms
     on `mask` (bool (H, W), the network's mask at the image's size), and the mask's pixels that are hands.
-    `probability` (float (H, W), the network's, at the same size): where given, a region at the frame's edge
-    it is sure of (`SURE_AT_EDGE`) is kept with the likeliest hand read on it."""
+    `probability` (float (H, W), the network's, at the same size): where given, it decides with the landmark
+    model what confirms a region at the frame's edge (`edge_min_presence`, `SURE_AT_EDGE`)."""
     from scipy import ndimage
 
     height, width = mask.shape
@@ -230,7 +231,8 @@ def _confirm_region(
     region cut by the frame's edge needs (`edge_min_presence`); where it is sure (`SURE_AT_EDGE`), the
     likeliest reading on the mask is kept whatever its presence."""
     height, width = mask.shape
-    at_edge = _out_of_frame(pixels, height, width) is not None
+    outward = _out_of_frame(pixels, height, width)
+    at_edge = outward is not None
     min_presence = edge_min_presence(certainty) if at_edge else MIN_PRESENCE
     sure = at_edge and certainty is not None and certainty >= SURE_AT_EDGE
     tries = [*_palms_around(pixels, image, find_palms), *crops(pixels, height, width)][:READS_PER_REGION]
@@ -248,18 +250,13 @@ def _confirm_region(
         return replace(hand, palm_score=None, confirmed=True)
     if likeliest is None:
         return None
-    return _sided_by_the_frame(replace(likeliest, palm_score=None, confirmed=True), pixels, height, width)
-
-
-def _sided_by_the_frame(hand: Hand, pixels: np.ndarray, height: int, width: int) -> Hand:
-    """A hand read too unsurely for its landmarks to tell its side, on a region reaching in from the frame's
-    bottom edge: the camera wearer's own (`handseg.hands.handedness`), so its side is the frame's half the
-    region is in, as sure as the classifier was of its own call."""
-    outward = _out_of_frame(pixels, height, width)
-    if outward is None or outward[1] < math.cos(math.pi / 4):  # not mostly through the bottom edge
-        return hand
-    side = "left" if pixels[:, 0].mean() < width / 2 else "right"
-    return replace(hand, handedness=side, handedness_score=max(hand.classifier_right, 1.0 - hand.classifier_right))
+    hand = replace(likeliest, palm_score=None, confirmed=True)
+    # Read too unsurely for its landmarks to tell its side: a region reaching in mostly through the bottom
+    # edge is the camera wearer's own hand, sided by the frame as `handseg.hands.handedness` sides them.
+    if outward is not None and outward[1] >= math.cos(math.pi / 4):
+        side, confidence = wearer_side(float(pixels[:, 0].mean()), width, hand.classifier_right)
+        hand = replace(hand, handedness=side, handedness_score=confidence)
+    return hand
 
 
 def edge_min_presence(certainty: float | None) -> float:

@@ -56,6 +56,12 @@ def held_up_from_below(landmarks: np.ndarray, height: int) -> bool:
     return bool(reaching_in or (up > HELD_UP and landmarks[0, 1] > LOW_IN_FRAME * height))
 
 
+def wearer_side(x: float, width: int, classifier_right: float) -> tuple[str, float]:
+    """("left" or "right", confidence) of the camera wearer's own hand at `x` in a frame `width` pixels wide:
+    the half of the frame it is in, as sure as the classifier was of its own call."""
+    return ("left" if x < width / 2 else "right"), max(classifier_right, 1.0 - classifier_right)
+
+
 def decided_side(landmarks: np.ndarray, classifier_right: float, frame: tuple[int, int]) -> tuple[str, float]:
     """("left" or "right", confidence 0.5 to 1) of a hand in a frame (height, width): for a hand held up
     from below (`held_up_from_below`), the half of the frame its wrist is in, as sure as the classifier
@@ -63,8 +69,7 @@ def decided_side(landmarks: np.ndarray, classifier_right: float, frame: tuple[in
     added."""
     height, width = frame
     if held_up_from_below(landmarks, height):
-        confidence = max(classifier_right, 1.0 - classifier_right)
-        return ("left", confidence) if landmarks[0, 0] < width / 2 else ("right", confidence)
+        return wearer_side(float(landmarks[0, 0]), width, classifier_right)
     p = min(max(classifier_right, 1e-6), 1 - 1e-6)
     log_odds = math.log(p / (1 - p)) + GEOMETRY_WEIGHT * palm_bend(landmarks)
     right = 1.0 / (1.0 + math.exp(-log_odds))

@@ -68,3 +68,7 @@ def test_label_hands_gives_each_pixel_to_the_nearest_skeleton():
     assert (labels[45, 20:80] == 1).all() and (labels[45, 120:180] == 2).all() and (labels[0:5, 0:5] == 3).all()
     assert np.array_equal(labels > 0, mask)
     assert np.array_equal(label_hands(mask, []) > 0, mask)  # no hand found: one entry, all of the mask
+    # Without `unexplained`, what no hand explains is left out; the hands' own pixels are labelled as before.
+    explained_only = label_hands(mask, [left, right], unexplained=False)
+    assert (explained_only[0:5, 0:5] == 0).all()
+    assert np.array_equal(explained_only, np.where(labels == 3, 0, labels))

@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from handseg.hands.handedness import wearer_side
-from handseg.hands.labels import REACH, label_hands, skeleton_distance
+from handseg.hands.labels import REACH, GridLabels, label_hands, skeleton_distance
 from handseg.hands.regions import distinct, normalized_angle, region_from_landmarks
 from handseg.hands.topology import Hand, hand_size
 from handseg.hands.warp import crop
@@ -143,15 +143,17 @@ def confirmed_labels(mask: np.ndarray, kept: np.ndarray, hands: list[Hand]) -> t
     pixel (one the landmark model found where the network marks nothing)."""
     # Grown by a pixel first, so the full-size mask's edges, which the working size rounds, stay inside.
     mask = mask & resize_mask(_grown_by_a_pixel(kept), mask.shape)
-    labels = label_hands(mask, [hand.landmarks for hand in hands], reach=math.inf, cut_at_wrist=True)
-    labels[labels > len(hands)] = 0
-    # Per hand, not np.bincount: that widens every full-size label to 64 bits first (3 ms a 1918x1280 photo).
-    counts = np.array([np.count_nonzero(labels == number) for number in range(1, len(hands) + 1)], dtype=np.int64)
-    if counts.all():
+    if not hands:
+        return hands, np.zeros(mask.shape, np.uint8)
+    grid = GridLabels(mask, [hand.landmarks for hand in hands], reach=math.inf, cut_at_wrist=True, unexplained=False)
+    labels = grid.full()
+    # Which hands hold a pixel, from the grid: every labelled cell holds some of the mask.
+    holding = np.isin(np.arange(1, len(hands) + 1), grid.cells())
+    if holding.all():
         return hands, labels
     renumber = np.zeros(len(hands) + 1, np.uint8)
-    renumber[1:][counts > 0] = np.arange(1, int((counts > 0).sum()) + 1)
-    return [hand for hand, count in zip(hands, counts) if count], renumber[labels]
+    renumber[1:][holding] = np.arange(1, int(holding.sum()) + 1)
+    return [hand for hand, held in zip(hands, holding) if held], renumber[labels]
 
 
 def _grown_by_a_pixel(mask: np.ndarray) -> np.ndarray:

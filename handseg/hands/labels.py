@@ -23,41 +23,77 @@ def label_hands(
     *,
     reach: float = REACH,
     cut_at_wrist: bool = False,
+    unexplained: bool = True,
     grid: int = 160,
 ) -> np.ndarray:
     """uint8 (H, W): 0 where `mask` is False; else 1..N, the hand (landmarks in `mask`'s pixels) whose
     skeleton is nearest in hand sizes, or N + 1 where no hand's skeleton is within `reach` hand sizes
     (a hand the detector missed, or something that is not a hand) and, with `cut_at_wrist`, where the
-    nearest hand's pixel lies behind its wrist (`FOREARM_BEHIND_WRIST`: the forearm). Worked out on a grid
-    of at most `grid` cells a side, which is enough to part two hands, then read at full size."""
-    height, width = mask.shape
+    nearest hand's pixel lies behind its wrist (`FOREARM_BEHIND_WRIST`: the forearm); 0 there too without
+    `unexplained`. Worked out on a grid of at most `grid` cells a side, which is enough to part two hands,
+    then read at full size."""
     if not hands:
         return mask.astype(np.uint8)
-    step = max(1.0, max(height, width) / grid)
-    gh, gw = max(1, round(height / step)), max(1, round(width / step))
-    row = np.minimum((np.arange(height) * gh) // height, gh - 1)  # each pixel row's grid row
-    column = np.minimum((np.arange(width) * gw) // width, gw - 1)
-    # Only cells holding some mask are measured (hands cover a small part of most photos). Rows are
-    # OR-ed 8 pixels to a byte: a reduction over bools a byte each took 5x as long.
-    bands = np.bitwise_or.reduceat(np.packbits(mask, axis=1), np.searchsorted(row, np.arange(gh)), axis=0)
-    bands = np.unpackbits(bands, axis=1, count=width).view(bool)
-    occupied = np.logical_or.reduceat(bands, np.searchsorted(column, np.arange(gw)), axis=1)
-    cy, cx = np.nonzero(occupied)
-    cells = np.stack([(cx + 0.5) * width / gw, (cy + 0.5) * height / gh], axis=1)
-    distances = np.stack([skeleton_distance(cells, points) / hand_size(points) for points in hands], axis=1)
-    grid_labels = np.zeros((gh, gw), np.uint8)
-    if len(cells):
+    return GridLabels(mask, hands, reach=reach, cut_at_wrist=cut_at_wrist, unexplained=unexplained, grid=grid).full()
+
+
+class GridLabels:
+    """`label_hands` in two steps: each grid cell holding some of `mask` labelled (`cells`: the labels
+    present), then those labels read at full size (`full`)."""
+
+    def __init__(
+        self,
+        mask: np.ndarray,
+        hands: list[np.ndarray],
+        *,
+        reach: float = REACH,
+        cut_at_wrist: bool = False,
+        unexplained: bool = True,
+        grid: int = 160,
+    ) -> None:
+        height, width = mask.shape
+        step = max(1.0, max(height, width) / grid)
+        gh, gw = max(1, round(height / step)), max(1, round(width / step))
+        self.mask = mask
+        self.row = np.minimum((np.arange(height) * gh) // height, gh - 1)  # each pixel row's grid row
+        self.column = np.minimum((np.arange(width) * gw) // width, gw - 1)
+        # Only cells holding some mask are measured (hands cover a small part of most photos). Rows are
+        # OR-ed 8 pixels to a byte: a reduction over bools a byte each took 5x as long.
+        bands = np.bitwise_or.reduceat(np.packbits(mask, axis=1), np.searchsorted(self.row, np.arange(gh)), axis=0)
+        bands = np.unpackbits(bands, axis=1, count=width).view(bool)
+        occupied = np.logical_or.reduceat(bands, np.searchsorted(self.column, np.arange(gw)), axis=1)
+        self.cy, self.cx = cy, cx = np.nonzero(occupied)
+        self.labels = np.zeros((gh, gw), np.uint8)
+        if not len(cy):
+            return
+        cells = np.stack([(cx + 0.5) * width / gw, (cy + 0.5) * height / gh], axis=1)
+        distances = np.stack([skeleton_distance(cells, points) / hand_size(points) for points in hands], axis=1)
         nearest = distances.argmin(axis=1)
         explained = distances.min(axis=1) <= reach
         if cut_at_wrist:
             along = np.stack([behind_wrist(cells, points) for points in hands], axis=1)
             explained &= along[np.arange(len(cells)), nearest] < FOREARM_BEHIND_WRIST
-        grid_labels[cy, cx] = np.where(explained, nearest + 1, len(hands) + 1)
-    # Rows first (a small gather), then columns repeated, then the mask as an in-place product: no
-    # full-size index arrays or boolean selections.
-    labels = np.repeat(grid_labels[row], np.bincount(column, minlength=gw), axis=1)
-    labels *= mask
-    return labels
+        self.labels[cy, cx] = np.where(explained, nearest + 1, len(hands) + 1 if unexplained else 0)
+
+    def cells(self) -> np.ndarray:
+        """The labels some pixel of the mask takes (each labelled cell holds some of it), sorted."""
+        return np.unique(self.labels[self.cy, self.cx])
+
+    def full(self) -> np.ndarray:
+        """uint8 (H, W): each pixel of the mask its cell's label, 0 elsewhere."""
+        labels = np.zeros(self.mask.shape, np.uint8)
+        if not len(self.cy):
+            return labels
+        # Only over the labelled cells' bounding box: rows first (a small gather), then columns repeated,
+        # then the mask as an in-place product; no full-size index arrays or boolean selections.
+        (top, bottom), (left, right) = (self.cy.min(), self.cy.max()), (self.cx.min(), self.cx.max())
+        rows = slice(np.searchsorted(self.row, top), np.searchsorted(self.row, bottom, side="right"))
+        columns = slice(np.searchsorted(self.column, left), np.searchsorted(self.column, right, side="right"))
+        widths = np.bincount(self.column, minlength=right + 1)[left : right + 1]
+        box = np.repeat(self.labels[self.row[rows], left : right + 1], widths, axis=1)
+        box *= self.mask[rows, columns]
+        labels[rows, columns] = box
+        return labels
 
 
 def behind_wrist(cells: np.ndarray, points: np.ndarray) -> np.ndarray:

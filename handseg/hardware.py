@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+from collections.abc import Iterator
 
 import torch
 
@@ -76,6 +78,21 @@ def torch_threads(threads: int) -> int:
     """The threads torch runs with when `threads` are asked for: `threads`, or 1 in a process forked from
     one that imported handseg (GNU OpenMP cannot start a thread team again after a fork)."""
     return min(threads, _torch_threads_cap) if _torch_threads_cap else threads
+
+
+@contextlib.contextmanager
+def torch_threads_set(threads: int) -> Iterator[None]:
+    """torch's CPU threads (a per-process setting) at `torch_threads(threads)` inside, and as they were after:
+    a segmentation's own torch work (the input tensor, the mask back to full size) runs on the torch pool's
+    count whichever backend runs the network, without changing the count for the caller's own torch code."""
+    before, wanted = torch.get_num_threads(), torch_threads(threads)
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)
 
 
 #: The two thread pools a segmentation runs on. torch's CPU threads are a GNU OpenMP team: each layer's

@@ -40,7 +40,7 @@ from handseg.crf import CRFUnavailableError
 from handseg.hands import Hand, HandLandmarker, landmarks_unavailable
 from handseg.hands.confirm import confirmed_labels, explained_by
 from handseg.hands.tracking import HandFinder
-from handseg.hardware import ONNXRUNTIME_POOL, TORCH_POOL, cpu_threads
+from handseg.hardware import ONNXRUNTIME_POOL, TORCH_POOL, cpu_threads, torch_threads_set
 from handseg.image import MAX_PIXELS, ImageInput, ImageLoadError, load_image, read_file_object
 from handseg.loading import ModelInput, cache, load_model
 from handseg.model import HandUNet
@@ -155,6 +155,9 @@ class Segmenter:
         per_pool = tuple(cpu_threads(threads, concurrent, pool) for pool in (TORCH_POOL, ONNXRUNTIME_POOL))
         #: CPU threads asked for (None: the default of the pool that runs each stage), and segmentations at once.
         self._threads, self._concurrent = threads, concurrent
+        #: torch's threads for this segmenter's own torch work, whichever backend runs the network: its pool's
+        #: count (`default_threads`), not torch's own (every core), which a busy core holds up.
+        self._torch_threads = per_pool[0]
         self.max_pixels = max_pixels
         #: Whether hand landmarks are found (each result's `hands`, and the input of a model that reads them).
         self.hands = hands
@@ -329,6 +332,12 @@ class Segmenter:
         eager = finder is not None and (hand_inputs > 0 or self.verify)
 
         def flush() -> Iterator[tuple[int, Segmentation]]:
+            with torch_threads_set(self._torch_threads):  # not across the yields: the caller's code runs there
+                segmented = list(segment_pending())
+            pending.clear()
+            yield from segmented
+
+        def segment_pending() -> Iterator[tuple[int, Segmentation]]:
             runner = self.runner
             tensors = [prepared.tensor for _, _, prepared in pending]
             logits = runner(tensors[0][None] if len(tensors) == 1 else torch.stack(tensors))  # one: no copy
@@ -353,16 +362,16 @@ class Segmenter:
                         mask, probability, self.name, runner.backend, image, hands, source=path, _labels=labels
                     ),
                 )
-            pending.clear()
 
         for index, source in enumerate(images):
             try:
                 if isinstance(source, io.IOBase):  # read once: the full image may be decoded again later
                     source = read_file_object(source)
-                prepared = prepare(
-                    source, find_hands=partial(finder, index=index) if eager else None, hand_inputs=hand_inputs,
-                    scale=self.scale, max_side=self.max_side, max_pixels=self.max_pixels,
-                )  # fmt: skip
+                with torch_threads_set(self._torch_threads):
+                    prepared = prepare(
+                        source, find_hands=partial(finder, index=index) if eager else None, hand_inputs=hand_inputs,
+                        scale=self.scale, max_side=self.max_side, max_pixels=self.max_pixels,
+                    )  # fmt: skip
             except ImageLoadError as exc:
                 if pending:  # the images before it first, so results stay in input order
                     yield from flush()

@@ -14,6 +14,7 @@ from PIL import Image
 
 import handseg
 import handseg.backends
+import handseg.segmenter
 from handseg import load_mask
 from tests.conftest import INT8_MODEL, run_cli, write_clip
 
@@ -94,16 +95,27 @@ def test_bf16_on_a_cpu_without_bf16_falls_back_and_says_so(gtea_frame, tmp_path,
 
 
 @pytest.mark.parametrize("backend", ["torch", "int8"])
-def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, gtea_frame, tmp_path):
+def test_the_threads_asked_for_are_the_threads_it_runs_with(backend, gtea_frame, tmp_path, monkeypatch):
     """torch's thread count is one per process, and anything may change it between two batches: a
-    Segmenter sets its own before each batch. The CLI, the app and the Ray job say what they run with."""
+    Segmenter runs its own torch work (the network on the torch backends, the mask back to full size on
+    every backend) at its own count, and leaves the caller's count as it was. The CLI, the app and the Ray
+    job say what they run with."""
+    seen = []
+    to_full_size = handseg.segmenter.to_full_size
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return to_full_size(*args, **kwargs)
+
+    monkeypatch.setattr(handseg.segmenter, "to_full_size", recording)
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
             segmenter = handseg.Segmenter(INT8_MODEL, backend=backend, threads=threads)
             torch.set_num_threads(3)  # someone else's setting, between two batches
             segmenter(gtea_frame)
-            assert torch.get_num_threads() == (threads if backend == "torch" else 3)  # onnxruntime has its own
+            assert seen[-1] == threads and torch.get_num_threads() == 3
+            assert segmenter.runner_threads() == threads  # torch's, or the onnxruntime session's
     finally:
         torch.set_num_threads(before)
     flags = ("--model", INT8_MODEL, "--backend", backend, "--threads", "2")

@@ -215,8 +215,9 @@ def test_cpu_threads_default_per_thread_pool_and_can_be_chosen(monkeypatch, tiny
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        handseg.Segmenter(tiny_model_dir, device="cpu", backend="torch", threads=1)(sample_photos[0])
-        assert torch.get_num_threads() == 1
+        segmenter = handseg.Segmenter(tiny_model_dir, device="cpu", backend="torch", threads=1)
+        segmenter(sample_photos[0])
+        assert segmenter.runner_threads() == 1 and torch.get_num_threads() == 2  # the caller's count kept
         with pytest.raises(ValueError, match="at least 1"):
             handseg.Segmenter(tiny_model_dir, device="cpu", threads=0)
     finally:

@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from handseg.hands.handedness import wearer_side
-from handseg.hands.labels import REACH, GridLabels, label_hands, skeleton_distance
+from handseg.hands.labels import GRID, REACH, GridLabels, label_hands, skeleton_distance
 from handseg.hands.regions import distinct, normalized_angle, region_from_landmarks
 from handseg.hands.topology import Hand, hand_size
 from handseg.hands.warp import crop
@@ -145,7 +145,7 @@ def confirmed_labels(mask: np.ndarray, kept: np.ndarray, hands: list[Hand]) -> t
     mask = mask & resize_mask(_grown_by_a_pixel(kept), mask.shape)
     if not hands:
         return hands, np.zeros(mask.shape, np.uint8)
-    grid = GridLabels(mask, [hand.landmarks for hand in hands], reach=math.inf, cut_at_wrist=True, unexplained=False)
+    grid = GridLabels(mask, [hand.landmarks for hand in hands], math.inf, True, False, GRID)
     labels = grid.full()
     # Which hands hold a pixel, from the grid: every labelled cell holds some of the mask.
     holding = np.isin(np.arange(1, len(hands) + 1), grid.cells())

@@ -15,6 +15,8 @@ REACH = 1.5
 #: (`train/labels.py`) and calls what lies beyond forearm; a nearer cut also cut hands whose landmarks
 #: were read askew.
 FOREARM_BEHIND_WRIST = 0.6
+#: Cells a side of the grid hands' labels are worked out on (`label_hands`).
+GRID = 160
 
 
 def label_hands(
@@ -24,7 +26,7 @@ def label_hands(
     reach: float = REACH,
     cut_at_wrist: bool = False,
     unexplained: bool = True,
-    grid: int = 160,
+    grid: int = GRID,
 ) -> np.ndarray:
     """uint8 (H, W): 0 where `mask` is False; else 1..N, the hand (landmarks in `mask`'s pixels) whose
     skeleton is nearest in hand sizes, or N + 1 where no hand's skeleton is within `reach` hand sizes
@@ -34,7 +36,7 @@ def label_hands(
     then read at full size."""
     if not hands:
         return mask.astype(np.uint8)
-    return GridLabels(mask, hands, reach=reach, cut_at_wrist=cut_at_wrist, unexplained=unexplained, grid=grid).full()
+    return GridLabels(mask, hands, reach, cut_at_wrist, unexplained, grid).full()
 
 
 class GridLabels:
@@ -42,14 +44,7 @@ class GridLabels:
     present), then those labels read at full size (`full`)."""
 
     def __init__(
-        self,
-        mask: np.ndarray,
-        hands: list[np.ndarray],
-        *,
-        reach: float = REACH,
-        cut_at_wrist: bool = False,
-        unexplained: bool = True,
-        grid: int = 160,
+        self, mask: np.ndarray, hands: list[np.ndarray], reach: float, cut_at_wrist: bool, unexplained: bool, grid: int
     ) -> None:
         height, width = mask.shape
         step = max(1.0, max(height, width) / grid)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.8.2"
+__version__ = "0.8.3"
 
 #: Public name -> the module that defines it.
 _NAMES = {

@@ -103,9 +103,10 @@ TORCH_POOL, ONNXRUNTIME_POOL = "torch", "onnxruntime"
 
 
 def default_threads(concurrent: int = 1, pool: str = TORCH_POOL) -> int:
-    """CPU threads for one segmentation when `concurrent` run at once, at least 1: for torch, half the
-    usable cores shared among them; for onnxruntime (the int8 default, the hand landmark models), every
-    usable core shared among them.
+    """CPU threads for one segmentation when `concurrent` run at once, at least 1: for torch (the network
+    on the torch backends, and a segmentation's own torch work on every backend), half the usable cores
+    shared among them; for onnxruntime (the int8 default, the hand landmark models), every usable core
+    shared among them.
 
     Why not all cores for torch (its own default): when another process keeps one core busy, its team of
     threads waits on its slowest member at every layer. On the 2-core development machine with a core

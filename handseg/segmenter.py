@@ -18,6 +18,7 @@ import copy
 import io
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -63,6 +64,9 @@ from handseg.results import Segmentation
 #: What may go wrong with one input of a run without stopping the others: it cannot be read, or what
 #: is done with its result fails (a file that cannot be written, CRF without pydensecrf2).
 InputError = ImageLoadError | OSError | CRFUnavailableError
+#: One input as loaded for the network: its index, the input (a file object read into bytes), and the input
+#: prepared (`handseg.processing.prepare`) or why it could not be.
+Loaded = tuple[int, ImageInput, Prepared | ImageLoadError]
 
 
 class SegmenterOptions(TypedDict, total=False):
@@ -171,6 +175,9 @@ class Segmenter:
         #: Whether a network that reads landmarks reads the photo again when the confirmation found hands the
         #: palm detector missed (on by default; off only to measure what it brings: benchmarks/targets.py).
         self.reread = True
+        #: Whether the next images are loaded (decoded, hands found) on a worker thread while one is segmented
+        #: (on by default; off only to measure what it brings: benchmarks/throughput.py).
+        self.load_ahead = True
         self._request = (backend, compile)
         if is_onnx_file(model):
             self.model, self.name = None, str(model)
@@ -363,19 +370,25 @@ class Segmenter:
                     ),
                 )
 
-        for index, source in enumerate(images):
+        def load(index: int, source: ImageInput) -> tuple[int, ImageInput, Prepared | ImageLoadError]:
             try:
                 if isinstance(source, io.IOBase):  # read once: the full image may be decoded again later
                     source = read_file_object(source)
-                with torch_threads_set(self._torch_threads):
+                with torch_threads_set(self._torch_threads):  # a thread of its own: its own count
                     prepared = prepare(
                         source, find_hands=partial(finder, index=index) if eager else None, hand_inputs=hand_inputs,
                         scale=self.scale, max_side=self.max_side, max_pixels=self.max_pixels,
                     )  # fmt: skip
             except ImageLoadError as exc:
+                return index, source, exc
+            return index, source, prepared
+
+        loaded = prepared_ahead(images, load) if self.load_ahead else (load(*item) for item in enumerate(images))
+        for index, source, prepared in loaded:
+            if isinstance(prepared, ImageLoadError):
                 if pending:  # the images before it first, so results stay in input order
                     yield from flush()
-                yield index, exc
+                yield index, prepared
                 continue
             if pending and (len(pending) >= batch_size or pending[0][2].tensor.shape != prepared.tensor.shape):
                 yield from flush()
@@ -403,6 +416,26 @@ class Segmenter:
         full_hands = hands_at_full_size(replace(prepared, hands=confirmed), None)
         hands, labels = confirmed_labels(probability > threshold, kept, full_hands)
         return probability, hands, labels
+
+
+def prepared_ahead(images: Iterable[ImageInput], load: Callable[[int, ImageInput], Loaded]) -> Iterator[Loaded]:
+    """`load(index, image)` for each of `images` in order, the next ones on a worker thread while the caller
+    segments this one: decoding and finding hands (mostly one core) overlap the network and the mask's way
+    back to full size (about 1.2x the frames a second on 2 cores idle, less with one busy:
+    `python benchmarks/throughput.py`).
+    Loads run one at a time, in order (a video's hands are tracked from frame to frame), at most two ahead
+    of the caller; a single image starts no thread."""
+    items = enumerate(images)
+    first = next(items, None)
+    if first is None:
+        return
+    current = load(*first)
+    with ThreadPoolExecutor(1, thread_name_prefix="handseg-load") as worker:
+        for item in items:
+            upcoming = worker.submit(load, *item)
+            yield current
+            current = upcoming.result()
+        yield current
 
 
 def small_probability(logit: torch.Tensor) -> np.ndarray:

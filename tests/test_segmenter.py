@@ -63,6 +63,24 @@ def test_bad_input_in_a_stream_does_not_stop_the_others(tmp_path, sample_photos,
         handseg.segment_batch(inputs, model)
 
 
+def test_a_stream_is_answered_in_order_reading_at_most_two_images_ahead(sample_photos, model):
+    """iter_segment prepares the next images on a worker thread while it segments one, so a stream (a
+    video's frames, a camera) is read ahead, but by two images at most: a long stream never piles up."""
+    pulled = []
+
+    def stream():
+        for number in range(6):
+            pulled.append(number)
+            yield sample_photos[number % len(sample_photos)]
+
+    answered = 0
+    for index, result in handseg.iter_segment(stream(), model):
+        assert index == answered and isinstance(result, Segmentation)
+        assert len(pulled) <= index + 3
+        answered += 1
+    assert answered == 6
+
+
 def test_working_resolution(sample_photos, model):
     path = sample_photos[0]  # egohands, 1280x720
     full = handseg.segment(path, model, max_side=None)

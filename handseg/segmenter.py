@@ -370,7 +370,7 @@ class Segmenter:
                     ),
                 )
 
-        def load(index: int, source: ImageInput) -> tuple[int, ImageInput, Prepared | ImageLoadError]:
+        def load(index: int, source: ImageInput) -> Loaded:
             try:
                 if isinstance(source, io.IOBase):  # read once: the full image may be decoded again later
                     source = read_file_object(source)

@@ -82,8 +82,8 @@ class Runner(Protocol):
 class TorchRunner:
     """A HandUNet in PyTorch, in float32 or under bf16 autocast, with channels_last input.
 
-    `threads` is applied to torch (a per-process setting) before each batch where it differs, so the
-    count a Segmenter was built with is the count it runs with."""
+    `threads` is the count it was built for; the Segmenter that runs it applies its torch pool's count (the
+    same) around all of its torch work, this network included (`handseg.hardware.torch_threads_set`)."""
 
     def __init__(self, model: nn.Module, *, bf16: bool, threads: int | None, compiled: bool = False) -> None:
         self.model = model
@@ -98,9 +98,6 @@ class TorchRunner:
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        threads = self.threads()
-        if threads is not None and torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
         # channels_last input: oneDNN's convolutions then run without layout conversions, twice as fast
         # on a CPU (`python benchmarks/stages.py`); the module's own weights are left as they are.
         batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
